@@ -1,0 +1,32 @@
+# Two entry points: `make train` (main job) and `make test` (what CI runs). Both are idempotent.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DATA   := data
+
+.PHONY: setup data train test lint clean
+setup: $(STAMP)
+
+# torch/torchvision are pinned to the releases that lie on this machine's disk (no multi-GB download).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+data: $(STAMP)
+	$(BIN)/python scripts/prepare_data.py --data-dir $(DATA)
+
+train: data
+	$(BIN)/aelab-train $(ARGS)
+
+test: data
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

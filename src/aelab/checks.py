@@ -1,0 +1,94 @@
+"""Early, one-line validation of config values, so bad input never reaches torch."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config value outside its allowed range. `str(err)` is the one line shown to the user."""
+
+    def __init__(self, field: str, value: Any, allowed: str) -> None:
+        self.field, self.value, self.allowed = field, value, allowed
+        super().__init__(f"{field}={value!r} is invalid: allowed {allowed}")
+
+    def under(self, prefix: str) -> ConfigError:
+        """The same error with its config group in front of the field (`model.latent_dim`)."""
+        return ConfigError(f"{prefix}.{self.field}", self.value, self.allowed)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_int(field: str, value: Any, low: int, high: int | None = None) -> int:
+    """Require an integer in [low, high] (high=None: no upper bound)."""
+    allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(field, value, allowed)
+    if value < low or (high is not None and value > high):
+        raise ConfigError(field, value, allowed)
+    return value
+
+
+def check_float(
+    field: str, value: Any, low: float, high: float | None = None, *, low_open: bool = False
+) -> float:
+    """Require a finite number in [low, high] ((low, high] when low_open)."""
+    bracket = "(" if low_open else "["
+    allowed = f"a number in {bracket}{low}, {'inf)' if high is None else f'{high}]'}"
+    if not _is_number(value):
+        raise ConfigError(field, value, allowed)
+    too_low = value <= low if low_open else value < low
+    if too_low or (high is not None and value > high):
+        raise ConfigError(field, value, allowed)
+    return float(value)
+
+
+def check_choice(field: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(field, value, "one of " + ", ".join(choices))
+    return value
+
+
+def build(cfg: Any, group: str, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`; a bad value comes out as one ConfigError naming `group.field`."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(cfg, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, ConfigError):
+            raise cause.under(group) from None
+        reason = " ".join(str(err).split())
+        raise ConfigError(
+            group, cfg.get("_target_", cfg), f"a buildable config ({reason})"
+        ) from err
+
+
+@contextlib.contextmanager
+def in_group(group: str) -> Iterator[None]:
+    """Checks made outside a group's own constructor still name `group.field`."""
+    try:
+        yield
+    except ConfigError as err:
+        raise err.under(group) from None
+
+
+@contextlib.contextmanager
+def exit_on_config_error(program: str) -> Iterator[None]:
+    """Turn a ConfigError into one line on stderr and exit status 2 (HYDRA_FULL_ERROR=1: raise)."""
+    try:
+        yield
+    except ConfigError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"{program}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

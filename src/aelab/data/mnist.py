@@ -1,0 +1,169 @@
+"""MNIST as a LightningDataModule that keeps every image in memory and slices whole batches.
+
+The seed's loader converts one PIL image at a time (`ToTensor`) and spends most of its epoch
+there. Here the uint8 images live in one tensor (47 MB for the 60k training set; on the GPU when
+training there), a batch is one fancy-index of that tensor, and the DataLoader only hands out
+index lists, so Lightning's samplers (shuffling, DDP sharding) still apply unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from aelab.checks import ConfigError, check_choice, check_int
+from aelab.data.source import ensure_mnist, read_idx
+
+log = logging.getLogger(__name__)
+
+BINARIZE = ("none", "dynamic", "static")
+BINARIZE_SEED = 2024  # fixed: every run sees the same binarized val/test sets
+N_TRAIN = 60_000
+
+
+class InMemoryImages(Dataset):
+    """Images (uint8, N x 1 x 28 x 28) and labels; `__getitems__` serves a whole batch at once."""
+
+    def __init__(self, images: Tensor, labels: Tensor, dynamic_binarize: bool = False) -> None:
+        self.images, self.labels = images, labels
+        self.dynamic_binarize = dynamic_binarize
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        x, y = self.__getitems__([index])
+        return x[0], y[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
+        idx = torch.as_tensor(indices, device=self.images.device)
+        x = self.images[idx].float().div_(255.0)
+        if self.dynamic_binarize:  # a fresh binarization every time the image is drawn
+            x = torch.bernoulli(x)
+        return x, self.labels[idx]
+
+
+def whole_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """collate_fn: `__getitems__` already returns the batch as tensors."""
+    return batch
+
+
+class MNISTDataModule(pl.LightningDataModule):
+    """MNIST train/val split from the official 60k (fixed seed), the official 10k test set.
+
+    `classes` keeps only those digits in train and val (one-class training); the test set always
+    holds all ten, so anomaly detection can score it. `binarize`: none (grey levels in [0, 1]),
+    dynamic (a new Bernoulli draw per batch while training; val/test binarized once with a fixed
+    seed), static (everything binarized once with a fixed seed).
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 64,
+        eval_batch_size: int = 1000,
+        val_size: int = 5000,
+        binarize: str = "none",
+        classes: Sequence[int] | None = None,
+        num_workers: int = 0,
+        split_seed: int = 0,
+        download: bool = True,
+        on_device: bool = True,
+    ) -> None:
+        super().__init__()
+        self.data_dir = Path(data_dir)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, 1)
+        self.val_size = check_int("val_size", val_size, 1, N_TRAIN - 1)
+        self.binarize = check_choice("binarize", binarize, BINARIZE)
+        self.classes = self._check_classes(classes)
+        self.num_workers = check_int("num_workers", num_workers, 0)
+        self.split_seed = split_seed
+        self.download = download
+        self.on_device = on_device
+        self.splits: dict[str, InMemoryImages] = {}
+
+    @staticmethod
+    def _check_classes(classes: Sequence[int] | None) -> list[int] | None:
+        if classes is None:
+            return None
+        classes = list(classes)
+        if not classes:
+            raise ConfigError("classes", classes, "null (all digits) or a non-empty list of 0-9")
+        for c in classes:
+            check_int("classes", c, 0, 9)
+        return sorted(set(classes))
+
+    def prepare_data(self) -> None:
+        ensure_mnist(self.data_dir, allow_download=self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        raw = ensure_mnist(self.data_dir, allow_download=self.download)
+        images = read_idx(raw / "train-images-idx3-ubyte").unsqueeze(1)
+        labels = read_idx(raw / "train-labels-idx1-ubyte")
+        test_x = read_idx(raw / "t10k-images-idx3-ubyte").unsqueeze(1)
+        test_y = read_idx(raw / "t10k-labels-idx1-ubyte")
+        perm = torch.randperm(N_TRAIN, generator=torch.Generator().manual_seed(self.split_seed))
+        val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
+        parts = {
+            "train": (images[train_idx], labels[train_idx]),
+            "val": (images[val_idx], labels[val_idx]),
+            "test": (test_x, test_y),
+        }
+        device = self._device()
+        for i, (name, (x, y)) in enumerate(parts.items()):
+            if self.classes is not None and name != "test":
+                keep = torch.isin(y, torch.tensor(self.classes))
+                x, y = x[keep], y[keep]
+            dynamic = name == "train" and self.binarize == "dynamic"
+            if self.binarize != "none" and not dynamic:
+                x = self._binarize_once(x, seed=BINARIZE_SEED + i)
+            self.splits[name] = InMemoryImages(x.to(device), y.to(device), dynamic)
+        if len(self.splits["train"]) == 0:
+            raise ConfigError("classes", self.classes, "digits present in the training split")
+        log.info("MNIST splits: %s", {k: len(v) for k, v in self.splits.items()})
+
+    @staticmethod
+    def _binarize_once(images: Tensor, seed: int) -> Tensor:
+        g = torch.Generator().manual_seed(seed)
+        probs = images.float().div_(255.0)
+        return torch.bernoulli(probs, generator=g).mul_(255).to(torch.uint8)
+
+    def _device(self) -> torch.device:
+        """The trainer's device when it is a GPU and workers are off: no host copy per step."""
+        trainer = self.trainer
+        if self.on_device and self.num_workers == 0 and trainer is not None:
+            device = trainer.strategy.root_device
+            if device.type != "cpu":
+                return device
+        return torch.device("cpu")
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if not self.splits:
+            self.setup()
+        dataset = self.splits[split]
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=whole_batch,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

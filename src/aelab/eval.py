@@ -1,0 +1,62 @@
+"""aelab-eval: re-score a checkpoint on the test set, from the config stored inside it.
+
+aelab-eval ckpt_path=outputs/runs/.../checkpoints/last.ckpt [data.binarize=static]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from aelab import CONFIG_DIR
+from aelab.callbacks import ImageGrids
+from aelab.checks import build, exit_on_config_error
+from aelab.runs import load_checkpoint, run_info, write_json_atomic
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    ckpt = load_checkpoint(cfg.ckpt_path)
+    stored = OmegaConf.create(ckpt["aelab"]["config"])
+    data_overrides = {k: v for k, v in cfg.data.items() if v is not None}
+    data_cfg = OmegaConf.merge(stored.data, data_overrides)
+    pl.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+
+    datamodule = build(data_cfg, "data")
+    model = get_class(ckpt["aelab"]["model_class"])(**ckpt["hyper_parameters"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.run_config = OmegaConf.to_container(stored)
+    trainer = pl.Trainer(
+        default_root_dir=str(output_dir),
+        logger=TensorBoardLogger(str(output_dir), name="tb", version="", default_hp_metric=False),
+        callbacks=[ImageGrids()],
+        enable_model_summary=False,
+        **cfg.trainer,
+    )
+    write_json_atomic(output_dir / "run.json", run_info())
+    metrics = {k: float(v) for k, v in trainer.test(model, datamodule=datamodule)[0].items()}
+    write_json_atomic(
+        output_dir / "metrics.json",
+        {"status": "completed", "ckpt_path": str(cfg.ckpt_path), **metrics},
+    )
+    print(
+        f"run directory:  {output_dir}\ntest metrics:   "
+        f"{ {k: round(v, 5) for k, v in metrics.items()} }",
+        flush=True,
+    )
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+def main(cfg: DictConfig) -> None:
+    with exit_on_config_error("aelab-eval"):
+        evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+"""LightningModules, one per autoencoder type, all behind one interface (encode, decode, loss,
+reconstruct; the VAE adds sample).
+
+A denoising autoencoder is an `Autoencoder` trained with noise.
+"""
+
+from aelab.models.ae import Autoencoder
+from aelab.models.base import AutoencoderModule
+from aelab.models.vae import VAE
+
+__all__ = ["VAE", "Autoencoder", "AutoencoderModule"]

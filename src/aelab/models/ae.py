@@ -1,0 +1,20 @@
+"""The deterministic autoencoder. Trained on corrupted inputs it is the denoising autoencoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from aelab.models.base import AutoencoderModule
+from aelab.models.likelihood import recon_nll
+
+
+class Autoencoder(AutoencoderModule):
+    """L = -log p(x | dec(enc(x~))), per image; x~ = x without noise, a corruption of x with it."""
+
+    def loss(
+        self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[dict[str, Tensor], Tensor]:
+        logits = self.decode(self.encode(x_in))
+        recon = recon_nll(self.recon_loss, logits, target).mean()
+        return {"loss": recon, "recon": recon}, logits

@@ -1,0 +1,172 @@
+"""What every autoencoder shares: corrupt -> encode -> decode -> loss, epoch means, checkpoints.
+
+Subclasses say the maths (`encode`, `loss`); this class does the bookkeeping around it. Hyper-
+parameters are stored as plain containers so checkpoints load with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+from torchmetrics.functional.image import peak_signal_noise_ratio
+
+import aelab
+from aelab.checks import check_choice, check_float, check_int
+from aelab.metrics import RunningMeans
+from aelab.models.likelihood import RECON_LOSSES, per_image_bce
+from aelab.noise import Noise
+
+EVAL_NOISE_SEED = 1234  # the corrupted val/test inputs are the same in every run and re-evaluation
+CHECKPOINT_KEY = "aelab"
+
+DEFAULT_NET = {"_target_": "aelab.nets.MLPNet", "hidden": [128, 64]}
+DEFAULT_NOISE = {"_target_": "aelab.noise.Noise"}
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
+
+
+def plain(cfg: Mapping[str, Any] | None, default: dict[str, Any]) -> dict[str, Any]:
+    """A DictConfig or mapping as a plain dict (what a weights-only checkpoint can hold)."""
+    if cfg is None:
+        return dict(default)
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return dict(cfg)
+
+
+class AutoencoderModule(pl.LightningModule):
+    """Base of all models: `encode`/`decode`/`loss`/`reconstruct`, plus training bookkeeping."""
+
+    code_factor = (
+        1  # encoder outputs code_factor * latent_dim numbers (the VAE needs mu and logvar)
+    )
+
+    def __init__(
+        self,
+        latent_dim: int = 12,
+        recon_loss: str = "mse",
+        net: Mapping[str, Any] | None = None,
+        noise: Mapping[str, Any] | None = None,
+        optimizer: Mapping[str, Any] | None = None,
+        image_shape: Sequence[int] = (1, 28, 28),
+        **extra: Any,
+    ) -> None:
+        super().__init__()
+        net, noise = plain(net, DEFAULT_NET), plain(noise, DEFAULT_NOISE)
+        optimizer = plain(optimizer, DEFAULT_OPTIMIZER)
+        self.latent_dim = check_int("latent_dim", latent_dim, 1)
+        self.recon_loss = check_choice("recon_loss", recon_loss, RECON_LOSSES)
+        lr = optimizer.get("lr")
+        if lr is not None:
+            check_float("lr", lr, 0.0, low_open=True)
+        self.image_shape = tuple(check_int("image_shape", s, 1) for s in image_shape)
+        self.save_hyperparameters(
+            dict(
+                latent_dim=latent_dim,
+                recon_loss=recon_loss,
+                net=net,
+                noise=noise,
+                optimizer=optimizer,
+                image_shape=list(self.image_shape),
+                **extra,
+            ),
+            logger=False,
+        )
+        nets = instantiate(net)
+        self.encoder = nets.encoder(self.image_shape, self.code_factor * self.latent_dim)
+        self.decoder = nets.decoder(self.latent_dim, self.image_shape)
+        self.noise: Noise = instantiate(noise)
+        self.train_means, self.val_means, self.test_means = (RunningMeans() for _ in range(3))
+        self.run_config: dict[str, Any] | None = (
+            None  # the composed run config, kept in checkpoints
+        )
+
+    # --- the interface every model offers ---------------------------------------------------
+    def encode(self, x: Tensor) -> Tensor:
+        """The latent code used as the representation (for the VAE: the posterior mean)."""
+        return self.encoder(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Pixel logits."""
+        return self.decoder(z)
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Deterministic reconstruction, as pixel intensities in [0, 1]."""
+        return self.decode(self.encode(x)).sigmoid()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.reconstruct(x)
+
+    def loss(
+        self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[dict[str, Tensor], Tensor]:
+        """Loss parts averaged over the batch (per image, nats) and the reconstruction logits."""
+        raise NotImplementedError
+
+    # --- Lightning hooks ------------------------------------------------------------------------
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, _ = batch
+        parts, _ = self.loss(self.noise(x), x)
+        self.train_means.update(parts, weight=x.shape[0])
+        return parts["loss"]
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "test")
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str) -> None:
+        x, _ = batch
+        generator = torch.Generator(device=x.device).manual_seed(EVAL_NOISE_SEED + batch_idx)
+        x_in = self.noise(x, generator)
+        parts, logits = self.loss(x_in, x, generator)
+        logits = self.eval_logits(x_in, logits)
+        recon = logits.sigmoid()
+        values = dict(parts)
+        values["recon_mse"] = (recon - x).square().flatten(1).mean(1).mean()
+        values["recon_bce"] = per_image_bce(logits, x).mean()
+        psnr = peak_signal_noise_ratio(recon, x, data_range=1.0, reduction="none", dim=(1, 2, 3))
+        values["psnr" if self.noise.is_identity else "psnr_denoised"] = psnr.mean()
+        if not self.noise.is_identity:
+            noisy = peak_signal_noise_ratio(
+                x_in, x, data_range=1.0, reduction="none", dim=(1, 2, 3)
+            )
+            values["psnr_noisy_input"] = noisy.mean()
+        self._means(stage).update(values, weight=x.shape[0])
+
+    def eval_logits(self, x_in: Tensor, loss_logits: Tensor) -> Tensor:
+        """The reconstruction scored at evaluation; the VAE decodes its posterior mean instead."""
+        return loss_logits
+
+    def on_train_epoch_end(self) -> None:
+        self._log_means("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_means("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_means("test")
+
+    def _means(self, stage: str) -> RunningMeans:
+        return getattr(self, f"{stage}_means")
+
+    def _log_means(self, stage: str) -> None:
+        values = self._means(stage).compute_and_reset()
+        # torchmetrics already reduced across processes; Lightning only has to record them.
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, sync_dist=False)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return instantiate(self.hparams["optimizer"], params=self.parameters())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {
+            "version": aelab.__version__,
+            "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "config": self.run_config,
+        }

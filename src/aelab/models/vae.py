@@ -1,0 +1,68 @@
+"""The variational autoencoder with a beta weight on the KL term (beta-VAE; beta=1 is the VAE)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from aelab.checks import check_float
+from aelab.models.base import AutoencoderModule
+from aelab.models.likelihood import recon_nll
+
+
+def kl_to_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per latent dimension, in nats: shape like mu."""
+    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar)
+
+
+class VAE(AutoencoderModule):
+    """L = E_q[-log p(x | z)] + beta * KL(q(z | x~) || N(0, I)), per image.
+
+    The encoder outputs mu and log sigma^2 (one head of 2 * latent_dim, split in two); the KL is
+    analytic and z is drawn by reparameterisation so the gradient flows through the sample.
+    """
+
+    code_factor = 2
+
+    def __init__(
+        self, latent_dim: int = 20, beta: float = 1.0, recon_loss: str = "bce", **kwargs: Any
+    ) -> None:
+        beta = check_float("beta", beta, 0.0)
+        super().__init__(latent_dim=latent_dim, recon_loss=recon_loss, beta=beta, **kwargs)
+        self.beta = beta
+
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """mu and log sigma^2 of q(z | x)."""
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.posterior(x)[0]
+
+    @staticmethod
+    def reparameterize(
+        mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + eps * (0.5 * logvar).exp()
+
+    def loss(
+        self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[dict[str, Tensor], Tensor]:
+        mu, logvar = self.posterior(x_in)
+        logits = self.decode(self.reparameterize(mu, logvar, generator))
+        recon = recon_nll(self.recon_loss, logits, target).mean()
+        kl = kl_to_standard_normal(mu, logvar).sum(1).mean()
+        parts = {"loss": recon + self.beta * kl, "recon": recon, "kl": kl, "neg_elbo": recon + kl}
+        return parts, logits
+
+    def eval_logits(self, x_in: Tensor, loss_logits: Tensor) -> Tensor:
+        return self.decode(self.encode(x_in))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n images decoded from the prior N(0, I), as pixel intensities."""
+        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+        return self.decode(z).sigmoid()

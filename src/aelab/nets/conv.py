@@ -1,0 +1,60 @@
+"""Convolutional encoder/decoder: stride-2 convolutions down, transposed convolutions up."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from torch import nn
+
+from aelab.checks import ConfigError, check_int
+
+
+class ConvNet:
+    """`channels` per stride-2 stage (28x28 -> 14x14 -> 7x7 for two stages), then a linear layer.
+
+    The image side must be divisible by 2**len(channels) so the decoder lands on the same size.
+    """
+
+    def __init__(self, channels: Sequence[int] = (32, 64), kernel_size: int = 4) -> None:
+        if len(channels) == 0:
+            raise ConfigError("channels", list(channels), "a non-empty list of positive counts")
+        self.channels = [check_int("channels", c, 1) for c in channels]
+        self.kernel_size = check_int("kernel_size", kernel_size, 2)
+
+    def _bottom(self, image_shape: Sequence[int]) -> tuple[int, int, int]:
+        _, h, w = image_shape
+        factor = 2 ** len(self.channels)
+        if h % factor or w % factor:
+            raise ConfigError(
+                "channels", self.channels, f"at most as many stages as halve {h}x{w} evenly"
+            )
+        return self.channels[-1], h // factor, w // factor
+
+    def _conv(self, c_in: int, c_out: int, transpose: bool) -> nn.Module:
+        # kernel k, stride 2, padding (k-2)/2 rounded: exactly halves (or doubles) even sizes.
+        k = self.kernel_size
+        pad, out_pad = (k - 1) // 2, k % 2
+        if transpose:
+            return nn.ConvTranspose2d(c_in, c_out, k, stride=2, padding=pad, output_padding=out_pad)
+        return nn.Conv2d(c_in, c_out, k, stride=2, padding=pad)
+
+    def encoder(self, image_shape: Sequence[int], out_features: int) -> nn.Module:
+        layers: list[nn.Module] = []
+        c_in = image_shape[0]
+        for c_out in self.channels:
+            layers += [self._conv(c_in, c_out, transpose=False), nn.ReLU()]
+            c_in = c_out
+        bottom = self._bottom(image_shape)
+        return nn.Sequential(*layers, nn.Flatten(), nn.Linear(math.prod(bottom), out_features))
+
+    def decoder(self, latent_dim: int, image_shape: Sequence[int]) -> nn.Module:
+        bottom = self._bottom(image_shape)
+        layers: list[nn.Module] = [nn.Linear(latent_dim, math.prod(bottom)), nn.ReLU()]
+        layers.append(nn.Unflatten(1, bottom))
+        widths = [*reversed(self.channels), image_shape[0]]
+        for i, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            layers.append(self._conv(c_in, c_out, transpose=True))
+            if i < len(widths) - 2:
+                layers.append(nn.ReLU())
+        return nn.Sequential(*layers)
