@@ -1,8 +1,10 @@
-"""Lightning callbacks that are aelab's own: image grids for TensorBoard and the run folder."""
+"""Lightning callbacks that are aelab's own: image grids for TensorBoard and the run folder, and
+the epoch means a resumed run must carry on."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -65,3 +67,37 @@ class ImageGrids(pl.Callback):
         folder.mkdir(parents=True, exist_ok=True)
         for name, grid in self.grids(pl_module, x).items():
             save_image(grid, folder / f"test_{name}.png")
+
+
+class ResumableEpochMeans(pl.Callback):
+    """A run resumed mid-epoch logs the same `train/*` epoch means as one that never stopped.
+
+    The model sums the training figures over an epoch and logs their means at its end; the sums
+    so far go into each checkpoint and come back before the resumed run's first step.
+    """
+
+    KEY = "aelab_train_means"
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, Any] | None = None
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        means = getattr(pl_module, "train_means", None)
+        if means is not None:
+            sums = {k: v.cpu() for k, v in means.sums.items()}
+            checkpoint[self.KEY] = {"sums": sums, "weights": dict(means.weights)}
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._loaded = checkpoint.get(self.KEY)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # here, not on loading: the model is on its device only now
+        if self._loaded is not None and hasattr(pl_module, "train_means"):
+            sums = {k: v.to(pl_module.device) for k, v in self._loaded["sums"].items()}
+            pl_module.train_means.sums = sums
+            pl_module.train_means.weights = dict(self._loaded["weights"])
+        self._loaded = None

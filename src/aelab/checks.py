@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import sys
 from collections.abc import Iterator
 from typing import Any
+
+from aelab.data.source import DataSourceError
 
 
 class ConfigError(ValueError):
@@ -82,13 +85,30 @@ def in_group(group: str) -> Iterator[None]:
         raise err.under(group) from None
 
 
+# an output that cannot be written: a full disk or quota, a read-only or forbidden folder
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
 @contextlib.contextmanager
 def exit_on_config_error(program: str) -> Iterator[None]:
-    """Turn a ConfigError into one line on stderr and exit status 2 (HYDRA_FULL_ERROR=1: raise)."""
+    """Bad input as one line on stderr (HYDRA_FULL_ERROR=1: the traceback instead).
+
+    Exit status 2 for a bad config value or MNIST that cannot be prepared in `data.data_dir` (the
+    data source names the folder and why), 1 for an output that cannot be written (a full or
+    read-only disk); other errors keep their traceback.
+    """
     try:
         yield
-    except ConfigError as err:
+    except (ConfigError, DataSourceError, OSError) as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"{program}: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        if isinstance(err, ConfigError):
+            message, status = str(err), 2
+        elif isinstance(err, DataSourceError):
+            message, status = f"data.data_dir: {err}", 2
+        elif err.errno in WRITE_ERRNOS:
+            message, status = f"cannot write {err.filename or 'the run folder'}: {err.strerror}", 1
+        else:
+            raise
+        print(f"{program}: error: {message}", file=sys.stderr)
+        raise SystemExit(status) from None

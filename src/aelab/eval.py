@@ -1,6 +1,7 @@
 """aelab-eval: re-score a checkpoint on the test set, from the config stored inside it.
 
 aelab-eval ckpt_path=outputs/runs/.../checkpoints/last.ckpt [data.binarize=static]
+aelab-eval ckpt_path=... eval.iw_samples=5000 eval.iw_images=null   # Burda et al.'s protocol
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trainer = pl.Trainer(
         default_root_dir=str(output_dir),
         logger=TensorBoardLogger(str(output_dir), name="tb", version="", default_hp_metric=False),
-        callbacks=[ImageGrids()],
+        callbacks=[ImageGrids(), build(cfg.eval, "eval")],
         enable_model_summary=False,
         **cfg.trainer,
     )

@@ -1,23 +1,44 @@
 """aelab-train: compose a run with Hydra, train it with Lightning, test it, write metrics.json.
 
-    aelab-train model=vae model.latent_dim=8 model.beta=4 noise=gaussian noise.std=0.3
-    aelab-train -m model=ae,vae model.latent_dim=2,16        # a sweep, one folder per job
+aelab-train model=vae model.latent_dim=8 model.beta=4 noise=gaussian noise.std=0.3
+aelab-train -m model=ae,vae model.latent_dim=2,16        # a sweep, one folder per job
+aelab-train model=vae ... resume=true                     # continue the stopped run
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import math
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
+from torch.utils.tensorboard.summary import hparams
 
 from aelab import CONFIG_DIR
 from aelab.checks import ConfigError, build, check_float, check_int, exit_on_config_error, in_group
-from aelab.runs import hparams_row, load_checkpoint, run_info, write_json_atomic
+from aelab.faults import NonFiniteLossError, RunInterrupted, last_checkpoint_path
+from aelab.runs import (
+    LAST_CHECKPOINT,
+    hparams_row,
+    load_checkpoint,
+    run_folder_lock,
+    run_info,
+    run_overrides,
+    stored_overrides,
+    write_json_atomic,
+)
 
 log = logging.getLogger("aelab.train")
 
@@ -51,19 +72,49 @@ def build_trainer(cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
     return build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, **kwargs)
 
 
+def checkpoint_to_resume(cfg: DictConfig) -> Path | None:
+    """`resume`: the run folder's last.ckpt (Hydra already chose that folder), or `ckpt_path`."""
+    resume = cfg.get("resume")
+    if resume is None or resume is False:
+        return Path(cfg.ckpt_path) if cfg.ckpt_path else None
+    if cfg.ckpt_path:
+        raise ConfigError(
+            "ckpt_path", cfg.ckpt_path, f"null with resume (it uses {LAST_CHECKPOINT})"
+        )
+    last = Path(cfg.paths.output_dir) / LAST_CHECKPOINT
+    if last.is_file():
+        return last
+    runs = Path(cfg.paths.log_dir) / "runs"
+    if resume is True:
+        raise ConfigError(
+            "resume",
+            True,
+            f"a run under {runs} started with these overrides, holding {LAST_CHECKPOINT} (none)",
+        )
+    stored = stored_overrides(str(resume))
+    if stored is None:
+        why = "not a run folder"
+    elif not (Path(str(resume)) / LAST_CHECKPOINT).is_file():
+        why = f"it holds no {LAST_CHECKPOINT}"
+    else:
+        why = f"it was started with: {' '.join(stored) or 'no overrides'}"
+    raise ConfigError(
+        "resume", str(resume), f"true or a run folder started with these overrides ({why})"
+    )
+
+
 def resume_path(cfg: DictConfig, model: pl.LightningModule) -> str | None:
-    """The checkpoint to resume from, after checking it belongs to this kind of model."""
-    if not cfg.ckpt_path:
+    """The checkpoint to continue from, after checking it belongs to this kind of model."""
+    path = checkpoint_to_resume(cfg)
+    if path is None:
         return None
-    path = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    path = path if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
     stored = load_checkpoint(path)
     wanted = f"{type(model).__module__}.{type(model).__qualname__}"
     found = stored["aelab"]["model_class"]
     stored_latent = stored["hyper_parameters"].get("latent_dim")
     if found != wanted or stored_latent != model.latent_dim:
         raise ConfigError(
-            "ckpt_path",
+            "resume" if cfg.get("resume") else "ckpt_path",
             str(path),
             f"a checkpoint of {wanted} with latent_dim="
             f"{model.latent_dim} (it holds {found} with latent_dim={stored_latent})",
@@ -71,9 +122,49 @@ def resume_path(cfg: DictConfig, model: pl.LightningModule) -> str | None:
     return str(path)
 
 
+def record_run(output_dir: Path, resumed: bool) -> None:
+    """`run.json`: how to reproduce the run; a resumed run adds its own entry under `resumed`."""
+    path, info = output_dir / "run.json", run_info()
+    if resumed and path.is_file():
+        first = json.loads(path.read_text())
+        first.setdefault("resumed", []).append(info)
+        info = first
+    write_json_atomic(path, info)
+
+
+def best_checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
+    """The checkpoint callback that keeps the best model by a monitored value (val/loss)."""
+    return next((cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)), None)
+
+
+def fit_and_test(
+    cfg: DictConfig,
+    trainer: pl.Trainer,
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    ckpt_path: str | None,
+) -> dict[str, float]:
+    """Fit, then test the best checkpoint: the last `val/*` figures and the `test/*` ones."""
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    # the last validation figures; testing replaces callback_metrics
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    if cfg.test:
+        best = best_checkpoint(trainer)
+        best_path = best.best_model_path if best is not None else ""
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
+        metrics.update({k: float(v) for k, v in results[0].items()})
+    return metrics
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, test the best checkpoint, and write `metrics.json` and the HParams row."""
+    """Fit, test the best checkpoint, and write `metrics.json` and the HParams row.
+
+    `metrics.json` also records a run that failed (NaN loss) or was stopped (Ctrl-C).
+    """
     check_trainer(cfg.trainer)
+    if cfg.get("threads") is not None:  # jobs of a parallel sweep share the cores
+        torch.set_num_threads(check_int("threads", cfg.threads, 1))
+    log.info("torch threads: %d", torch.get_num_threads())
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule = build(cfg.data, "data")
@@ -81,27 +172,65 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     trainer = build_trainer(cfg)
     ckpt_path = resume_path(cfg, model)
-    write_json_atomic(output_dir / "run.json", run_info())
-
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    # the last validation figures; testing replaces callback_metrics
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    if cfg.test:
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
-        metrics.update({k: float(v) for k, v in results[0].items()})
+    # DDP's other processes share the folder and write nothing in it
+    writer = trainer.is_global_zero
+    with run_folder_lock(output_dir) if writer else contextlib.nullcontext():
+        if writer:
+            record_run(output_dir, resumed=bool(cfg.get("resume")))
+        try:
+            metrics = fit_and_test(cfg, trainer, model, datamodule, ckpt_path)
+        except NonFiniteLossError as err:
+            raise _failed(output_dir, trainer, err) from None
+        except (KeyboardInterrupt, SystemExit) as err:
+            # Lightning ends a Ctrl-C with a plain sys.exit(1) after its graceful shutdown; its
+            # subclasses (SIGTERM, SLURM's requeue) are not ours
+            if isinstance(err, SystemExit) and (
+                type(err) is not SystemExit or not trainer.interrupted
+            ):
+                raise
+            raise _interrupted(output_dir, trainer) from None
+    if not writer:
+        return metrics
     write_json_atomic(output_dir / "metrics.json", {"status": "completed", **metrics})
-    for logger in trainer.loggers:  # TensorBoard's HParams tab pairs the row with the metrics
+    for logger in trainer.loggers:
+        logger.log_hyperparams(hparams_row(model.run_config))
         if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(hparams_row(model.run_config), metrics=metrics)
-        else:
-            logger.log_hyperparams(hparams_row(model.run_config))
+            # only the session's hparams: TensorBoard reads the metric columns from the logged
+            # scalars and builds one HParams table over all runs of a sweep (a per-run experiment
+            # summary would hide the columns that the first run it finds lacks)
+            _, start, end = hparams(hparams_row(model.run_config), {})
+            for summary in (start, end):
+                logger.experiment._get_file_writer().add_summary(summary)
+        logger.finalize("success")  # flush and close the event file
     _say_where(output_dir, trainer, metrics)
     return metrics
 
 
+def _failed(output_dir: Path, trainer: pl.Trainer, err: NonFiniteLossError) -> NonFiniteLossError:
+    last = last_checkpoint_path(trainer)
+    kept = f"last good checkpoint: {last}" if last.is_file() else "no checkpoint was written"
+    message = f"{err}; {kept}"
+    if trainer.is_global_zero:
+        failed = {"status": "failed", "error": message, "step": trainer.global_step}
+        write_json_atomic(output_dir / "metrics.json", failed)
+    return NonFiniteLossError(message)
+
+
+def _interrupted(output_dir: Path, trainer: pl.Trainer) -> RunInterrupted:
+    last = last_checkpoint_path(trainer)
+    command = shlex.join(["aelab-train", *run_overrides(sys.argv[1:]), f"resume={output_dir}"])
+    if trainer.is_global_zero:
+        stopped = {"status": "interrupted", "step": trainer.global_step, "resume": command}
+        write_json_atomic(output_dir / "metrics.json", stopped)
+    if not last.is_file():
+        return RunInterrupted(f"interrupted at step {trainer.global_step}, before any checkpoint")
+    return RunInterrupted(
+        f"interrupted at step {trainer.global_step}; checkpoint: {last}\nto continue: {command}"
+    )
+
+
 def _say_where(output_dir: Path, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
-    ckpt = trainer.checkpoint_callback
+    ckpt = best_checkpoint(trainer)
     lines = [f"run directory:  {output_dir}"]
     if ckpt is not None:
         lines.append(
@@ -116,7 +245,19 @@ def _say_where(output_dir: Path, trainer: pl.Trainer, metrics: dict[str, float])
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     with exit_on_config_error("aelab-train"):
-        metrics = train(cfg)
+        try:
+            metrics = train(cfg)
+        except NonFiniteLossError as err:
+            if HydraConfig.get().mode == RunMode.MULTIRUN:
+                # the sweep goes on; as the objective, a diverged loss is the worst there is
+                # (Optuna's sweeper stops the study on a job's error, and on a NaN value)
+                log.error("%s", err)
+                return math.inf
+            print(f"aelab-train: error: {err}", file=sys.stderr)
+            raise SystemExit(1) from None
+        except RunInterrupted as err:
+            print(f"aelab-train: {err}", file=sys.stderr)
+            raise SystemExit(130) from None
     return metrics.get("val/loss")
 
 

@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from aelab.checks import ConfigError, check_choice, check_int
+from aelab.data.resumable import ResumableLoader
 from aelab.data.source import ensure_mnist, read_idx
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,14 @@ class InMemoryImages(Dataset):
         return x[0], y[0]
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
-        idx = torch.as_tensor(indices, device=self.images.device)
-        x = self.images[idx].float().div_(255.0)
+        idx = torch.as_tensor(indices)
+        if self.images.is_cuda:  # only the indices cross, without waiting for the GPU's queue
+            idx = idx.pin_memory().to(self.images.device, non_blocking=True)
+        # index_select, not images[idx]: advanced indexing costs ~60 us more per batch on a CPU
+        x = self.images.index_select(0, idx).float().div_(255.0)
         if self.dynamic_binarize:  # a fresh binarization every time the image is drawn
             x = torch.bernoulli(x)
-        return x, self.labels[idx]
+        return x, self.labels.index_select(0, idx)
 
 
 def whole_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
@@ -150,10 +154,10 @@ class MNISTDataModule(pl.LightningDataModule):
         if not self.splits:
             self.setup()
         dataset = self.splits[split]
-        return DataLoader(
+        # the shuffled loader is resumable mid-epoch and replays each batch's randomness exactly
+        return (ResumableLoader if shuffle else DataLoader)(
             dataset,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
             num_workers=self.num_workers,
             collate_fn=whole_batch,
             persistent_workers=self.num_workers > 0,

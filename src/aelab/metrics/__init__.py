@@ -1,5 +1,34 @@
-"""Metrics: running means of per-image figures, and (later) estimators and probes."""
+"""Metrics: running means of per-image figures, the likelihood and information estimators, and
+one-class AUROC.
 
-from aelab.metrics.running import RunningMeans
+The probes (scikit-learn), the generation figures (matplotlib) and the test-time suite that runs
+them all (`aelab.metrics.suite.EvaluationSuite`) are imported from their modules, so importing a
+model does not load those libraries.
+"""
 
-__all__ = ["RunningMeans"]
+# RunningMeans first: aelab.models.base imports it from here, and the estimators below import
+# aelab.models.likelihood, which initialises aelab.models (and so base) on a cold start.
+from aelab.metrics.running import RunningMeans  # isort: split
+
+from aelab.metrics.anomaly import DCAE_BASELINE_AUROC, anomaly_scores, one_class_auroc
+from aelab.metrics.likelihood import (
+    active_units,
+    bits_per_dim,
+    iw_log_likelihood,
+    kl_per_dim,
+    mutual_information,
+    neg_elbo_per_image,
+)
+
+__all__ = [
+    "DCAE_BASELINE_AUROC",
+    "RunningMeans",
+    "active_units",
+    "anomaly_scores",
+    "bits_per_dim",
+    "iw_log_likelihood",
+    "kl_per_dim",
+    "mutual_information",
+    "neg_elbo_per_image",
+    "one_class_auroc",
+]

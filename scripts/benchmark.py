@@ -1,0 +1,552 @@
+"""Seconds per epoch: the seed's plain PyTorch loops, an in-memory plain loop, and aelab's training.
+
+    python scripts/benchmark.py                   # AE and VAE, 5 epochs per loop
+    python scripts/benchmark.py --epochs 3 --repeats 3 --threads 1   # a busy machine: see below
+    python scripts/benchmark.py --epochs 10 --models ae
+    python scripts/benchmark.py --quick           # 2 short epochs on a slice: checks that it runs
+    python scripts/benchmark.py --device cuda     # everything on the GPU (data on the device)
+
+Loops, each in its own subprocess (so each peak RSS is that loop's own), on the same MNIST files:
+
+- `seed`: the seed document's loop (sections 4.1 / 4.2) as written: torchvision MNIST with
+  `ToTensor`, `DataLoader(batch_size=64, shuffle=True)`, all 60k training images, default Adam.
+- `in-memory`: the same model, loss and optimizer over uint8 tensors in memory, one
+  `index_select` per batch (the plain loop's limit); `+ fused Adam` is the same with
+  `Adam(fused=True)`, aelab's default, to show what the optimizer alone buys.
+- `aelab`: `aelab.train.train` on the composed default config (`model=ae` / `model=vae`) as
+  `aelab-train` runs it: Lightning Trainer, TensorBoard, checkpoints, image grids, validation.
+
+aelab trains on the 55k images of its training split (5k are kept for validation); the in-memory
+loops use the same 55k. Times are compared per training image: `s/60k` is the epoch scaled to
+the seed's 60k images. `train` is the training part of the epoch; aelab's `+val` adds its
+validation pass, checkpoints and image grids. Test figures are on the official 10k test set after
+the same number of epochs: `MSE` is the per-pixel squared error of the reconstruction (for a VAE,
+of the decoded posterior mean), `-ELBO` the VAE's negative ELBO in nats per image (one z draw).
+
+On a shared machine, `--repeats N` runs all loops N times round-robin (repeat r with seed
+`--seed + r`) and pools their epochs, so a burst of load hits every loop alike; test figures are
+then means over the seeds with half their range. `--threads 1` keeps torch's second thread from
+waiting on a core that another process holds: with 2 threads on 2 busy cores a step of these
+small MLPs took 30x longer, while on an idle machine 2 threads gain only ~20%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+REPO = Path(__file__).resolve().parents[1]
+RESULT = "BENCHMARK-RESULT "
+BATCH_SIZE = 64
+VAL_SIZE, SPLIT_SEED = 5000, 0  # aelab's split (conf/data/mnist.yaml)
+LOOPS = {  # name -> (model, kind); the table keeps this order
+    "seed AE": ("ae", "seed"),
+    "in-memory AE": ("ae", "memory"),
+    "in-memory AE + fused Adam": ("ae", "memory-fused"),
+    "aelab AE": ("ae", "aelab"),
+    "seed VAE": ("vae", "seed"),
+    "in-memory VAE": ("vae", "memory"),
+    "in-memory VAE + fused Adam": ("vae", "memory-fused"),
+    "aelab VAE": ("vae", "aelab"),
+}
+
+
+# --- the seed document's models, verbatim (section 4.1 and 4.2) ---------------------------------
+class Autoencoder(nn.Module):
+    def __init__(self):
+        super(Autoencoder, self).__init__()  # noqa: UP008 - as the seed wrote it
+        self.encoder = nn.Sequential(
+            nn.Linear(28 * 28, 128),
+            nn.ReLU(),
+            nn.Linear(128, 64),
+            nn.ReLU(),
+            nn.Linear(64, 12),
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(12, 64),
+            nn.ReLU(),
+            nn.Linear(64, 128),
+            nn.ReLU(),
+            nn.Linear(128, 28 * 28),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x):
+        encoded = self.encoder(x)
+        decoded = self.decoder(encoded)
+        return decoded
+
+
+class VAE(nn.Module):
+    def __init__(self):
+        super(VAE, self).__init__()  # noqa: UP008 - as the seed wrote it
+        self.encoder = nn.Sequential(
+            nn.Linear(28 * 28, 400),
+            nn.ReLU(),
+            nn.Linear(400, 200),
+            nn.ReLU(),
+            nn.Linear(200, 100),
+        )
+        self.mu = nn.Linear(100, 20)
+        self.logvar = nn.Linear(100, 20)
+        self.decoder = nn.Sequential(
+            nn.Linear(20, 100),
+            nn.ReLU(),
+            nn.Linear(100, 200),
+            nn.ReLU(),
+            nn.Linear(200, 400),
+            nn.ReLU(),
+            nn.Linear(400, 28 * 28),
+            nn.Sigmoid(),
+        )
+
+    def reparameterize(self, mu, logvar):
+        std = torch.exp(0.5 * logvar)
+        eps = torch.randn_like(std)
+        return mu + eps * std
+
+    def forward(self, x):
+        encoded = self.encoder(x)
+        mu = self.mu(encoded)
+        logvar = self.logvar(encoded)
+        z = self.reparameterize(mu, logvar)
+        decoded = self.decoder(z)
+        return decoded, mu, logvar
+
+
+def vae_loss_function(recon_x, x, mu, logvar):
+    """The seed's `loss_function` with its `criterion = nn.BCELoss(reduction='sum')`."""
+    BCE = nn.functional.binary_cross_entropy(recon_x, x, reduction="sum")  # noqa: N806
+    KLD = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())  # noqa: N806
+    return BCE + KLD
+
+
+# --- children: one loop each, printing one RESULT line -------------------------------------------
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and of its largest child (DataLoader workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024  # KiB on Linux
+
+
+def rss_mb() -> float:
+    """Resident memory now (to check that nothing grows from epoch to epoch)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_images(data_dir: Path, limit: int | None) -> Tensor:
+    """The official 10k test images as ToTensor() gives them (uint8 / 255), flattened."""
+    from aelab.data.source import read_idx
+
+    x = read_idx(data_dir / "MNIST" / "raw" / "t10k-images-idx3-ubyte")[:limit]
+    return x.reshape(len(x), -1).float().div_(255.0)
+
+
+@torch.no_grad()
+def score(model: nn.Module, model_name: str, x: Tensor, device: torch.device) -> dict[str, float]:
+    """Test MSE per pixel (VAE: decoding the posterior mean) and the VAE's -ELBO per image."""
+    model.eval()
+    torch.manual_seed(0)
+    sse = nelbo = 0.0
+    for xb in x.split(1000):
+        xb = xb.to(device)
+        if model_name == "ae":
+            recon = model(xb)
+        else:
+            recon_z, mu, logvar = model(xb)
+            nelbo += float(vae_loss_function(recon_z, xb, mu, logvar))
+            recon = model.decoder(mu)
+        sse += float((recon - xb).square().sum())
+    out = {"test_mse": sse / x.numel()}
+    if model_name == "vae":
+        out["test_neg_elbo"] = nelbo / len(x)
+    return out
+
+
+def train_epochs(
+    epochs: int, batches: Callable[[], Iterable[Tensor]], step: Callable[[Tensor], Tensor], device
+) -> list[float]:
+    times = []
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        for img in batches():
+            loss = step(img)
+        sync(device)
+        times.append(time.perf_counter() - start)
+        print(f"Epoch [{epoch + 1}/{epochs}], Loss: {loss.item():.4f}", file=sys.stderr)
+    return times
+
+
+def plain_step(model: nn.Module, model_name: str, fused: bool) -> Callable[[Tensor], Tensor]:
+    """The seed's step: forward, loss, zero_grad, backward, Adam(lr=1e-3)."""
+    criterion = nn.MSELoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, **({"fused": True} if fused else {}))
+
+    def step(img: Tensor) -> Tensor:
+        img = img.view(img.size(0), -1)
+        if model_name == "ae":
+            recon = model(img)
+            loss = criterion(recon, img)
+        else:
+            recon, mu, logvar = model(img)
+            loss = vae_loss_function(recon, img, mu, logvar)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def run_seed(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    from torchvision import datasets, transforms
+
+    transform = transforms.Compose([transforms.ToTensor()])
+    train_dataset = datasets.MNIST(
+        root=str(args.data_dir), train=True, download=False, transform=transform
+    )
+    train_loader = torch.utils.data.DataLoader(train_dataset, batch_size=64, shuffle=True)
+    model = (Autoencoder() if args.model == "ae" else VAE()).to(device)
+    step = plain_step(model, args.model, fused=False)
+    n_batches = min(len(train_loader), args.limit_batches or len(train_loader))
+
+    def batches() -> Iterable[Tensor]:
+        for i, (img, _) in enumerate(train_loader):
+            if i == n_batches:
+                return
+            yield img.to(device)
+
+    times = train_epochs(args.epochs, batches, step, device)
+    images = min(len(train_dataset), n_batches * BATCH_SIZE)
+    return {"times": times, "images": images, **score(model, args.model, args.test_x, device)}
+
+
+def training_split(data_dir: Path) -> Tensor:
+    """aelab's 55k training images (uint8, N x 784): the same split as aelab.data.mnist."""
+    from aelab.data.source import read_idx
+
+    images = read_idx(data_dir / "MNIST" / "raw" / "train-images-idx3-ubyte")
+    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    return images[perm[VAL_SIZE:]].reshape(-1, 28 * 28)
+
+
+def run_memory(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    data = training_split(args.data_dir).to(device)
+    n = min(len(data), (args.limit_batches or len(data)) * BATCH_SIZE)
+    model = (Autoencoder() if args.model == "ae" else VAE()).to(device)
+    step = plain_step(model, args.model, fused=args.kind == "memory-fused")
+
+    def batches() -> Iterable[Tensor]:
+        perm = torch.randperm(n, device=device)
+        for i in range(0, n, BATCH_SIZE):
+            yield data.index_select(0, perm[i : i + BATCH_SIZE]).float().div_(255.0)
+
+    times = train_epochs(args.epochs, batches, step, device)
+    return {"times": times, "images": n, **score(model, args.model, args.test_x, device)}
+
+
+def run_aelab(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    import pytorch_lightning as pl
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from aelab import CONFIG_DIR
+    from aelab.train import train
+
+    class EpochTimer(pl.Callback):
+        """Per epoch: seconds of training, seconds in all (+ validation, checkpoints), RSS."""
+
+        def __init__(self) -> None:
+            self.marks: list[dict[str, float]] = []
+
+        def _now(self, pl_module: pl.LightningModule) -> float:
+            sync(pl_module.device)
+            return time.perf_counter()
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            if self.marks:
+                self.marks[-1]["end"] = self._now(pl_module)
+            self.marks.append({"start": self._now(pl_module)})
+
+        def on_validation_start(self, trainer, pl_module) -> None:
+            if self.marks and not trainer.sanity_checking:
+                self.marks[-1].setdefault("train_end", self._now(pl_module))
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            self.marks[-1]["rss"] = rss_mb()
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            self.marks[-1]["end"] = self._now(pl_module)
+
+    timer = _TIMER["aelab"] = EpochTimer()  # Hydra builds it from the config: timer_callback
+    out = Path(tempfile.mkdtemp(prefix="aelab-benchmark-"))
+    overrides = [
+        f"model={args.model}",
+        f"seed={args.seed}",
+        f"trainer.max_epochs={args.epochs}",
+        f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}",
+        f"paths.data_dir={args.data_dir}",
+        f"paths.log_dir={out}",
+    ]
+    if args.limit_batches:
+        test_batches = -(-len(args.test_x) // 1000)
+        overrides += [
+            f"trainer.limit_train_batches={args.limit_batches}",
+            "trainer.limit_val_batches=1",
+            f"trainer.limit_test_batches={test_batches}",
+        ]
+    (out / "run").mkdir()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(out / "run")  # Hydra would have made it
+            del cfg.hydra
+            cfg.callbacks["benchmark_timer"] = {"_target_": "__main__.timer_callback"}
+        metrics = train(cfg)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    marks = timer.marks
+    rss = [m["rss"] for m in marks if "rss" in m]
+    n_train = min(60_000 - VAL_SIZE, (args.limit_batches or 60_000) * BATCH_SIZE)
+    result = {
+        "times": [m.get("train_end", m["end"]) - m["start"] for m in marks],
+        "times_with_val": [m["end"] - m["start"] for m in marks],
+        "images": n_train,
+        "rss_growth_mb": rss[-1] - rss[min(args.warmup, len(rss) - 1)],
+        "test_mse": metrics["test/recon_mse"],
+    }
+    if args.model == "vae":
+        result["test_neg_elbo"] = metrics["test/neg_elbo"]
+    return result
+
+
+_TIMER: dict[str, Any] = {}
+
+
+def timer_callback() -> Any:
+    """The EpochTimer `run_aelab` made, for Hydra to instantiate from the config (`_target_`)."""
+    return _TIMER["aelab"]
+
+
+def child(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    args.test_x = test_images(args.data_dir, 1000 if args.limit_batches else None)
+    torch.manual_seed(args.seed)
+    run = {"seed": run_seed, "aelab": run_aelab}.get(args.kind, run_memory)
+    result = run(args, device)
+    result["peak_rss_mb"] = peak_rss_mb()
+    print(RESULT + json.dumps(result), flush=True)
+
+
+# --- the parent: run every loop, print the table -------------------------------------------------
+def run_child(name: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    model, kind = LOOPS[name]
+    cmd = [sys.executable, __file__, "--child", kind, "--model", model]
+    cmd += ["--epochs", str(args.epochs), "--warmup", str(args.warmup), "--seed", str(seed)]
+    cmd += ["--data-dir", str(args.data_dir), "--device", args.device]
+    cmd += ["--limit-batches", str(args.limit_batches), "--threads", str(args.threads)]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(RESULT)]
+    if done.returncode != 0 or not lines:
+        sys.exit(f"benchmark: the {name} loop failed:\n{done.stderr[-4000:]}")
+    result = json.loads(lines[-1][len(RESULT) :])
+    print(f"  {name}: done in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    return result
+
+
+def median_after_warmup(times: list[float], warmup: int) -> float:
+    return statistics.median(times[warmup:] if len(times) > warmup else times)
+
+
+def summarize(name: str, runs: list[dict[str, Any]], warmup: int) -> dict[str, Any]:
+    """Pool the timed epochs of every repeat; average the test figures and RSS over repeats."""
+
+    def pooled(key: str) -> float | None:
+        if key not in runs[0]:
+            return None
+        return statistics.median(
+            t for r in runs for t in (r[key][warmup:] if len(r[key]) > warmup else r[key])
+        )
+
+    def spread(key: str) -> float | None:
+        return max(r[key] for r in runs) - min(r[key] for r in runs) if key in runs[0] else None
+
+    def mean(key: str) -> float | None:
+        return statistics.fmean(r[key] for r in runs) if key in runs[0] else None
+
+    row = {"loop": name, "images": runs[0]["images"], "s_epoch": pooled("times")}
+    row["s_epoch_with_val"] = pooled("times_with_val")
+    row["s_60k"] = row["s_epoch"] * 60_000 / row["images"]
+    row["s_60k_with_val"] = (
+        row["s_epoch_with_val"] * 60_000 / row["images"] if row["s_epoch_with_val"] else None
+    )
+    for key in ("test_mse", "test_neg_elbo", "peak_rss_mb", "rss_growth_mb"):
+        row[key] = mean(key)
+    for key in ("test_mse", "test_neg_elbo"):  # over repeats, which use seeds seed, seed+1, ...
+        row[f"{key}_spread"] = spread(key)
+    return row
+
+
+def fmt(value: Any, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+COLUMNS = {  # header -> (row key, format)
+    "loop": ("loop", "s"),
+    "train images": ("images", "d"),
+    "s/epoch (train)": ("s_epoch", ".2f"),
+    "s/epoch (+val)": ("s_epoch_with_val", ".2f"),
+    "s/60k img (train)": ("s_60k", ".2f"),
+    "test MSE": ("test_mse", ".4f"),
+    "test -ELBO": ("test_neg_elbo", ".1f"),
+    "peak RSS MB": ("peak_rss_mb", ".0f"),
+    "RSS growth MB": ("rss_growth_mb", "+.1f"),
+}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """A markdown table, one row per loop ("—": does not apply)."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "| --- |" + " ---: |" * (len(COLUMNS) - 1)]
+    for r in rows:
+        cells = []
+        for key, spec in COLUMNS.values():
+            cell = fmt(r[key], spec)
+            if r.get(f"{key}_spread"):  # several repeats (seeds): half their range
+                cell += f" ±{r[f'{key}_spread'] / 2:{spec}}"
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def verdicts(rows: dict[str, dict[str, Any]], models: list[str]) -> list[str]:
+    """The issue's targets, as ratios of seconds per training image measured in this run."""
+    out = []
+
+    def ratio(line: str, a: str, b: str, key: str, target: float) -> None:
+        if a in rows and b in rows and rows[a][key] and rows[b]["s_60k"]:
+            value = rows[a][key] / rows[b]["s_60k"]
+            ok = "meets" if value <= target else "MISSES"
+            out.append(f"- {line}: {value:.2f} ({ok} <= {target})")
+
+    for model in models:
+        up = model.upper()
+        aelab, seed, memory = f"aelab {up}", f"seed {up}", f"in-memory {up}"
+        ratio(f"{aelab} / {seed}, training part", aelab, seed, "s_60k", 0.5)
+        ratio(f"{aelab} / {seed}, whole epoch with validation", aelab, seed, "s_60k_with_val", 0.5)
+        ratio(f"{aelab} / {memory}, training part", aelab, memory, "s_60k", 1.3)
+        ratio(
+            f"{aelab} / {memory}, whole epoch with validation", aelab, memory, "s_60k_with_val", 1.3
+        )
+        for key, label, spec in (("test_mse", "MSE", ".4f"), ("test_neg_elbo", "-ELBO", ".1f")):
+            if aelab in rows and seed in rows and rows[seed][key] is not None:
+                a, s = rows[aelab][key], rows[seed][key]
+                ok = "meets" if a <= s else "MISSES"
+                out.append(
+                    f"- {aelab} test {label} {a:{spec}} vs {seed} {s:{spec}} "
+                    f"({ok}: equal or better)"
+                )
+    return out
+
+
+def machine(device: str, threads: int) -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    text = f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu}), torch {torch.__version__}"
+    text += f", {threads or torch.get_num_threads()} torch threads per loop"
+    if device.startswith("cuda"):
+        text += f", GPU: {torch.cuda.get_device_name(torch.device(device))}"
+    return text
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per loop (default 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="first epochs left out of the median")
+    parser.add_argument("--models", default="ae,vae", help="comma-separated: ae, vae")
+    parser.add_argument("--repeats", type=int, default=1, help="run all loops this many times")
+    parser.add_argument("--quick", action="store_true", help="2 epochs of 30 batches: a smoke test")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("AELAB_DATA_DIR", REPO / "data"))
+    )
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--limit-batches", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.warmup, args.limit_batches = 2, 1, 30
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    sys.path.insert(0, str(REPO / "src"))
+    if args.child:
+        args.kind = args.child
+        child(args)
+        return
+    from aelab.data.source import ensure_mnist
+
+    ensure_mnist(args.data_dir)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models or set(models) - {"ae", "vae"}:
+        sys.exit(f"benchmark: --models takes ae and/or vae, not {args.models!r}")
+    names = [n for n, (m, _) in LOOPS.items() if m in models]
+    load = os.getloadavg()
+    started = time.perf_counter()
+    runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for repeat in range(args.repeats):  # round-robin, so a burst of load hits every loop alike
+        for name in names:
+            runs[name].append(run_child(name, args, seed=args.seed + repeat))
+    rows = {n: summarize(n, runs[n], args.warmup) for n in names}
+    print(f"machine: {machine(args.device, args.threads)}, device {args.device}")
+    print(
+        f"run: {args.epochs} epochs per loop, median of epochs after the first {args.warmup}, "
+        f"{args.repeats} repeat(s), batch {BATCH_SIZE}; load average "
+        f"{load[0]:.1f} before, {os.getloadavg()[0]:.1f} after; "
+        f"{time.perf_counter() - started:.0f} s in all"
+    )
+    print()
+    print(table(list(rows.values())))
+    print()
+    print("\n".join(verdicts(rows, models)))
+    if args.json:
+        args.json.write_text(json.dumps({"rows": list(rows.values()), "runs": runs}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

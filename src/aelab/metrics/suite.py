@@ -1,0 +1,232 @@
+"""The test-time evaluation suite: every run, every re-evaluation, the same figures.
+
+A Lightning callback: after the test loop it scores the model on the datamodule's test split
+(and, for the probes, a fixed subset of the training split), logs the scalars through the
+module (so they reach `trainer.test()`'s result, hence metrics.json, TensorBoard and the HParams
+row) and writes the generation figures to `<run>/images/` and TensorBoard. Configured by the
+`eval` config group; aelab-train and aelab-eval attach the same one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from matplotlib.figure import Figure
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
+
+from aelab.checks import check_float, check_int
+from aelab.data.mnist import InMemoryImages
+from aelab.metrics import generation
+from aelab.metrics.anomaly import anomaly_scores, one_class_auroc
+from aelab.metrics.likelihood import (
+    active_units,
+    bits_per_dim,
+    iw_log_likelihood,
+    kl_per_dim,
+    mutual_information,
+)
+from aelab.metrics.probes import probe_scores
+
+log = logging.getLogger(__name__)
+
+Images = dict[str, Tensor | Figure]
+
+
+class EvaluationSuite(pl.Callback):
+    """Likelihood and information figures (VAE), probes, one-class AUROC, generation figures.
+
+    Every estimator draws from its own seeded generator and the subsets are fixed, so a re-run on
+    the same checkpoint gives the same numbers.
+    """
+
+    def __init__(
+        self,
+        iw_samples: int = 100,
+        iw_images: int | None = 1000,
+        elbo_samples: int = 10,
+        active_threshold: float = 0.01,
+        mi_images: int | None = 2000,
+        probe_train_size: int | None = 10000,
+        knn_k: int = 5,
+        images: bool = True,
+        batch_size: int = 1000,
+        seed: int = 0,
+    ) -> None:
+        self.iw_samples = check_int("iw_samples", iw_samples, 1)
+        self.iw_images = None if iw_images is None else check_int("iw_images", iw_images, 1)
+        self.elbo_samples = check_int("elbo_samples", elbo_samples, 1)
+        self.active_threshold = check_float("active_threshold", active_threshold, 0.0)
+        self.mi_images = None if mi_images is None else check_int("mi_images", mi_images, 1)
+        self.probe_train_size = (
+            None if probe_train_size is None else check_int("probe_train_size", probe_train_size, 2)
+        )
+        self.knn_k = check_int("knn_k", knn_k, 1)
+        self.images = bool(images)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.seed = check_int("seed", seed, 0)
+
+    # --- Lightning hook -------------------------------------------------------------------------
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        datamodule = trainer.datamodule
+        splits = getattr(datamodule, "splits", {})
+        if "test" not in splits:
+            log.warning("evaluation suite skipped: the datamodule has no test split")
+            return
+        classes = getattr(datamodule, "classes", None)
+        metrics, images = self.evaluate(pl_module, splits["test"], splits.get("train"), classes)
+        pl_module.log_dict({f"test/{k}": v for k, v in metrics.items()}, sync_dist=False)
+        if self.images and trainer.is_global_zero:
+            self.save(images, Path(trainer.default_root_dir) / "images", trainer)
+
+    # --- the figures ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(
+        self,
+        model: pl.LightningModule,
+        test: InMemoryImages,
+        train: InMemoryImages | None = None,
+        classes: list[int] | None = None,
+    ) -> tuple[dict[str, float], Images]:
+        """All figures for `model` on `test` (probes fit on `train`); scalars and images."""
+        was_training = model.training
+        model.eval()
+        x, y = self._tensors(test, None, model.device)
+        metrics: dict[str, float] = {"likelihood_on_binarized": float(_is_binary(x))}
+        is_vae = hasattr(model, "posterior")
+        if is_vae:
+            mu, logvar = (torch.cat(p) for p in zip(*self._map(model.posterior, x), strict=True))
+            metrics.update(self._latent_figures(model, x, mu, logvar))
+            self._warn_about_likelihood(model, metrics["likelihood_on_binarized"])
+        else:
+            mu, logvar = torch.cat(self._map(model.encode, x)), None
+        if train is not None:
+            metrics.update(self._probes(model, train, x, mu, y))
+        if classes is not None and not torch.isin(y, torch.tensor(classes, device=y.device)).all():
+            g = self._generator(model, 2)
+            scores = torch.cat(
+                self._map(lambda b: anomaly_scores(model, b, self.elbo_samples, g), x)
+            )
+            metrics["auroc"] = one_class_auroc(scores, y, classes)
+        images = self._figures(model, x, y, mu, logvar) if self.images else {}
+        model.train(was_training)
+        return metrics, images
+
+    def _latent_figures(
+        self, model: pl.LightningModule, x: Tensor, mu: Tensor, logvar: Tensor
+    ) -> dict[str, float]:
+        out: dict[str, float] = {}
+        idx = self._subset(len(x), self.iw_images, offset=0)
+        g = self._generator(model, 0)
+        log_px = self._map(lambda b: iw_log_likelihood(model, b, self.iw_samples, g), x[idx])
+        out["iw_nll"] = -float(torch.cat(log_px).double().mean())
+        out["iw_nll_bits_per_dim"] = bits_per_dim(out["iw_nll"], x[0].numel())
+        out["active_units"] = float(active_units(mu, self.active_threshold))
+        outer = self._subset(len(x), self.mi_images, offset=1).to(mu.device)
+        out["mutual_info"] = mutual_information(mu, logvar, self._generator(model, 1), outer)
+        out.update({f"kl_dim_{j}": float(v) for j, v in enumerate(kl_per_dim(mu, logvar))})
+        return out
+
+    def _probes(
+        self, model: pl.LightningModule, train: InMemoryImages, x: Tensor, z: Tensor, y: Tensor
+    ) -> dict[str, float]:
+        train_x, train_y = self._tensors(train, self.probe_train_size, model.device)
+        if train_y.unique().numel() < 2:  # one-class training: nothing to tell apart
+            return {}
+        train_z = torch.cat(self._map(model.encode, train_x))
+
+        def arrays(z: Tensor, x: Tensor, y: Tensor) -> tuple:
+            return z.cpu().numpy(), x.flatten(1).cpu().numpy(), y.cpu().numpy()
+
+        return probe_scores(arrays(train_z, train_x, train_y), arrays(z, x, y), self.knn_k)
+
+    def _figures(
+        self, model: pl.LightningModule, x: Tensor, y: Tensor, mu: Tensor, logvar: Tensor | None
+    ) -> Images:
+        def decode(z: Tensor) -> Tensor:
+            return model.decode(z).sigmoid()
+
+        var = mu.var(0) + (logvar.exp().mean(0) if logvar is not None else 0.0)
+        center, scale = mu.mean(0), var.sqrt()
+        pick = self._subset(len(x), 16, offset=3)
+        pairs = len(pick) // 2
+        a, b = pick[:pairs], pick[pairs : 2 * pairs]
+        out: Images = {
+            "interpolations": generation.interpolations(decode, mu[a], mu[b], x[a], x[b]),
+            "traversals": generation.traversals(decode, mu[pick[0]], center, scale),
+        }
+        if hasattr(model, "sample"):
+            samples = model.sample(64, generator=self._generator(model, 4))
+            out["prior_samples"] = make_grid(samples.cpu(), nrow=8, pad_value=1.0)
+        if mu.shape[1] == 2:
+            out["manifold"] = generation.manifold(decode, center, scale)
+            out["latent_scatter"] = generation.latent_scatter(mu, y)
+        return out
+
+    def _warn_about_likelihood(self, model: pl.LightningModule, binarized: float) -> None:
+        if not binarized:
+            log.warning(
+                "likelihood figures (test/neg_elbo, test/iw_nll) are computed on grey levels: a "
+                "Bernoulli likelihood of non-binary pixels is not comparable with published "
+                "binarized-MNIST results (train with data.binarize=dynamic)"
+            )
+        if model.recon_loss != "bce":
+            log.warning(
+                "recon_loss=%s: test/iw_nll and test/neg_elbo are a squared-error energy, not "
+                "a normalised log-likelihood",
+                model.recon_loss,
+            )
+
+    # --- output ---------------------------------------------------------------------------------
+    @staticmethod
+    def save(images: Images, folder: Path, trainer: pl.Trainer | None = None) -> None:
+        """PNG files `gen_<name>.png` in `folder`; TensorBoard `generation/<name>` when logged."""
+        folder.mkdir(parents=True, exist_ok=True)
+        loggers = trainer.loggers if trainer is not None else []
+        tb = next((lg.experiment for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
+        step = trainer.global_step if trainer is not None else 0
+        for name, image in images.items():
+            if isinstance(image, Figure):
+                image.savefig(folder / f"gen_{name}.png")
+                if tb is not None:
+                    tb.add_figure(f"generation/{name}", image, global_step=step)
+            else:
+                save_image(image, folder / f"gen_{name}.png")
+                if tb is not None:
+                    tb.add_image(f"generation/{name}", image, global_step=step)
+
+    # --- data -----------------------------------------------------------------------------------
+    def _subset(self, n: int, size: int | None, offset: int) -> Tensor:
+        """A fixed random choice of `size` indices out of n (all of them, in order, for None)."""
+        if size is None or size >= n:
+            return torch.arange(n)
+        g = torch.Generator().manual_seed(self.seed * 1000 + offset)
+        return torch.randperm(n, generator=g)[:size]
+
+    def _tensors(
+        self, split: InMemoryImages, size: int | None, device: torch.device
+    ) -> tuple[Tensor, Tensor]:
+        """Images in [0, 1] and labels; a dynamically binarized split gets one fixed draw."""
+        idx = self._subset(len(split), size, offset=5).to(split.images.device)
+        x = split.images[idx].to(device).float().div_(255.0)
+        if split.dynamic_binarize:
+            x = torch.bernoulli(x, generator=self._generator_on(device, 6))
+        return x, split.labels[idx].to(device)
+
+    def _map(self, fn: Callable[[Tensor], object], x: Tensor) -> list:
+        return [fn(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
+
+    def _generator(self, model: pl.LightningModule, offset: int) -> torch.Generator:
+        return self._generator_on(model.device, offset)
+
+    def _generator_on(self, device: torch.device, offset: int) -> torch.Generator:
+        return torch.Generator(device=device).manual_seed(self.seed * 1000 + offset)
+
+
+def _is_binary(x: Tensor) -> bool:
+    return bool(((x == 0) | (x == 1)).all())

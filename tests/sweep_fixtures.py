@@ -1,0 +1,48 @@
+"""One real, tiny sweep (AE/VAE x latent 2/4 on a slice of MNIST), run once per test session and
+shared by the report and TensorBoard tests: `from sweep_fixtures import tiny_sweep`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# one epoch of 5 batches, one validation batch, 500 test images: every job takes seconds
+TINY = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=5",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "data.eval_batch_size=500",
+]
+_SWEEPS: dict[str, Path] = {}  # module-level: both test modules get the same sweep
+
+
+def run_sweep(root: Path, data_dir: Path, *overrides: str) -> tuple[Path, str]:
+    """`aelab-train -m <overrides>` under `root`; the sweep folder it made and the output."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "aelab.train",
+        "-m",
+        f"paths.root_dir={root}",
+        f"paths.data_dir={data_dir}",
+        *overrides,
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sweeps = list((root / "outputs" / "multiruns").glob("*/*"))
+    assert len(sweeps) == 1, sweeps
+    return sweeps[0], done.stdout + done.stderr
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory, mnist_dir) -> Path:
+    """The folder of `aelab-train -m model=ae,vae model.latent_dim=2,4` on tiny slices."""
+    if "2x2" not in _SWEEPS:
+        root = tmp_path_factory.mktemp("tiny_sweep")
+        sweep, _ = run_sweep(root, mnist_dir, "model=ae,vae", "model.latent_dim=2,4", *TINY)
+        _SWEEPS["2x2"] = sweep
+    return _SWEEPS["2x2"]

@@ -1,0 +1,50 @@
+"""scripts/benchmark.py --quick runs every loop and prints the table (no timing is asserted)."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.mnist]
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+LOOPS = ["seed AE", "in-memory AE", "in-memory AE + fused Adam", "aelab AE"]
+NUMBER = r"[-+]?\d+(\.\d+)?"
+
+
+def test_quick_benchmark_prints_a_row_per_loop(tmp_path, mnist_dir):
+    rows_file = tmp_path / "rows.json"
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--models", "ae", "--threads", "1"]
+    cmd += ["--data-dir", str(mnist_dir), "--json", str(rows_file)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    header = next(ln for ln in done.stdout.splitlines() if ln.startswith("| loop |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    rows = {}
+    for line in done.stdout.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and cells[0] in LOOPS:
+            rows[cells[0]] = dict(zip(columns, cells, strict=True))
+    assert list(rows) == LOOPS
+    for name, row in rows.items():
+        for column in ("train images", "s/epoch (train)", "s/60k img (train)", "test MSE"):
+            assert re.fullmatch(NUMBER, row[column]), (name, column, row[column])
+        assert float(row["peak RSS MB"]) > 0, name
+    assert re.fullmatch(NUMBER, rows["aelab AE"]["s/epoch (+val)"])
+    assert rows["seed AE"]["s/epoch (+val)"] == "—"  # plain loops have no validation pass
+    assert re.search(r"aelab AE / seed AE, training part: \d", done.stdout)
+
+    saved = json.loads(rows_file.read_text())
+    assert [r["loop"] for r in saved["rows"]] == LOOPS
+    assert all(len(run["times"]) == 2 for runs in saved["runs"].values() for run in runs)
+
+
+def test_bad_models_argument_is_one_line_error(mnist_dir):
+    cmd = [sys.executable, str(SCRIPT), "--models", "gan", "--data-dir", str(mnist_dir)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "--models takes ae and/or vae" in done.stderr

@@ -1,0 +1,351 @@
+"""Faults lose nothing: a NaN loss, a killed run, Ctrl-C, two runs started in the same second."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from conftest import synthetic_images
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from aelab.checks import ConfigError
+from aelab.data.mnist import InMemoryImages, whole_batch
+from aelab.data.resumable import ResumableLoader
+from aelab.faults import NonFiniteLossError, NonFiniteLossGuard
+from aelab.models import Autoencoder
+from aelab.runs import run_dir, run_folder_lock
+
+# --- the NaN guard, on tiny synthetic data ---------------------------------------------------
+
+
+class Diverging(Autoencoder):
+    """An autoencoder whose training loss is NaN from step `bad_step` on."""
+
+    def __init__(self, bad_step: int) -> None:
+        super().__init__(latent_dim=4, net={"_target_": "aelab.nets.MLPNet", "hidden": [16]})
+        self.bad_step = bad_step
+
+    def loss(self, x_in, target, generator=None):
+        parts, logits = super().loss(x_in, target, generator)
+        if self.training and self.trainer.global_step >= self.bad_step:
+            parts = {**parts, "loss": parts["loss"] * float("nan")}
+        return parts, logits
+
+
+def fit_until_nan(tmp_path: Path, tiny_batches, bad_step: int, check_every: int) -> Diverging:
+    model = Diverging(bad_step)
+    every_step = ModelCheckpoint(
+        dirpath=tmp_path, every_n_train_steps=1, save_top_k=0, save_last=True
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=[NonFiniteLossGuard(check_every), every_step],
+    )
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.fit(model, train_dataloaders=tiny_batches)
+    model.error = str(info.value)
+    return model
+
+
+def test_nan_stops_the_run_before_the_bad_update(tmp_path, tiny_batches):
+    model = fit_until_nan(tmp_path, tiny_batches, bad_step=3, check_every=1)
+    assert model.error.startswith("training stopped: non-finite loss at step 3 (epoch 0, batch 3)")
+    assert "loss=nan, recon=" in model.error  # the parts, recomputed on the batch
+    last = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 3  # saved after the last good step; nothing after it
+    for name, value in model.state_dict().items():  # the NaN never reached the weights
+        assert torch.equal(last["state_dict"][name], value), name
+
+
+def test_no_checkpoint_holds_a_diverged_model_when_checking_less_often(tmp_path, tiny_batches):
+    model = fit_until_nan(tmp_path, tiny_batches, bad_step=1, check_every=4)
+    assert model.error == "training stopped: non-finite loss at step 1 (found at step 2)"
+    last = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 1
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
+
+
+# --- resumable batches -------------------------------------------------------------------------
+
+
+def draws(loader, epoch: int, limit: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each batch (dynamically binarized) with what a training step would draw after it."""
+    loader.sampler.set_epoch(epoch)  # as Lightning does before every epoch
+    return [(x, torch.rand(3)) for x, _ in itertools.islice(loader, limit)]
+
+
+def loader(seed: int = 7) -> ResumableLoader:
+    images, labels = synthetic_images(100)
+    dataset = InMemoryImages(images, labels, dynamic_binarize=True)
+    return ResumableLoader(dataset, batch_size=16, seed=seed, collate_fn=whole_batch)
+
+
+def same(a, b) -> bool:
+    if len(a) != len(b):
+        return False
+    pairs = [(x, y) for p, q in zip(a, b, strict=True) for x, y in zip(p, q, strict=True)]
+    return all(torch.equal(x, y) for x, y in pairs)
+
+
+def test_a_resumed_epoch_sees_the_same_batches_and_random_numbers():
+    whole = draws(loader(), epoch=1)
+    stopped = loader()
+    assert same(draws(stopped, epoch=1, limit=3), whole[:3])
+    state = stopped.state_dict()
+    assert state == {"epoch": 1, "batches": 3}
+    resumed = loader()
+    resumed.load_state_dict(state)
+    assert same(draws(resumed, epoch=1), whole[3:])
+    assert not same(draws(loader(), epoch=2), whole)  # a new epoch, a new order
+    assert not same(draws(loader(seed=8), epoch=1), whole)
+
+
+# --- finding the run to resume -----------------------------------------------------------------
+
+
+def make_run(root: Path, name: str, overrides: list[str], checkpoint: bool = True) -> Path:
+    folder = root / "2030-01-01" / name
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if checkpoint:
+        (folder / "checkpoints").mkdir()
+        (folder / "checkpoints" / "last.ckpt").write_bytes(b"")
+    return folder
+
+
+def test_resume_picks_the_newest_run_of_the_same_overrides(tmp_path):
+    older = make_run(tmp_path, "10-00-00_a_train", ["model=vae"])
+    make_run(tmp_path, "11-00-00_b_train", ["model=vae"], checkpoint=False)
+    make_run(tmp_path, "12-00-00_c_train", ["model=ae"])
+    new = "2030-01-02/09-00-00_d_train"
+    asked = ["model=vae", "resume=true"]
+    assert run_dir(True, asked, str(tmp_path), new) == str(older)
+    assert run_dir(str(older), asked, str(tmp_path), new) == str(older)
+    assert run_dir(str(older), ["model=ae"], str(tmp_path), new) == f"{tmp_path}/{new}"
+    assert run_dir(True, ["model=dae"], str(tmp_path), new) == f"{tmp_path}/{new}"
+    assert run_dir(None, asked, str(tmp_path), new) == f"{tmp_path}/{new}"
+
+
+def test_one_process_at_a_time_trains_in_a_run_folder(tmp_path):
+    with (
+        run_folder_lock(tmp_path),
+        pytest.raises(ConfigError, match="no other process is training in"),
+        run_folder_lock(tmp_path),
+    ):
+        pass
+    with run_folder_lock(tmp_path):  # free again
+        pass
+
+
+# --- the entry point on a slice of real MNIST ----------------------------------------------
+
+STEPS = 100  # per epoch; the kill lands a few steps after step 7, far from an epoch's end
+SHORT = [
+    "trainer.accelerator=cpu",
+    "trainer.deterministic=true",
+    "trainer.max_epochs=2",
+    f"trainer.limit_train_batches={STEPS}",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "data.eval_batch_size=250",
+    "~callbacks.evaluation",
+    "callbacks.step_checkpoint.every_n_train_steps=7",
+    # every source of randomness a step has: batch order, binarization, input noise
+    "model=dae",
+    "data.binarize=dynamic",
+]
+
+
+def command(log_dir: Path, data_dir: Path, *args: str) -> list[str]:
+    """`aelab-train` with its flags (`-m`) first, then the paths, then the overrides."""
+    flags = [a for a in args if a.startswith("-")]
+    overrides = [a for a in args if not a.startswith("-")]
+    paths = [f"paths.log_dir={log_dir}", f"paths.data_dir={data_dir}"]
+    return [sys.executable, "-m", "aelab.train", *flags, *paths, *overrides]
+
+
+def train(log_dir: Path, data_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = command(log_dir, data_dir, *overrides)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def the_run(log_dir: Path) -> Path:
+    runs = list((log_dir / "runs").glob("*/*_train"))
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every TensorBoard scalar of the run folder as (step, value), over all its event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    return {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+    }
+
+
+def start_and_wait_for_a_checkpoint(cmd: list[str], run_root: Path) -> subprocess.Popen:
+    """Start a run and return once its first step checkpoint is on disk (mid-epoch 0)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while not list(run_root.glob("runs/*/*/checkpoints/last.ckpt")):
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    return proc
+
+
+def checkpoint_step(run: Path) -> tuple[int, dict]:
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    return ckpt["global_step"], ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, mnist_dir) -> Path:
+    log_dir = tmp_path_factory.mktemp("uninterrupted")
+    done = train(log_dir, mnist_dir, *SHORT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return the_run(log_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_killed_run_resumes_to_the_same_result(tmp_path, mnist_dir, uninterrupted):
+    proc = start_and_wait_for_a_checkpoint(command(tmp_path, mnist_dir, *SHORT), tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    run = the_run(tmp_path)
+    step, position = checkpoint_step(run)
+    assert 0 < position["batches"] < STEPS  # the run resumes from the middle of an epoch
+    assert position["epoch"] * STEPS + position["batches"] == step
+    assert not (run / "metrics.json").exists()
+
+    done = train(tmp_path, mnist_dir, *SHORT, "resume=true")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert the_run(tmp_path) == run  # the same folder, not a new one
+    assert metrics(run) == metrics(uninterrupted)
+    # one TensorBoard run whose step counter went on: every curve as if never stopped
+    assert scalars(run) == scalars(uninterrupted)
+    info = json.loads((run / "run.json").read_text())
+    assert info["resumed"][0]["argv"][-1] == "resume=true"
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, mnist_dir, uninterrupted):
+    proc = start_and_wait_for_a_checkpoint(command(tmp_path, mnist_dir, *SHORT), tmp_path)
+    first_step, _ = checkpoint_step(the_run(tmp_path))
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 130, stderr[-3000:]
+    run = the_run(tmp_path)
+    step, position = checkpoint_step(run)
+    assert step > first_step  # saved where it stopped, a step boundary
+    assert position["epoch"] * STEPS + position["batches"] == step
+    stopped = metrics(run)
+    assert stopped["status"] == "interrupted" and stopped["step"] == step
+    hint = stderr.strip().splitlines()[-1]
+    assert hint.startswith("to continue: aelab-train ") and hint.endswith(f"resume={run}")
+    assert hint.removeprefix("to continue: ") == stopped["resume"]
+
+    resume = [sys.executable, "-m", "aelab.train", *shlex.split(stopped["resume"])[1:]]
+    done = subprocess.run(resume, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert metrics(run) == metrics(uninterrupted)
+
+
+NAN = [
+    "trainer.accelerator=cpu",
+    "model=vae",
+    "optimizer.lr=10",  # the loss is NaN at the second step (step 1)
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=20",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "data.eval_batch_size=250",
+    "~callbacks.evaluation",
+    "callbacks.step_checkpoint.every_n_train_steps=1",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_path, mnist_dir):
+    done = train(tmp_path, mnist_dir, *NAN)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    run = the_run(tmp_path)
+    last = run / "checkpoints" / "last.ckpt"
+    assert line.startswith(
+        "aelab-train: error: training stopped: "
+        "non-finite loss at step 1 (epoch 0, batch 1): loss=nan"
+    )
+    assert "kl=" in line and "recon=" in line and line.endswith(f"last good checkpoint: {last}")
+    failed = metrics(run)
+    assert failed["status"] == "failed" and failed["error"] == line.split(": error: ")[1]
+    ckpt = torch.load(last, weights_only=True)
+    assert ckpt["global_step"] == 1
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_sweep_carries_on_past_a_failed_job(tmp_path, mnist_dir):
+    done = train(tmp_path, mnist_dir, "-m", *NAN[:2], "optimizer.lr=10,0.001", *NAN[3:])
+    assert done.returncode == 0, done.stderr[-3000:]
+    jobs = sorted((tmp_path / "multiruns").glob("*/*/*/metrics.json"))
+    assert [metrics(job.parent)["status"] for job in jobs] == ["failed", "completed"]
+
+
+def launch_at_a_frozen_second(log_dir: Path, data_dir: Path, *overrides: str) -> subprocess.Popen:
+    """`aelab-train` with Hydra's clock stopped at one second: only the run tag tells them apart."""
+    freeze = (
+        "import datetime, sys, hydra.core.utils as h\n"
+        "class Frozen(datetime.datetime):\n"
+        "    @classmethod\n"
+        "    def now(cls, tz=None): return cls(2030, 1, 1, 12, 0, 0)\n"
+        "h.datetime = Frozen\n"
+        "from aelab.train import main\n"
+        "sys.argv = ['aelab-train', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    cmd = [sys.executable, "-c", freeze, *command(log_dir, data_dir, *overrides)[3:]]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_runs_and_sweeps_started_in_the_same_second_get_their_own_folders(tmp_path, mnist_dir):
+    quick = ["trainer.max_epochs=0", "test=false", "trainer.accelerator=cpu"]
+    procs = [launch_at_a_frozen_second(tmp_path, mnist_dir, *quick) for _ in range(2)]
+    procs += [launch_at_a_frozen_second(tmp_path, mnist_dir, "-m", *quick) for _ in range(2)]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr[-3000:]
+    runs = sorted((tmp_path / "runs" / "2030-01-01").iterdir())
+    sweeps = sorted((tmp_path / "multiruns" / "2030-01-01").iterdir())
+    assert len(runs) == len(sweeps) == 2
+    for folder in runs + sweeps:
+        assert folder.name.startswith("12-00-00_") and folder.name.endswith("_train")
+    for sweep in sweeps:  # each with its own job
+        assert len(list(sweep.glob("*/run.json"))) == 1
