@@ -465,7 +465,7 @@ def verdicts(rows: dict[str, dict[str, Any]], models: list[str]) -> list[str]:
         ratio(
             f"{aelab} / {memory}, whole epoch with validation", aelab, memory, "s_60k_with_val", 1.3
         )
-        for key, label, spec in (("test_mse", "MSE", ".4f"), ("test_neg_elbo", "-ELBO", ".1f")):
+        for key, label, spec in (("test_mse", "MSE", ".5f"), ("test_neg_elbo", "-ELBO", ".2f")):
             if aelab in rows and seed in rows and rows[seed][key] is not None:
                 a, s = rows[aelab][key], rows[seed][key]
                 ok = "meets" if a <= s else "MISSES"
