@@ -338,6 +338,7 @@ def run_aelab(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         "times_with_val": [m["end"] - m["start"] for m in marks],
         "images": n_train,
         "rss_growth_mb": rss[-1] - rss[min(args.warmup, len(rss) - 1)],
+        "rss_training_mb": max(rss),  # the peak may come later, from the test-time suite
         "test_mse": metrics["test/recon_mse"],
     }
     if args.model == "vae":
