@@ -30,8 +30,19 @@ def test_every_option_composes_and_builds(override, make_cfg):
     assert isinstance(trainer, pl.Trainer)
 
 
+def test_no_logger_trains_with_the_default_callbacks(make_cfg, tiny_batches):
+    cfg = make_cfg("logger=none", "trainer.max_epochs=1", "~callbacks.evaluation")
+    trainer = build_trainer(cfg, accelerator="cpu")
+    assert trainer.loggers == []
+    # Lightning's LR monitor raises at the start of fit without a logger; it is left out
+    trainer.fit(build_model(cfg), train_dataloaders=tiny_batches, val_dataloaders=tiny_batches)
+    assert trainer.global_step == len(tiny_batches)
+    assert (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file()
+
+
 def test_model_presets_pick_their_nets_and_noise(make_cfg):
     assert make_cfg("model=vae").net.hidden == [400, 200, 100]
+    assert make_cfg("model=vae").net.relu_before_code is False  # as the seed's VAE
     assert make_cfg("model=ae").net.hidden == [128, 64]
     dae = build_model(make_cfg("model=dae"))
     assert isinstance(dae.noise, GaussianNoise) and dae.noise.std == 0.3

@@ -96,9 +96,15 @@ def test_seed_architectures():
     ae = Autoencoder(latent_dim=12)  # default net: the seed's 784-128-64-12
     widths = [m.out_features for m in ae.encoder.modules() if isinstance(m, torch.nn.Linear)]
     assert widths == [128, 64, 12]
-    vae = VAE(net={"_target_": "aelab.nets.MLPNet", "hidden": [400, 200, 100]})
+    assert sum(isinstance(m, torch.nn.ReLU) for m in ae.encoder.modules()) == 2  # 128, 64
+    net = {"_target_": "aelab.nets.MLPNet", "hidden": [400, 200, 100], "relu_before_code": False}
+    vae = VAE(net=net)
     widths = [m.out_features for m in vae.decoder.modules() if isinstance(m, torch.nn.Linear)]
     assert widths == [100, 200, 400, 784]
+    # the seed's heads read the 100-wide layer without a ReLU: Linear(200, 100) -> Linear(100, 40)
+    layers = list(vae.encoder[1])
+    assert [type(m).__name__ for m in layers[-3:]] == ["ReLU", "Linear", "Linear"]
+    assert layers[-1].out_features == 40
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.tensorboard.summary import hparams
 
@@ -69,6 +69,8 @@ def check_trainer(trainer: DictConfig) -> None:
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
     callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items()]
     loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
+    if not loggers:  # `logger=none`: Lightning's LR monitor refuses to start without a logger
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     return build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, **kwargs)
 
 

@@ -10,12 +10,13 @@ from torch import nn
 from aelab.checks import ConfigError, check_int
 
 
-def mlp(widths: Sequence[int]) -> nn.Sequential:
+def mlp(widths: Sequence[int], relu_before_last: bool = True) -> nn.Sequential:
     """Linear layers with ReLU between them and none after the last (it is a code or a logit)."""
     layers: list[nn.Module] = []
+    n_layers = len(widths) - 1
     for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
         layers.append(nn.Linear(n_in, n_out))
-        if i < len(widths) - 2:
+        if i < n_layers - 2 or (i == n_layers - 2 and relu_before_last):
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
 
@@ -23,18 +24,22 @@ def mlp(widths: Sequence[int]) -> nn.Sequential:
 class MLPNet:
     """`hidden` are the encoder's widths; the decoder mirrors them.
 
-    The defaults are the seed's autoencoder (784-128-64-12); its VAE uses 400-200-100.
+    The defaults are the seed's autoencoder (784-128-64-12); its VAE uses 400-200-100 with
+    `relu_before_code=False`: its mu and log sigma^2 heads read the 100-wide layer as it is, and a
+    ReLU there (dead units feeding the posterior) cost 1-6 nats of test -ELBO after 3 epochs.
     """
 
-    def __init__(self, hidden: Sequence[int] = (128, 64)) -> None:
+    def __init__(self, hidden: Sequence[int] = (128, 64), relu_before_code: bool = True) -> None:
         if len(hidden) == 0:
             raise ConfigError("hidden", list(hidden), "a non-empty list of positive widths")
         self.hidden = [check_int("hidden", w, 1) for w in hidden]
+        if not isinstance(relu_before_code, bool):
+            raise ConfigError("relu_before_code", relu_before_code, "true or false")
+        self.relu_before_code = relu_before_code
 
     def encoder(self, image_shape: Sequence[int], out_features: int) -> nn.Module:
-        return nn.Sequential(
-            nn.Flatten(), mlp([math.prod(image_shape), *self.hidden, out_features])
-        )
+        widths = [math.prod(image_shape), *self.hidden, out_features]
+        return nn.Sequential(nn.Flatten(), mlp(widths, self.relu_before_code))
 
     def decoder(self, latent_dim: int, image_shape: Sequence[int]) -> nn.Module:
         widths = [latent_dim, *reversed(self.hidden), math.prod(image_shape)]
