@@ -412,6 +412,7 @@ def summarize(name: str, runs: list[dict[str, Any]], warmup: int) -> dict[str, A
         return statistics.fmean(r[key] for r in runs) if key in runs[0] else None
 
     row = {"loop": name, "images": runs[0]["images"], "s_epoch": pooled("times")}
+    row["repeats"] = len(runs)
     row["s_epoch_with_val"] = pooled("times_with_val")
     row["s_60k"] = row["s_epoch"] * 60_000 / row["images"]
     row["s_60k_with_val"] = (
@@ -481,6 +482,8 @@ def verdicts(rows: dict[str, dict[str, Any]], models: list[str]) -> list[str]:
                 noise = sum((rows[n][f"{key}_spread"] or 0.0) / 2 for n in (aelab, seed))
                 if a <= s:
                     ok = "meets: equal or better"
+                elif min(rows[aelab]["repeats"], rows[seed]["repeats"]) < 2:
+                    ok = f"worse by {a - s:{spec}}; one seed each: --repeats 3 tells noise apart"
                 elif a - s <= noise:
                     ok = f"worse by {a - s:{spec}}, within the seed spread ±{noise:{spec}}"
                 else:
