@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
@@ -41,7 +42,9 @@ class Diverging(Autoencoder):
         return parts, logits
 
 
-def fit_until_nan(tmp_path: Path, tiny_batches, bad_step: int, check_every: int) -> Diverging:
+def fit_until_nan(
+    tmp_path: Path, tiny_batches, bad_step: int, check_every: int | None
+) -> Diverging:
     model = Diverging(bad_step)
     every_step = ModelCheckpoint(
         dirpath=tmp_path, every_n_train_steps=1, save_top_k=0, save_last=True
@@ -69,6 +72,21 @@ def test_nan_stops_the_run_before_the_bad_update(tmp_path, tiny_batches):
     assert last["global_step"] == 3  # saved after the last good step; nothing after it
     for name, value in model.state_dict().items():  # the NaN never reached the weights
         assert torch.equal(last["state_dict"][name], value), name
+
+
+def test_default_checks_every_step_on_cpu_and_less_often_on_a_gpu(tmp_path, tiny_batches):
+    model = fit_until_nan(tmp_path, tiny_batches, bad_step=2, check_every=None)
+    assert model.error.startswith("training stopped: non-finite loss at step 2 (epoch 0, batch 2)")
+
+    def guard_on(device: str, check_every: int | None = None) -> int:
+        guard = NonFiniteLossGuard(check_every)
+        trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)))
+        guard.setup(trainer, None, "fit")  # type: ignore[arg-type]
+        return guard.every
+
+    assert guard_on("cpu") == 1
+    assert guard_on("cuda") == NonFiniteLossGuard.ACCELERATOR_EVERY  # each check is a host sync
+    assert guard_on("cuda", 1) == 1  # a value given is kept
 
 
 def test_no_checkpoint_holds_a_diverged_model_when_checking_less_often(tmp_path, tiny_batches):

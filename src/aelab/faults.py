@@ -44,11 +44,24 @@ class NonFiniteLossGuard(pl.Callback):
     gradient. Reading the check is a host sync: ~13 us on a CPU, a stall of the queue per step on
     a GPU. `check_every_n_steps` > 1 reads it less often: the first bad step is still the one
     named, the steps up to the check run on with it, and every checkpoint is checked before it is
-    written, so none holds a diverged model.
+    written, so none holds a diverged model. None: every step on a CPU, every
+    `ACCELERATOR_EVERY` steps on a GPU (or any other accelerator).
     """
 
-    def __init__(self, check_every_n_steps: int = 1) -> None:
-        self.every = check_int("check_every_n_steps", check_every_n_steps, 1)
+    ACCELERATOR_EVERY = 100
+
+    def __init__(self, check_every_n_steps: int | None = None) -> None:
+        self.requested = (
+            None
+            if check_every_n_steps is None
+            else check_int("check_every_n_steps", check_every_n_steps, 1)
+        )
+        self.every = self.requested or 1
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.requested is None:
+            on_cpu = trainer.strategy.root_device.type == "cpu"
+            self.every = 1 if on_cpu else self.ACCELERATOR_EVERY
         self._first_bad: Tensor | None = None  # on the device: first step whose loss was bad, -1
         self._batch: Any = None
         self._batch_idx = 0
