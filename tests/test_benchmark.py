@@ -48,3 +48,18 @@ def test_bad_models_argument_is_one_line_error(mnist_dir):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "--models takes ae and/or vae" in done.stderr
+
+
+def test_step_overhead_prints_a_row_per_loop(mnist_dir):
+    script = SCRIPT.with_name("step_overhead.py")
+    cmd = [sys.executable, str(script), "--rounds", "1", "--steps", "60", "--threads", "1"]
+    done = subprocess.run(
+        [*cmd, "--data-dir", str(mnist_dir)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [ln for ln in done.stdout.splitlines() if ln.startswith("| ") and "---" not in ln]
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ["plain", "bare Trainer", "aelab Trainer"]
+    for row in rows[1:]:
+        best, median, over = (float(c) for c in row.strip("|").split("|")[1:])
+        assert 0 < best <= median
+    assert "+0.00" in rows[1]  # plain is the baseline
