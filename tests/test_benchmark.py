@@ -60,6 +60,6 @@ def test_step_overhead_prints_a_row_per_loop(mnist_dir):
     rows = [ln for ln in done.stdout.splitlines() if ln.startswith("| ") and "---" not in ln]
     assert [r.split("|")[1].strip() for r in rows[1:]] == ["plain", "bare Trainer", "aelab Trainer"]
     for row in rows[1:]:
-        best, median, over = (float(c) for c in row.strip("|").split("|")[1:])
+        best, median, _ = (float(c) for c in row.strip("|").split("|")[1:])
         assert 0 < best <= median
     assert "+0.00" in rows[1]  # plain is the baseline

@@ -57,14 +57,14 @@ class NonFiniteLossGuard(pl.Callback):
             else check_int("check_every_n_steps", check_every_n_steps, 1)
         )
         self.every = self.requested or 1
+        self._first_bad: Tensor | None = None  # on the device: first step whose loss was bad, -1
+        self._batch: Any = None
+        self._batch_idx = 0
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.requested is None:
             on_cpu = trainer.strategy.root_device.type == "cpu"
             self.every = 1 if on_cpu else self.ACCELERATOR_EVERY
-        self._first_bad: Tensor | None = None  # on the device: first step whose loss was bad, -1
-        self._batch: Any = None
-        self._batch_idx = 0
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
