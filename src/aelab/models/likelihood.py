@@ -7,16 +7,48 @@ reconstruction and KL terms on the same per-image scale, as the ELBO requires.
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 RECON_LOSSES = ("bce", "mse")
 
 
+class _BCEWithLogitsCPU(torch.autograd.Function):
+    """Elementwise BCE with logits, as max(l, 0) - l*t + log(1 + exp(-|l|)), for CPU tensors.
+
+    torch's CPU `binary_cross_entropy_with_logits` goes through `log_sigmoid`, whose `log1p` is
+    scalar code (10 ns a value here: 0.5 ms of a 6 ms seed-VAE step); `log` is vectorised, and
+    `log(1 + u)` for u = exp(-|l|) in (0, 1] is within a float's rounding of `log1p(u)`. The
+    gradient is the usual sigmoid(l) - t, computed once in backward.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, target: Tensor) -> Tensor:
+        ctx.save_for_backward(logits, target)
+        softplus_neg_abs = logits.abs().neg_().exp_().add_(1.0).log_()
+        return logits.clamp_min(0.0).sub_(logits * target).add_(softplus_neg_abs)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        logits, target = ctx.saved_tensors
+        return logits.sigmoid().sub_(target).mul_(grad), None
+
+
+def bce_with_logits(logits: Tensor, target: Tensor) -> Tensor:
+    """-log Bernoulli(target | sigmoid(logits)) per pixel; torch's own kernel off the CPU."""
+    if logits.device.type != "cpu" or target.requires_grad:
+        return F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    # the float32 autocast would give the fused kernel (bf16 logits under mixed precision)
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    return _BCEWithLogitsCPU.apply(logits.to(dtype), target.to(dtype))
+
+
 def per_image_bce(logits: Tensor, target: Tensor) -> Tensor:
     """-log Bernoulli(target | sigmoid(logits)), summed over pixels: shape (batch,)."""
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    return bce.flatten(1).sum(1)
+    return bce_with_logits(logits, target).flatten(1).sum(1)
 
 
 def per_image_sse(logits: Tensor, target: Tensor) -> Tensor:
