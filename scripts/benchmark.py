@@ -32,6 +32,12 @@ called within or beyond that spread (a 3-epoch VAE's -ELBO moves by ±3 nats fro
 `--threads 1` keeps torch's second thread from waiting on a core that another process holds:
 with 2 threads on 2 busy cores a step of these small MLPs took 30x longer. On an idle machine the
 default (2 threads here) is faster: a seed-VAE step took 3.8 ms instead of 5.7.
+
+Each training-time ratio is given twice: from the pooled medians and from each loop's fastest
+timed epoch. With 2 threads on this project's VM a whole process sometimes runs at one-thread
+speed for tens of seconds (its two threads stay on separate CPUs: the host takes the second one);
+the medians then move by up to 50% while the fastest epochs hold. A target is `meets` or `MISSES`
+when both figures agree and `UNSETTLED` when they do not: one run cannot tell.
 """
 
 from __future__ import annotations
@@ -398,12 +404,11 @@ def median_after_warmup(times: list[float], warmup: int) -> float:
 def summarize(name: str, runs: list[dict[str, Any]], warmup: int) -> dict[str, Any]:
     """Pool the timed epochs of every repeat; average the test figures and RSS over repeats."""
 
+    def timed(key: str) -> list[float]:
+        return [t for r in runs for t in (r[key][warmup:] if len(r[key]) > warmup else r[key])]
+
     def pooled(key: str) -> float | None:
-        if key not in runs[0]:
-            return None
-        return statistics.median(
-            t for r in runs for t in (r[key][warmup:] if len(r[key]) > warmup else r[key])
-        )
+        return statistics.median(timed(key)) if key in runs[0] else None
 
     def spread(key: str) -> float | None:
         return max(r[key] for r in runs) - min(r[key] for r in runs) if key in runs[0] else None
@@ -418,6 +423,8 @@ def summarize(name: str, runs: list[dict[str, Any]], warmup: int) -> dict[str, A
     row["s_60k_with_val"] = (
         row["s_epoch_with_val"] * 60_000 / row["images"] if row["s_epoch_with_val"] else None
     )
+    # the fastest timed epoch: noise on a shared machine only ever slows an epoch down
+    row["s_60k_fastest"] = min(timed("times")) * 60_000 / row["images"]
     for key in ("test_mse", "test_neg_elbo", "peak_rss_mb", "rss_growth_mb"):
         row[key] = mean(key)
     for key in ("test_mse", "test_neg_elbo"):  # over repeats, which use seeds seed, seed+1, ...
@@ -461,10 +468,20 @@ def verdicts(rows: dict[str, dict[str, Any]], models: list[str]) -> list[str]:
     out = []
 
     def ratio(line: str, a: str, b: str, key: str, target: float) -> None:
-        if a in rows and b in rows and rows[a][key] and rows[b]["s_60k"]:
-            value = rows[a][key] / rows[b]["s_60k"]
-            ok = "meets" if value <= target else "MISSES"
-            out.append(f"- {line}: {value:.2f} ({ok} <= {target})")
+        if not (a in rows and b in rows and rows[a][key] and rows[b]["s_60k"]):
+            return
+        value = rows[a][key] / rows[b]["s_60k"]
+        if key != "s_60k":
+            out.append(
+                f"- {line}: {value:.2f} ({'meets' if value <= target else 'MISSES'} <= {target})"
+            )
+            return
+        # medians and fastest epochs agree on a quiet machine; when a slow spell hit one loop
+        # more than the other they disagree, and one run cannot settle the target
+        fastest = rows[a]["s_60k_fastest"] / rows[b]["s_60k_fastest"]
+        both = (value <= target, fastest <= target)
+        ok = "meets" if all(both) else "MISSES" if not any(both) else "UNSETTLED: they disagree on"
+        out.append(f"- {line}: {value:.2f}, fastest epochs {fastest:.2f} ({ok} <= {target})")
 
     for model in models:
         up = model.upper()

@@ -36,7 +36,9 @@ def test_quick_benchmark_prints_a_row_per_loop(tmp_path, mnist_dir):
         assert float(row["peak RSS MB"]) > 0, name
     assert re.fullmatch(NUMBER, rows["aelab AE"]["s/epoch (+val)"])
     assert rows["seed AE"]["s/epoch (+val)"] == "—"  # plain loops have no validation pass
-    assert re.search(r"aelab AE / seed AE, training part: \d", done.stdout)
+    assert re.search(
+        r"aelab AE / seed AE, training part: [\d.]+, fastest epochs [\d.]+ \(", done.stdout
+    )
 
     saved = json.loads(rows_file.read_text())
     assert [r["loop"] for r in saved["rows"]] == LOOPS
