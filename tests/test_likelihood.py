@@ -63,3 +63,12 @@ def test_float64_stays_float64():
     ours = bce_with_logits(logits.double(), binary.double())
     assert ours.dtype == torch.float64
     torch.testing.assert_close(ours, reference(logits, binary), rtol=1e-12, atol=1e-15)
+
+
+def test_second_derivative_is_refused_not_wrong():
+    logits = torch.randn(8, requires_grad=True)
+    (grad,) = torch.autograd.grad(
+        bce_with_logits(logits, torch.rand(8)).sum(), logits, create_graph=True
+    )
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+        torch.autograd.grad(grad.sum(), logits)

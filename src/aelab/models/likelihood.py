@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 RECON_LOSSES = ("bce", "mse")
 
@@ -32,6 +33,7 @@ class _BCEWithLogitsCPU(torch.autograd.Function):
         return logits.clamp_min(0.0).sub_(logits * target).add_(softplus_neg_abs)
 
     @staticmethod
+    @once_differentiable  # nothing in aelab differentiates a loss twice; fail loudly if it does
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         logits, target = ctx.saved_tensors
         return logits.sigmoid().sub_(target).mul_(grad), None
@@ -41,7 +43,7 @@ def bce_with_logits(logits: Tensor, target: Tensor) -> Tensor:
     """-log Bernoulli(target | sigmoid(logits)) per pixel; torch's own kernel off the CPU."""
     if logits.device.type != "cpu" or target.requires_grad:
         return F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    # the float32 autocast would give the fused kernel (bf16 logits under mixed precision)
+    # as autocast does for torch's kernel: bf16 logits (mixed precision) are scored in float32
     dtype = torch.promote_types(logits.dtype, torch.float32)
     return _BCEWithLogitsCPU.apply(logits.to(dtype), target.to(dtype))
 
