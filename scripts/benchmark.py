@@ -397,10 +397,6 @@ def run_child(name: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
     return result
 
 
-def median_after_warmup(times: list[float], warmup: int) -> float:
-    return statistics.median(times[warmup:] if len(times) > warmup else times)
-
-
 def summarize(name: str, runs: list[dict[str, Any]], warmup: int) -> dict[str, Any]:
     """Pool the timed epochs of every repeat; average the test figures and RSS over repeats."""
 
