@@ -579,8 +579,24 @@ def report(sweep: Path) -> list[Path]:
     return written + plots
 
 
+def failed_jobs_line(sweep: Path, jobs: Sequence[Job]) -> str | None:
+    """One line naming the jobs that did not complete (failed, interrupted, no metrics.json);
+    None when every job completed."""
+    failed = [j for j in jobs if j.status != "completed"]
+    if not failed:
+        return None
+    names = ", ".join(f"{j.name} ({j.status})" for j in failed)
+    summary = sweep / "summary.md"
+    return f"{len(failed)} of {len(jobs)} jobs did not complete, see {summary}: {names}"
+
+
 class WriteReport(Callback):
-    """Hydra callback (conf/hydra/default.yaml): the report, written when a sweep ends."""
+    """Hydra callback (conf/hydra/default.yaml): the report, written when a sweep ends; then, if
+    a job did not complete, one line naming them on stderr and exit status 1.
+
+    Every job has run by then: `aelab-train` turns a sweep job's error into a failed job
+    (metrics.json) instead of letting it end the sweep.
+    """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(config.hydra.sweep.dir)
@@ -593,6 +609,14 @@ class WriteReport(Callback):
         else:
             log.info("sweep report: %s", sweep / "summary.md")
             log.debug("wrote %s", ", ".join(p.name for p in written))
+        try:
+            line = failed_jobs_line(sweep, load_sweep(sweep))
+        except ReportError:
+            return  # no job folders: no job ran (the Optuna sweeper with no trials, ...)
+        if line is not None:
+            # SystemExit, not an exception: Hydra's callbacks turn those into a warning
+            print(f"aelab-{config.task_name}: error: {line}", file=sys.stderr)
+            raise SystemExit(1)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

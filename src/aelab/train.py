@@ -24,10 +24,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch.utils.tensorboard.summary import hparams
 
 from aelab import CONFIG_DIR
 from aelab.checks import ConfigError, build, check_float, check_int, exit_on_config_error, in_group
+from aelab.data.source import DataSourceError
 from aelab.faults import NonFiniteLossError, RunInterrupted, last_checkpoint_path
 from aelab.runs import (
     LAST_CHECKPOINT,
@@ -260,7 +262,37 @@ def main(cfg: DictConfig) -> float | None:
         except RunInterrupted as err:
             print(f"aelab-train: {err}", file=sys.stderr)
             raise SystemExit(130) from None
+        except Exception as err:
+            if HydraConfig.get().mode != RunMode.MULTIRUN:
+                raise
+            # Hydra's basic sweeper would stop the sweep after this batch, before the report,
+            # and a bad value would end it at once (SystemExit): the job fails, the sweep goes
+            # on, and `aelab.report.WriteReport` exits non-zero naming it once all jobs are done
+            return _sweep_job_failed(Path(cfg.paths.output_dir), err)
     return metrics.get("val/loss")
+
+
+def _sweep_job_failed(output_dir: Path, err: Exception) -> float:
+    """Record a sweep job's error in its metrics.json (status failed) and log it; math.inf, the
+    worst objective (as for a NaN loss). A failure record train() wrote itself is kept."""
+    one_line = isinstance(err, ConfigError | DataSourceError | OSError)
+    message = str(err) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}"
+    message = " ".join(message.split())
+    log.error("job failed: %s", message, exc_info=not one_line)
+    print(f"aelab-train: error: {output_dir.name}: {message}", file=sys.stderr)
+    if rank_zero_only.rank == 0:
+        path = output_dir / "metrics.json"
+        try:
+            stored = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError):
+            stored = {}
+        if stored.get("status") != "failed":
+            # figures written before the error (a run that failed after its test) stay
+            try:
+                write_json_atomic(path, {**stored, "status": "failed", "error": message})
+            except OSError as write_err:
+                log.error("could not write %s: %s", path, write_err)
+    return math.inf
 
 
 if __name__ == "__main__":
