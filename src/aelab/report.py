@@ -485,6 +485,25 @@ def plot_rate_distortion(groups: Sequence[Group], variables: Sequence[str]) -> F
     return fig
 
 
+def _noise_series(groups: Sequence[Group], variables: Sequence[str]) -> dict[str, list[Group]]:
+    """The lines of the PSNR plot, one per kind of corruption (and other variables), along the
+    noise level. The clean-input baseline (noise `none`, level 0; experiment=noise_sweep runs it
+    once) starts every kind's line that has the same other variables; alone, it is a line."""
+    if "noise" not in variables:
+        return _series(groups, variables, "noise_level")
+    k, i = list(variables).index("noise"), list(variables).index("noise_level")
+    baseline = [g for g in groups if g.key[k] == "none"]
+    corrupted = [g for g in groups if g.key[k] != "none"]
+    if not corrupted:
+        return _series(groups, variables, "noise_level")
+    others = [j for j in range(len(variables)) if j not in (k, i)]
+    lines = _series(corrupted, variables, "noise_level")
+    for members in lines.values():
+        same = [b for b in baseline if all(b.key[j] == members[0].key[j] for j in others)]
+        members[:0] = sorted(same, key=lambda g: _sort_key(g.key[i]))
+    return lines
+
+
 def plot_noise(groups: Sequence[Group], variables: Sequence[str]) -> Figure | None:
     if "noise_level" not in variables:
         return None
@@ -492,7 +511,7 @@ def plot_noise(groups: Sequence[Group], variables: Sequence[str]) -> Figure | No
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
     drawn = False
-    for n, (label, members) in enumerate(_series(groups, variables, "noise_level").items()):
+    for n, (label, members) in enumerate(_noise_series(groups, variables).items()):
         color = f"C{n}"
         # at level 0 nothing is corrupted: the output's PSNR is test/psnr, the input is exact
         xs, ys, errs = _points(members, i, "test/psnr_denoised", "test/psnr")
