@@ -3,11 +3,13 @@ shared by the report and TensorBoard tests: `from sweep_fixtures import tiny_swe
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 
 # one epoch of 5 batches, one validation batch, 500 test images: every job takes seconds
 TINY = [
@@ -20,8 +22,21 @@ TINY = [
 _SWEEPS: dict[str, Path] = {}  # module-level: both test modules get the same sweep
 
 
-def run_sweep(root: Path, data_dir: Path, *overrides: str) -> tuple[Path, str]:
-    """`aelab-train -m <overrides>` under `root`; the sweep folder it made and the output."""
+class FailOnFitStart(pl.Callback):
+    """`+callbacks.boom._target_=sweep_fixtures.FailOnFitStart +callbacks.boom.fail=true`: a job
+    that raises a plain error once its run folder exists (run_sweep puts tests/ on the path)."""
+
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.fail:
+            raise RuntimeError("boom at fit start")
+
+
+def run_sweep(root: Path, data_dir: Path, *overrides: str, returncode: int = 0) -> tuple[Path, str]:
+    """`aelab-train -m <overrides>` under `root`; the sweep folder it made and the output
+    (stdout, then stderr)."""
     cmd = [
         sys.executable,
         "-m",
@@ -31,8 +46,12 @@ def run_sweep(root: Path, data_dir: Path, *overrides: str) -> tuple[Path, str]:
         f"paths.data_dir={data_dir}",
         *overrides,
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    path = os.pathsep.join(
+        p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p
+    )
+    env = {**os.environ, "PYTHONPATH": path}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == returncode, done.stderr[-3000:]
     sweeps = list((root / "outputs" / "multiruns").glob("*/*"))
     assert len(sweeps) == 1, sweeps
     return sweeps[0], done.stdout + done.stderr

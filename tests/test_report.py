@@ -20,7 +20,15 @@ from omegaconf import DictConfig, OmegaConf
 from sweep_fixtures import tiny_sweep  # noqa: F401 - a fixture
 
 from aelab import CONFIG_DIR
-from aelab.report import job_dirs, main, report
+from aelab.report import (
+    group_jobs,
+    job_dirs,
+    load_sweep,
+    main,
+    plot_noise,
+    report,
+    sweep_variables,
+)
 
 PLOT_NAMES = {"recon_vs_latent.png", "rate_distortion.png", "psnr_vs_noise.png"}
 
@@ -162,27 +170,38 @@ def test_a_beta_sweep_gets_the_rate_distortion_plane(tmp_path):
 
 
 def test_a_noise_sweep_gets_psnr_against_the_noise_level(tmp_path):
+    """experiment=noise_sweep: one clean-input baseline (noise none, level 0), then each kind's
+    levels; the baseline starts every kind's PSNR curve."""
     sweep = tmp_path / "noise"
-    num = 0
-    for kind in ("gaussian", "masking"):
-        for level in (0, 0.3):
-            metrics = {"status": "completed", "test/recon_mse": 0.02}
-            if level:
-                metrics.update({"test/psnr_denoised": 18.0, "test/psnr_noisy_input": 10.0})
-            else:  # uncorrupted: the model's plain PSNR
-                metrics["test/psnr"] = 21.0
-            overrides = ["experiment=noise_sweep", f"noise_kind={kind}", f"noise_level={level}"]
-            make_job(sweep, num, overrides, metrics)
-            num += 1
+    baseline = ["experiment=noise_sweep", "noise_kind=none", "noise_level=0"]
+    make_job(sweep, 0, baseline, {"status": "completed", "test/recon_mse": 0.01, "test/psnr": 21.0})
+    num = 1
+    psnr = {("gaussian", 0.3): 18.0, ("gaussian", 0.6): 15.0, ("masking", 0.3): 17.0}
+    for (kind, level), value in psnr.items():
+        metrics = {"status": "completed", "test/recon_mse": 0.02}
+        metrics.update({"test/psnr_denoised": value, "test/psnr_noisy_input": value - 8})
+        overrides = ["experiment=noise_sweep", f"noise_kind={kind}", f"noise_level={level}"]
+        make_job(sweep, num, overrides, metrics)
+        num += 1
     assert "psnr_vs_noise.png" in {p.name for p in report(sweep)}
     header, _, *body = md_rows((sweep / "summary.md").read_text())
     assert header[:2] == ["noise", "noise_level"]
     assert [r[:2] for r in body] == [
-        ["gaussian", "0"],
         ["gaussian", "0.3"],
-        ["masking", "0"],
+        ["gaussian", "0.6"],
         ["masking", "0.3"],
+        ["none", "0"],
     ]
+    jobs = load_sweep(sweep)
+    variables = sweep_variables(jobs)
+    ax = plot_noise(group_jobs(jobs, variables), variables).axes[0]
+    curves = {c.get_label(): c.lines[0].get_xydata().tolist() for c in ax.containers}
+    assert curves == {
+        "noise=gaussian: output": [[0.0, 21.0], [0.3, 18.0], [0.6, 15.0]],
+        "noise=gaussian: noisy input": [[0.3, 10.0], [0.6, 7.0]],
+        "noise=masking: output": [[0.0, 21.0], [0.3, 17.0]],
+        "noise=masking: noisy input": [[0.3, 9.0]],
+    }
 
 
 def test_one_class_runs_get_the_anomaly_table(tmp_path):

@@ -3,28 +3,33 @@ overrides; sweeps never share a folder; a parallel (joblib) sweep and an Optuna 
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import math
 import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
 
 import joblib
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
+from hydra.utils import get_class
+from omegaconf import OmegaConf, open_dict
 from sweep_fixtures import TINY, run_sweep
 
 from aelab import CONFIG_DIR
 from aelab.models import VAE, Autoencoder
-from aelab.noise import GaussianNoise, MaskingNoise
+from aelab.noise import GaussianNoise, MaskingNoise, Noise
 from aelab.report import report
+from aelab.resolvers import JOB_NAME_MAX_BYTES, job_dirname
 from aelab.train import build_model
+from hydra_plugins.aelab_sweeper.baseline_sweeper import with_baseline
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 
@@ -36,12 +41,15 @@ def compose_with_hydra(overrides: list[str]):
 
 
 def sweep_jobs(overrides: list[str]) -> list[list[str]]:
-    """Each job's overrides, as Hydra's basic sweeper expands `-m <overrides>` with the sweep
-    parameters of the presets they select (command-line values win)."""
+    """Each job's overrides, as the sweeper the presets select (Hydra's basic one unless they
+    say otherwise) expands `-m <overrides>` with their sweep parameters (command-line values
+    win)."""
     cfg = compose_with_hydra([o for o in overrides if "," not in o])
+    conf = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
+    sweeper = get_class(conf.pop("_target_"))(**conf)
     params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.params or {}).items()]
     parsed = OverridesParser.create().parse_overrides(params + overrides)
-    (batch,) = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    (batch,) = sweeper.split_arguments(parsed, max_batch_size=None)
     return batch
 
 
@@ -77,14 +85,69 @@ def test_every_job_of_a_preset_composes_and_builds(experiment):
         ratios = [b / a for a, b in zip(betas, betas[1:], strict=False)]
         assert all(1.5 <= r <= 3.0 for r in ratios), ratios  # log-spaced
     elif experiment == "noise_sweep":
-        levels = {"gaussian": set(), "masking": set()}
+        levels = {"none": [], "gaussian": [], "masking": []}
         for cfg, model in seen:
             noise = model.noise
-            assert isinstance(noise, GaussianNoise | MaskingNoise)
+            assert type(noise) in (Noise, GaussianNoise, MaskingNoise)
             assert noise.level == pytest.approx(cfg.noise_level)
-            levels[noise.kind].add(round(noise.level, 3))
-        assert {0.0, 0.3, 0.8} <= levels["gaussian"] and {0.0, 0.3, 0.7} <= levels["masking"]
-        assert len(levels["gaussian"]) >= 5 and len(levels["masking"]) >= 5
+            levels[noise.kind].append(round(noise.level, 3))
+        assert levels["none"] == [0.0]  # the clean-input baseline, once, as job 0
+        assert type(seen[0][1].noise) is Noise
+        for kind in ("gaussian", "masking"):  # 0.1 ... 0.8, each once; 0 is the baseline
+            assert levels[kind] == [round(0.1 * n, 3) for n in range(1, 9)]
+
+
+def effective_config(job: list[str], experiment: str) -> str:
+    """What a job trains: its composed config, resolved, less the hydra node and the paths (where
+    it runs), and with the corruption as the noise it builds (kind and level; an identity noise is
+    `none` at 0) in place of the keys that select it."""
+    cfg, model = job_config([f"experiment={experiment}", *job])
+    left_out = ("hydra", "paths", "noise", "noise_kind", "noise_level", "corruptions")
+    data = {
+        key: OmegaConf.to_container(cfg[key], resolve=True)
+        if OmegaConf.is_config(cfg[key])
+        else cfg[key]
+        for key in cfg
+        if key not in left_out
+    }
+    noise = model.noise
+    data["noise"] = ("none", 0.0) if noise.is_identity else (noise.kind, noise.level)
+    return json.dumps(data, sort_keys=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "extra, n_jobs",
+    [([], 1 + 2 * 8), (["noise_kind=masking"], 1 + 8), (["seed=0,1"], 2 * (1 + 2 * 8))],
+)
+def test_the_noise_sweep_trains_each_config_once(extra, n_jobs):
+    """Level 0 (no corruption) is one run, not one per kind; one kind only keeps its baseline."""
+    jobs = sweep_jobs(["experiment=noise_sweep", *extra])
+    assert len(jobs) == n_jobs
+    configs = [effective_config(job, "noise_sweep") for job in jobs]
+    assert len(set(configs)) == len(configs)
+    baselines = [c for c in configs if '"noise": ["none", 0.0]' in c]
+    assert len(baselines) == (2 if "seed=0,1" in extra else 1)
+
+
+def test_the_baseline_sweeper_adds_each_baseline_once_and_first():
+    jobs = [
+        ["kind=a", "level=0.1", "seed=0"],
+        ["kind=a", "level=0.2", "seed=0"],
+        ["kind=b", "level=0.1", "seed=1"],
+        ["kind=none", "level=0", "seed=1"],  # already a job: not added again
+    ]
+    assert with_baseline(jobs, {"kind": "none", "level": 0}) == [
+        ["kind=none", "level=0", "seed=0"],
+        *jobs,
+    ]
+    # a baseline key the jobs do not set is added; `+key` keeps its prefix
+    assert with_baseline([["+x=1", "y=2"], ["+x=3", "y=2"]], {"x": 0.0, "z": True}) == [
+        ["+x=0.0", "y=2", "z=true"],
+        ["+x=1", "y=2"],
+        ["+x=3", "y=2"],
+    ]
+    assert with_baseline(jobs, {}) == jobs
 
 
 def test_seeds_and_command_line_values_combine_with_a_preset():
@@ -207,3 +270,143 @@ def test_an_optuna_search_saves_its_study(tmp_path, mnist_dir):
     report(sweep)
     summary = (sweep / "summary.md").read_text()
     assert "## Optuna study" in summary and f"{study.best_value:.4g}" in summary
+
+
+# --- job folder names -------------------------------------------------------------------------
+
+ODD_OVERRIDES = [
+    "",
+    "model.latent_dim=16,model=vae",
+    "+tag=exp/a",
+    "+tag=exp%2Fa",  # what "exp/a" is escaped to: must not give the same name
+    "+tag=../../etc",
+    "+tag=/",
+    "+tag=a\x00b",
+    "+tag=a b\tc\nd",
+    "+tag='quoted value',+other=\"double\"",
+    "+tag=a:b",
+    "+tag=[1,2,3],data.classes=[0]",
+    "+tag={a:1,b:[2,3]}",
+    "+tag=${oc.env:HOME}",
+    "+tag=~x,~callbacks.evaluation",
+    "+tag=\\back\\slash",
+    "+tag=*?|<>&;$`!#",
+    "+tag=é/ü/日本語",
+    "+tag=\udcff\udc80",  # undecodable command-line bytes (surrogateescape)
+    "+tag=" + ",".join(str(i) for i in range(200)),  # a long list
+    ",".join(f"+k{i}=v{i}" for i in range(60)),  # many overrides
+    "+tag=" + "a" * 300,
+    "+tag=" + "a" * 300 + "b",  # the same first 120 bytes as the one above
+    "+tag=" + "/" * 300,
+    "+tag=" + "é" * 300,
+]
+
+
+@pytest.mark.parametrize("overrides", ODD_OVERRIDES)
+def test_a_job_name_is_one_safe_bounded_folder(overrides, tmp_path):
+    name = job_dirname(7, overrides)
+    raw = name.encode("ascii")  # ASCII only: bytes == characters
+    assert len(raw) <= JOB_NAME_MAX_BYTES == 120
+    assert "/" not in name and "\x00" not in name and name not in {"", ".", ".."}
+    assert name.isprintable() and " " not in name
+    assert name.startswith("7_")
+    folder = tmp_path / name
+    folder.mkdir()  # a real folder, directly under its parent
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    full = f"7_{overrides}".encode("utf-8", "surrogatepass")
+    if "~" not in name:  # not cut: %XX decodes back to the string
+        assert unquote_to_bytes(name) == full
+    else:  # cut: the first bytes, then ~ and a hash of the whole string
+        head, digest = name.rsplit("~", 1)
+        assert digest == hashlib.sha256(full).hexdigest()[:10]
+        assert full.startswith(unquote_to_bytes(head)) and len(head) > 60
+
+
+def test_job_names_are_unique_and_readable():
+    pairs = [(n, o) for n in (0, 1, 12) for o in ODD_OVERRIDES]
+    # the text of every cut name, given as overrides: still a different name
+    pairs += [(0, job_dirname(0, o).split("_", 1)[1]) for o in ODD_OVERRIDES]
+    names = [job_dirname(n, o) for n, o in pairs]
+    assert len(set(names)) == len(set(pairs))
+    assert job_dirname(3, "model.latent_dim=16,model=vae") == "3_model.latent_dim=16,model=vae"
+    assert job_dirname(0, "+tag=exp/a") == "0_+tag=exp%2Fa"
+    assert job_dirname(1, "data.classes=[0]") == "1_data.classes=[0]"
+    with pytest.raises(ValueError, match="max_bytes=8"):
+        job_dirname(0, "x", max_bytes=8)
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["+tag=exp/a", "seed=3"], "5_+tag=exp%2Fa"),  # seed: left out of names
+        (["+tag='a b:c'"], "5_+tag=%27a%20b%3Ac%27"),
+        # read as typed: an interpolation that only a job can resolve does not stop the sweep
+        (["+tag='${nowhere}'"], "5_+tag=%27%24{nowhere}%27"),
+    ],
+)
+def test_hydra_names_a_sweep_job_folder_with_job_dirname(overrides, expected):
+    cfg = compose_with_hydra(overrides)
+    with open_dict(cfg):
+        cfg.hydra.job.num = 5
+    HydraConfig.instance().set_config(cfg)
+    assert cfg.hydra.sweep.subdir == expected
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_slash_in_a_swept_value_gives_one_folder_per_job(tmp_path, mnist_dir):
+    sweep, _ = run_sweep(tmp_path, mnist_dir, "+tag=exp/a,exp/b", "threads=1", *TINY)
+    rest = "trainer.limit_train_batches=5,trainer.max_epochs=1"
+    jobs = [f"0_+tag=exp%2Fa,{rest}", f"1_+tag=exp%2Fb,{rest}"]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == jobs
+    for job in jobs:
+        assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "completed"
+    # TensorBoard: one run (folder of event files) per job, inside the job's folder
+    runs = {p.parent.relative_to(sweep) for p in sweep.rglob("events.out.tfevents.*")}
+    assert sorted(r.parts[0] for r in runs) == jobs
+    done = subprocess.run(
+        [sys.executable, "-m", "aelab.report", str(sweep)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    with (sweep / "summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["job"], r["status"]) for r in rows] == [(j, "completed") for j in jobs]
+
+
+# --- failed jobs ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_a_sweep_with_failed_jobs_runs_them_all_reports_and_exits_1(tmp_path, mnist_dir, launcher):
+    """Job 0 raises a plain error after its folder exists, jobs 1 and 3 have a bad value (which
+    ends a single run with exit 2), job 2 completes."""
+    parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
+    sweep, out = run_sweep(
+        tmp_path,
+        mnist_dir,
+        *parallel,
+        "+callbacks.boom._target_=sweep_fixtures.FailOnFitStart",
+        "+callbacks.boom.fail=true,false",
+        "trainer.max_epochs=0,-1",
+        "test=false",
+        "threads=1",
+        returncode=1,
+    )
+    jobs = sorted((p for p in sweep.iterdir() if p.is_dir()), key=lambda p: p.name)
+    assert [p.name.split("_")[0] for p in jobs] == ["0", "1", "2", "3"]
+    status = {p.name: json.loads((p / "metrics.json").read_text()) for p in jobs}
+    bad_epochs = "trainer.max_epochs=-1 is invalid: allowed an integer >= 0"
+    errors = ["RuntimeError: boom at fit start", bad_epochs, None, bad_epochs]
+    assert [status[p.name].get("error") for p in jobs] == errors
+    assert [status[p.name]["status"] for p in jobs] == ["failed", "failed", "completed", "failed"]
+    failed = [p.name for p in jobs if status[p.name]["status"] == "failed"]
+    line = out.strip().splitlines()[-1]
+    assert line == (
+        f"aelab-train: error: 3 of 4 jobs did not complete, see {sweep / 'summary.md'}: "
+        + ", ".join(f"{name} (failed)" for name in failed)
+    )
+    summary = (sweep / "summary.md").read_text()
+    assert "4 jobs: 3 failed, 1 completed." in summary
+    assert "| " + failed[0] + " | failed | RuntimeError: boom at fit start |" in summary
