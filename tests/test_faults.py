@@ -330,9 +330,17 @@ def test_a_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_path, m
 @pytest.mark.mnist
 def test_a_sweep_carries_on_past_a_failed_job(tmp_path, mnist_dir):
     done = train(tmp_path, mnist_dir, "-m", *NAN[:2], "optimizer.lr=10,0.001", *NAN[3:])
-    assert done.returncode == 0, done.stderr[-3000:]
     jobs = sorted((tmp_path / "multiruns").glob("*/*/*/metrics.json"))
     assert [metrics(job.parent)["status"] for job in jobs] == ["failed", "completed"]
+    # every job ran and the report was written; then status 1 and the failed job named
+    assert done.returncode == 1, done.stderr[-3000:]
+    sweep, failed = jobs[0].parents[1], jobs[0].parent.name
+    assert failed.startswith("0_") and "optimizer.lr=10" in failed
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"aelab-train: error: 1 of 2 jobs did not complete, see {sweep / 'summary.md'}: "
+        f"{failed} (failed)"
+    )
+    assert (sweep / "summary.md").is_file()
 
 
 def launch_at_a_frozen_second(log_dir: Path, data_dir: Path, *overrides: str) -> subprocess.Popen:

@@ -341,7 +341,7 @@ def test_job_names_are_unique_and_readable():
         (["+tag=exp/a", "seed=3"], "5_+tag=exp%2Fa"),  # seed: left out of names
         (["+tag='a b:c'"], "5_+tag=%27a%20b%3Ac%27"),
         # read as typed: an interpolation that only a job can resolve does not stop the sweep
-        (["+tag='${nowhere}'"], "5_+tag=%27%24{nowhere}%27"),
+        (["+tag='${nowhere}'"], "5_+tag=%27%24%7Bnowhere%7D%27"),
     ],
 )
 def test_hydra_names_a_sweep_job_folder_with_job_dirname(overrides, expected):

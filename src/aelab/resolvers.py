@@ -22,11 +22,11 @@ def _run_dir(*args: Any) -> str:
     return run_dir(*args)
 
 
-# Kept as they are in a job folder's name: readable, and safe in a path, a shell word, a glob-free
-# listing and a TensorBoard run name. Everything else (`/`, spaces, quotes, `:`, `%`, `~`, control
-# characters, non-ASCII) is written as `%XX` per UTF-8 byte, so the name stays one path component
-# and two different override strings never give the same name.
-_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "._-+=,@[]{}^")
+# Kept as they are in a job folder's name: readable, and one path component on any filesystem.
+# Everything else (`/`, spaces, quotes, `:`, `%`, `~`, `{}`, `$`, control characters, non-ASCII)
+# is written as `%XX` per UTF-8 byte, so two different override strings never give the same
+# name. `[ ]` stay for list values (`data.classes=[0]`); a shell needs such a name quoted.
+_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "._-+=,@[]^")
 # bytes; Linux allows 255 per name, and TensorBoard, archives and `<name>/checkpoints/...` paths
 # need room to spare
 JOB_NAME_MAX_BYTES = 120
@@ -44,12 +44,12 @@ def job_dirname(num: Any, overrides: Any, max_bytes: int = JOB_NAME_MAX_BYTES) -
     """A sweep job's folder name, `<num>_<overrides>` (`hydra.sweep.subdir`), made safe.
 
     `overrides` is the job's override string (Hydra's `job.override_dirname`, e.g.
-    `model.latent_dim=16,model=vae`). Characters outside `[A-Za-z0-9._-+=,@[]{}^]` become `%XX`
+    `model.latent_dim=16,model=vae`). Characters outside `[A-Za-z0-9._-+=,@[]^]` become `%XX`
     (`+tag=exp/a` -> `+tag=exp%2Fa`), so the name is one ASCII path component without `/` or
     NUL. A name over `max_bytes` (default 120; at least 32) is cut and ends in `~` and a hash of
     the whole string (`~` is always escaped, so a cut name never equals an uncut one). Names are
-    unique for distinct (num, overrides) and keep the job number first, which the report sorts
-    by. Raises ValueError for a `max_bytes` below 32.
+    unique for distinct (num, overrides) (cut ones: but for a 40-bit hash collision) and keep the
+    job number first, which the report sorts by. Raises ValueError for a `max_bytes` below 32.
     """
     if max_bytes < 32:
         raise ValueError(f"max_bytes={max_bytes}: a job name needs at least 32 bytes")
