@@ -34,9 +34,7 @@ def with_baseline(jobs: Sequence[Sequence[str]], baseline: Mapping[str, Any]) ->
     extra: list[list[str]] = []
     for job in jobs:
         candidate = [
-            f"{item.split('=', 1)[0]}={_text(values[_key(item)])}"
-            if _key(item) in values
-            else item
+            f"{item.split('=', 1)[0]}={_text(values[_key(item)])}" if _key(item) in values else item
             for item in job
         ]
         present = {_key(item) for item in job}
