@@ -36,6 +36,8 @@ CASES = [
     (["resume=true", "ckpt_path=x.ckpt"], "ckpt_path='x.ckpt'", "null with resume"),
     (["ckpt_path=missing.ckpt"], "ckpt_path='missing.ckpt'", "an existing checkpoint file"),
     (["ckpt_path=pyproject.toml"], "ckpt_path='pyproject.toml'", "a checkpoint written by"),
+    (["eval.iw_images=0"], "eval.iw_images=0", "an integer >= 1"),
+    (["eval.probe_train_size=10", "eval.knn_k=11"], "eval.knn_k=11", "an integer in [1, 10]"),
 ]
 
 

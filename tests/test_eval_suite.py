@@ -17,6 +17,7 @@ from conftest import synthetic_images
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader
@@ -439,3 +440,77 @@ def test_one_digit_autoencoder_detects_the_others(tmp_path, mnist_dir):
     assert metrics["test/auroc"] > 0.9, out[-2000:]
     assert isinstance(metrics["test/ssim"], float) and "test/linear_probe_acc" not in metrics
     assert metrics["test/likelihood_on_binarized"] == 0.0
+
+
+# --- a test that fails after training -------------------------------------------------------
+
+QUICK = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=5",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.accelerator=cpu",
+    "logger=none",
+    "eval.images=false",
+]
+BREAK_THE_SUITE = (
+    "import sys\n"
+    "from aelab.metrics.suite import EvaluationSuite\n"
+    "def broken(*args): raise ValueError('no figure today')\n"
+    "EvaluationSuite.evaluate = broken\n"
+    "from aelab.train import main\n"
+    "sys.argv = ['aelab-train', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+@pytest.mark.mnist
+def test_an_error_while_testing_still_writes_metrics_the_report_reads_as_failed(
+    make_cfg, tmp_path, monkeypatch
+):
+    from aelab.report import load_job
+    from aelab.train import TestFailedError, train
+
+    def broken(*args):
+        raise ValueError("no figure today")
+
+    monkeypatch.setattr(EvaluationSuite, "evaluate", broken)
+    with pytest.raises(TestFailedError) as info:
+        train(make_cfg(*QUICK))
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    error = "testing failed after training: ValueError: no figure today"
+    assert str(info.value) == error
+    assert written["status"] == "failed" and written["error"] == error
+    assert isinstance(written["val/loss"], float) and not any(
+        k.startswith("test/") for k in written
+    )
+    (tmp_path / ".hydra").mkdir()  # a job folder as a sweep leaves it, for the report
+    (tmp_path / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(make_cfg(*QUICK)))
+    job = load_job(tmp_path)
+    assert (job.status, job.error) == ("failed", error)
+    assert job.metrics["val/loss"] == written["val/loss"]
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_an_error_while_testing_is_one_line_status_1_and_a_sweep_goes_on(tmp_path, mnist_dir):
+    def run(*overrides: str) -> subprocess.CompletedProcess:
+        args = [*overrides, f"paths.log_dir={tmp_path}", f"paths.data_dir={mnist_dir}", *QUICK]
+        return subprocess.run(
+            [sys.executable, "-c", BREAK_THE_SUITE, *args],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    done = run()
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        "aelab-train: error: testing failed after training: ValueError: no figure today "
+        "(metrics.json records it)"
+    )
+    assert json.loads((run_dir(tmp_path, "train") / "metrics.json").read_text())["status"] == (
+        "failed"
+    )
+    done = run("-m", "model.latent_dim=2,3", "threads=1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    jobs = sorted((tmp_path / "multiruns").glob("*/*/*/metrics.json"))
+    assert [json.loads(j.read_text())["status"] for j in jobs] == ["failed", "failed"]

@@ -67,7 +67,11 @@ def check_trainer(trainer: DictConfig) -> None:
 
 
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
-    callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items()]
+    # the suite is `callbacks.evaluation: ${eval}`: its bad values are named as users set them
+    names = {"evaluation": "eval"}
+    callbacks = [
+        build(c, names.get(k, f"callbacks.{k}")) for k, c in (cfg.get("callbacks") or {}).items()
+    ]
     loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
     if not loggers:  # `logger=none`: Lightning's LR monitor refuses to start without a logger
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
@@ -139,6 +143,14 @@ def best_checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
     return next((cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)), None)
 
 
+class TestFailedError(RuntimeError):
+    """Testing failed after a completed fit; carries the `val/*` figures the fit ended with."""
+
+    def __init__(self, cause: Exception, val_metrics: dict[str, float]) -> None:
+        super().__init__(f"testing failed after training: {type(cause).__name__}: {cause}")
+        self.val_metrics = val_metrics
+
+
 def fit_and_test(
     cfg: DictConfig,
     trainer: pl.Trainer,
@@ -153,7 +165,10 @@ def fit_and_test(
     if cfg.test:
         best = best_checkpoint(trainer)
         best_path = best.best_model_path if best is not None else ""
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
+        try:
+            results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
+        except Exception as err:  # noqa: BLE001 - any of them loses the run's figures otherwise
+            raise TestFailedError(err, metrics) from err
         metrics.update({k: float(v) for k, v in results[0].items()})
     return metrics
 
@@ -161,7 +176,8 @@ def fit_and_test(
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, test the best checkpoint, and write `metrics.json` and the HParams row.
 
-    `metrics.json` also records a run that failed (NaN loss) or was stopped (Ctrl-C).
+    `metrics.json` also records a run that failed (NaN loss, an error while testing) or was
+    stopped (Ctrl-C).
     """
     check_trainer(cfg.trainer)
     if cfg.get("threads") is not None:  # jobs of a parallel sweep share the cores
@@ -183,6 +199,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
             metrics = fit_and_test(cfg, trainer, model, datamodule, ckpt_path)
         except NonFiniteLossError as err:
             raise _failed(output_dir, trainer, err) from None
+        except TestFailedError as err:
+            if writer:
+                failed = {"status": "failed", "error": str(err), **err.val_metrics}
+                write_json_atomic(output_dir / "metrics.json", failed)
+            raise
         except (KeyboardInterrupt, SystemExit) as err:
             # Lightning ends a Ctrl-C with a plain sys.exit(1) after its graceful shutdown; its
             # subclasses (SIGTERM, SLURM's requeue) are not ours
@@ -256,6 +277,13 @@ def main(cfg: DictConfig) -> float | None:
                 log.error("%s", err)
                 return math.inf
             print(f"aelab-train: error: {err}", file=sys.stderr)
+            raise SystemExit(1) from None
+        except TestFailedError as err:
+            # the traceback goes to the run's log; the user gets one line, like a NaN loss
+            log.error("%s", err, exc_info=err.__cause__)
+            if HydraConfig.get().mode == RunMode.MULTIRUN:
+                return math.inf
+            print(f"aelab-train: error: {err} (metrics.json records it)", file=sys.stderr)
             raise SystemExit(1) from None
         except RunInterrupted as err:
             print(f"aelab-train: {err}", file=sys.stderr)
