@@ -65,6 +65,50 @@ def test_cli_prints_one_line_and_exits_2(tmp_path):
         "aelab-train: error: model.latent_dim=0 is invalid: allowed an integer >= 1"
     )
     assert "Traceback" not in done.stderr
+    assert not list((tmp_path / "runs").glob("*/*"))  # no run folder left behind
+
+
+@pytest.mark.slow
+def test_eval_without_a_checkpoint_is_one_line_and_leaves_nothing(tmp_path):
+    done = cli(f"paths.log_dir={tmp_path}", program="aelab.eval")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "aelab-eval: error: ckpt_path=None is invalid: allowed a checkpoint written by "
+        "aelab-train (required)"
+    )
+    assert not list((tmp_path / "runs").glob("*/*"))
+
+
+@pytest.mark.slow
+def test_a_refused_resume_leaves_the_run_untouched(tmp_path):
+    """The run folder is found (same overrides, a last.ckpt), then its checkpoint refused."""
+    run = tmp_path / "runs" / "2030-01-01" / "12-00-00_x_train"
+    overrides = ["model.latent_dim=3", f"paths.log_dir={tmp_path}"]
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
+    (run / "train.log").write_text("the first session\n")
+    done = cli(*overrides, f"resume={run}")
+    assert done.returncode == 2, done.stderr[-2000:]
+    # the refusal of the checkpoint inside: this folder was the one resumed
+    last = run / "checkpoints" / "last.ckpt"
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"aelab-train: error: ckpt_path='{last}'")
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == b"not a checkpoint"
+    assert (run / "train.log").read_text().startswith("the first session\n")
+    assert list((tmp_path / "runs").glob("*/*")) == [run]
+
+
+@pytest.mark.slow
+def test_a_refused_sweep_job_keeps_its_folder_marked_failed(tmp_path):
+    done = cli("-m", "model.latent_dim=0", f"paths.log_dir={tmp_path}")
+    assert done.returncode == 2
+    [job] = list((tmp_path / "multiruns").glob("*/*/0_*"))
+    assert json.loads((job / "metrics.json").read_text()) == {
+        "status": "failed",
+        "error": "model.latent_dim=0 is invalid: allowed an integer >= 1",
+    }
 
 
 @pytest.mark.slow

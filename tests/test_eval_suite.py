@@ -514,3 +514,32 @@ def test_an_error_while_testing_is_one_line_status_1_and_a_sweep_goes_on(tmp_pat
     assert done.returncode == 0, done.stderr[-2000:]
     jobs = sorted((tmp_path / "multiruns").glob("*/*/*/metrics.json"))
     assert [json.loads(j.read_text())["status"] for j in jobs] == ["failed", "failed"]
+
+
+@pytest.mark.mnist
+def test_eval_takes_the_run_time_keys_of_train(make_cfg, tmp_path):
+    """A training command's tail (threads, seed, trainer.*, data.*, logger) carries over."""
+    from conftest import compose_cfg
+
+    from aelab.eval import evaluate
+    from aelab.train import train
+
+    tail = [
+        *QUICK, "threads=1", "seed=3", "trainer.devices=1", "trainer.deterministic=true",
+        "data.num_workers=0", "data.batch_size=64", "logger=csv", "eval.probe_train_size=200",
+        "eval.iw_images=10",
+    ]  # fmt: skip
+    train(make_cfg(*tail, "test=false"))
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = compose_cfg([f"ckpt_path={ckpt}", *tail], tmp_path / "eval", "eval")
+        metrics = evaluate(cfg)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert written["status"] == "completed" and written["test/loss"] == metrics["test/loss"]
+    assert (tmp_path / "eval" / "csv" / "metrics.csv").is_file()
+    assert not (tmp_path / "eval" / "tb").exists()

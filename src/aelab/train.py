@@ -33,6 +33,7 @@ from aelab.runs import (
     LAST_CHECKPOINT,
     hparams_row,
     load_checkpoint,
+    nothing_left_if_refused,
     run_folder_lock,
     run_info,
     run_overrides,
@@ -267,7 +268,7 @@ def _say_where(output_dir: Path, trainer: pl.Trainer, metrics: dict[str, float])
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    with exit_on_config_error("aelab-train"):
+    with exit_on_config_error("aelab-train"), nothing_left_if_refused():
         try:
             metrics = train(cfg)
         except NonFiniteLossError as err:
