@@ -37,6 +37,9 @@ CASES = [
     (["ckpt_path=missing.ckpt"], "ckpt_path='missing.ckpt'", "an existing checkpoint file"),
     (["ckpt_path=pyproject.toml"], "ckpt_path='pyproject.toml'", "a checkpoint written by"),
     (["eval.iw_images=0"], "eval.iw_images=0", "an integer >= 1"),
+    (["trainer.limit_test_batches=0"], "trainer.limit_test_batches=0", "a number of batches >= 1"),
+    (["trainer.limit_test_batches=1.5"], "trainer.limit_test_batches=1.5", "(0.0, 1.0]"),
+    (["trainer.limit_test_batches=-2"], "trainer.limit_test_batches=-2", "or null"),
     (["eval.probe_train_size=10", "eval.knn_k=11"], "eval.knn_k=11", "an integer in [1, 10]"),
 ]
 
@@ -297,3 +300,18 @@ def test_environment_errors_are_one_line(error, status, line, capsys, monkeypatc
 def test_other_os_errors_keep_their_traceback():
     with pytest.raises(FileNotFoundError), exit_on_config_error("aelab-train"):
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", "x")
+
+
+@pytest.mark.parametrize("limit", [1, 0.5, 1.0, None])
+def test_a_test_loop_with_batches_is_accepted(limit):
+    from aelab.checks import check_test_batches
+
+    check_test_batches(limit)  # raises for no batches
+
+
+def test_eval_refuses_a_test_loop_without_batches(make_cfg):
+    from aelab.eval import evaluate
+
+    cfg = make_cfg("ckpt_path=missing.ckpt", "trainer.limit_test_batches=0", name="eval")
+    with pytest.raises(ConfigError, match=r"^trainer\.limit_test_batches=0 is invalid"):
+        evaluate(cfg)

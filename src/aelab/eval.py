@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aelab import CONFIG_DIR
 from aelab.callbacks import ImageGrids
-from aelab.checks import ConfigError, build, check_int, exit_on_config_error
+from aelab.checks import ConfigError, build, check_int, check_test_batches, exit_on_config_error
 from aelab.runs import load_checkpoint, nothing_left_if_refused, run_info, write_json_atomic
 
 
@@ -27,6 +27,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
         raise ConfigError("ckpt_path", None, "a checkpoint written by aelab-train (required)")
+    check_test_batches(cfg.trainer.get("limit_test_batches"))
     if cfg.get("threads") is not None:
         torch.set_num_threads(check_int("threads", cfg.threads, 1))
     ckpt = load_checkpoint(cfg.ckpt_path)

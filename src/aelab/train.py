@@ -27,7 +27,15 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.tensorboard.summary import hparams
 
 from aelab import CONFIG_DIR
-from aelab.checks import ConfigError, build, check_float, check_int, exit_on_config_error, in_group
+from aelab.checks import (
+    ConfigError,
+    build,
+    check_float,
+    check_int,
+    check_test_batches,
+    exit_on_config_error,
+    in_group,
+)
 from aelab.faults import NonFiniteLossError, RunInterrupted, last_checkpoint_path
 from aelab.runs import (
     LAST_CHECKPOINT,
@@ -181,6 +189,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     stopped (Ctrl-C).
     """
     check_trainer(cfg.trainer)
+    if cfg.test:
+        check_test_batches(cfg.trainer.get("limit_test_batches"))
     if cfg.get("threads") is not None:  # jobs of a parallel sweep share the cores
         torch.set_num_threads(check_int("threads", cfg.threads, 1))
     log.info("torch threads: %d", torch.get_num_threads())
