@@ -25,8 +25,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     Raises ConfigError for a missing or foreign checkpoint or a bad value (named `group.key`).
     """
-    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
-        raise ConfigError("ckpt_path", None, "a checkpoint written by aelab-train (required)")
+    given = None if OmegaConf.is_missing(cfg, "ckpt_path") else cfg.ckpt_path
+    if not given:
+        raise ConfigError("ckpt_path", given, "a checkpoint written by aelab-train (required)")
     check_test_batches(cfg.trainer.get("limit_test_batches"))
     if cfg.get("threads") is not None:
         torch.set_num_threads(check_int("threads", cfg.threads, 1))

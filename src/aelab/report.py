@@ -47,7 +47,7 @@ HEADLINE = {
     "test/recon": "the loss's reconstruction term: squared error or Bernoulli NLL, per image",
     "test/psnr": "PSNR of the output against the clean image (dB)",
     "test/psnr_noisy_input": "PSNR of the corrupted input itself (dB)",
-    "test/ssim": "structural similarity of the reconstruction",
+    "test/ssim": "structural similarity of the output against the clean image",
     "test/kl": "KL rate (nats)",
     "test/neg_elbo": "negative ELBO (nats)",
     "test/iw_nll": "importance-weighted -log p(x) (nats)",
