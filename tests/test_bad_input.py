@@ -36,6 +36,11 @@ CASES = [
     (["resume=true", "ckpt_path=x.ckpt"], "ckpt_path='x.ckpt'", "null with resume"),
     (["ckpt_path=missing.ckpt"], "ckpt_path='missing.ckpt'", "an existing checkpoint file"),
     (["ckpt_path=pyproject.toml"], "ckpt_path='pyproject.toml'", "a checkpoint written by"),
+    (["eval.iw_images=0"], "eval.iw_images=0", "an integer >= 1"),
+    (["trainer.limit_test_batches=0"], "trainer.limit_test_batches=0", "a number of batches >= 1"),
+    (["trainer.limit_test_batches=1.5"], "trainer.limit_test_batches=1.5", "(0.0, 1.0]"),
+    (["trainer.limit_test_batches=-2"], "trainer.limit_test_batches=-2", "or null"),
+    (["eval.probe_train_size=10", "eval.knn_k=11"], "eval.knn_k=11", "an integer in [1, 10]"),
 ]
 
 
@@ -63,6 +68,50 @@ def test_cli_prints_one_line_and_exits_2(tmp_path):
         "aelab-train: error: model.latent_dim=0 is invalid: allowed an integer >= 1"
     )
     assert "Traceback" not in done.stderr
+    assert not list((tmp_path / "runs").glob("*/*"))  # no run folder left behind
+
+
+@pytest.mark.slow
+def test_eval_without_a_checkpoint_is_one_line_and_leaves_nothing(tmp_path):
+    done = cli(f"paths.log_dir={tmp_path}", program="aelab.eval")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "aelab-eval: error: ckpt_path=None is invalid: allowed a checkpoint written by "
+        "aelab-train (required)"
+    )
+    assert not list((tmp_path / "runs").glob("*/*"))
+
+
+@pytest.mark.slow
+def test_a_refused_resume_leaves_the_run_untouched(tmp_path):
+    """The run folder is found (same overrides, a last.ckpt), then its checkpoint refused."""
+    run = tmp_path / "runs" / "2030-01-01" / "12-00-00_x_train"
+    overrides = ["model.latent_dim=3", f"paths.log_dir={tmp_path}"]
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
+    (run / "train.log").write_text("the first session\n")
+    done = cli(*overrides, f"resume={run}")
+    assert done.returncode == 2, done.stderr[-2000:]
+    # the refusal of the checkpoint inside: this folder was the one resumed
+    last = run / "checkpoints" / "last.ckpt"
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"aelab-train: error: ckpt_path='{last}'")
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == b"not a checkpoint"
+    assert (run / "train.log").read_text().startswith("the first session\n")
+    assert list((tmp_path / "runs").glob("*/*")) == [run]
+
+
+@pytest.mark.slow
+def test_a_refused_sweep_job_keeps_its_folder_marked_failed(tmp_path):
+    done = cli("-m", "model.latent_dim=0", f"paths.log_dir={tmp_path}")
+    assert done.returncode == 2
+    [job] = list((tmp_path / "multiruns").glob("*/*/0_*"))
+    assert json.loads((job / "metrics.json").read_text()) == {
+        "status": "failed",
+        "error": "model.latent_dim=0 is invalid: allowed an integer >= 1",
+    }
 
 
 @pytest.mark.slow
@@ -251,3 +300,18 @@ def test_environment_errors_are_one_line(error, status, line, capsys, monkeypatc
 def test_other_os_errors_keep_their_traceback():
     with pytest.raises(FileNotFoundError), exit_on_config_error("aelab-train"):
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", "x")
+
+
+@pytest.mark.parametrize("limit", [1, 0.5, 1.0, None])
+def test_a_test_loop_with_batches_is_accepted(limit):
+    from aelab.checks import check_test_batches
+
+    check_test_batches(limit)  # raises for no batches
+
+
+def test_eval_refuses_a_test_loop_without_batches(make_cfg):
+    from aelab.eval import evaluate
+
+    cfg = make_cfg("ckpt_path=missing.ckpt", "trainer.limit_test_batches=0", name="eval")
+    with pytest.raises(ConfigError, match=r"^trainer\.limit_test_batches=0 is invalid"):
+        evaluate(cfg)

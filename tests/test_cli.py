@@ -68,7 +68,8 @@ def test_train_then_eval_a_noisy_vae(tmp_path, mnist_dir):
         "test/kl",
         "test/neg_elbo",
         "test/psnr_noisy_input",
-        "test/psnr_denoised",
+        "test/psnr",
+        "test/ssim",
         "val/loss",
     ):
         assert isinstance(metrics[key], float), key
@@ -104,5 +105,5 @@ def test_dae_learns_to_denoise_on_a_slice(tmp_path, mnist_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     # pixels average ~0.1 with ~0.1 variance; a code that learnt nothing scores MSE ~ 0.1
     assert metrics["test/recon_mse"] < 0.06
-    assert metrics["test/psnr_denoised"] > metrics["test/psnr_noisy_input"] + 1.0
+    assert metrics["test/psnr"] > metrics["test/psnr_noisy_input"] + 1.0
     assert (run_dir / "csv" / "metrics.csv").is_file()

@@ -17,6 +17,7 @@ from conftest import synthetic_images
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader
@@ -26,6 +27,7 @@ from aelab.checks import ConfigError, build
 from aelab.data.mnist import InMemoryImages, whole_batch
 from aelab.metrics.suite import EvaluationSuite
 from aelab.models import VAE, Autoencoder
+from aelab.models.base import EVAL_NOISE_SEED
 from aelab.train import build_trainer
 
 SMALL = {"_target_": "aelab.nets.MLPNet", "hidden": [32]}
@@ -72,7 +74,7 @@ def test_vae_figures_reach_the_test_results_images_and_tensorboard(tmp_path):
     keys = {k.removeprefix("test/") for k in out}
     assert VAE_KEYS | PROBE_KEYS | {"kl_dim_0", "kl_dim_1", "ssim", "psnr"} <= keys
     assert "auroc" not in keys and "kl_dim_2" not in keys
-    # the per-dimension KL is the rate split up (same clean test images, analytic in both)
+    # the per-dimension KL is the rate split up (same test images, analytic in both)
     assert out["test/kl_dim_0"] + out["test/kl_dim_1"] == pytest.approx(out["test/kl"], rel=1e-4)
     # the IW bound on all test images lies under the (one-sample) negative ELBO
     assert out["test/iw_nll"] < out["test/neg_elbo"]
@@ -87,6 +89,134 @@ def test_vae_figures_reach_the_test_results_images_and_tensorboard(tmp_path):
     events = EventAccumulator(str(tmp_path / "tb")).Reload()
     assert {f"generation/{name}" for name in IMAGES} <= set(events.Tags()["images"])
     assert "test/iw_nll" in events.Tags()["scalars"]
+
+
+def analytic_kl(model: VAE, x: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, 1)) per dimension, mean over the images, written out."""
+    with torch.no_grad():
+        mu, logvar = model.encoder(x).chunk(2, dim=1)
+    return (0.5 * (mu**2 + logvar.exp() - 1 - logvar)).mean(0)
+
+
+@pytest.mark.parametrize("noise", [None, {"_target_": "aelab.noise.GaussianNoise", "std": 0.3}])
+def test_kl_parts_cover_the_images_the_rate_covers_under_a_test_limit(noise, tmp_path):
+    torch.manual_seed(0)
+    model = VAE(latent_dim=3, net=SMALL, noise=noise)
+    data = TinyData()
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=False, limit_test_batches=2, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=str(tmp_path),
+        callbacks=[EvaluationSuite(**FAST, images=False)],
+    )  # fmt: skip
+    out = trainer.test(model, datamodule=data, verbose=False)[0]
+    parts = [out[f"test/kl_dim_{j}"] for j in range(3)]
+    assert sum(parts) == pytest.approx(out["test/kl"], rel=1e-5)
+    if noise is None:  # clean inputs: the first two batches of 64, by hand
+        x = data.splits["test"].images[:128].float() / 255
+        expected = analytic_kl(model, x)
+        assert parts == pytest.approx(expected.tolist(), rel=1e-5)
+        assert out["test/kl"] == pytest.approx(float(expected.sum()), rel=1e-5)
+        every = float(analytic_kl(model, data.splits["test"].images.float() / 255).sum())
+        # all 200 images give another rate (by 0.2% here), far outside the tolerance above
+        assert every != pytest.approx(out["test/kl"], rel=1e-3)
+
+
+def psnr_by_hand(output: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    mse = (output - clean).square().flatten(1).mean(1)
+    return 10 * torch.log10(1 / mse)
+
+
+def test_psnr_and_ssim_have_one_name_in_every_run(tmp_path):
+    """`psnr`/`ssim` are the output against the clean image with or without noise; a noise
+    run adds its input's figures beside them (so a noise sweep's jobs share their columns)."""
+    data = TinyData()
+    x = data.splits["test"].images.float() / 255
+    keys = {}
+    for noise in (None, {"_target_": "aelab.noise.GaussianNoise", "std": 0.3}):
+        torch.manual_seed(0)
+        model = Autoencoder(latent_dim=3, net=SMALL, noise=noise)
+        trainer = pl.Trainer(
+            accelerator="cpu", logger=False, enable_progress_bar=False,
+            enable_model_summary=False, default_root_dir=str(tmp_path),
+        )  # fmt: skip
+        out = trainer.test(model, datamodule=data, verbose=False)[0]
+        keys[noise is None] = set(out)
+        # the test loop's inputs: batches of 64, each corrupted with its own seeded generator
+        inputs = [
+            model.noise(b, torch.Generator().manual_seed(EVAL_NOISE_SEED + i))
+            for i, b in enumerate(x.split(64))
+        ]
+        with torch.no_grad():
+            output = torch.cat([model.reconstruct(b) for b in inputs])
+        assert out["test/psnr"] == pytest.approx(float(psnr_by_hand(output, x).mean()), rel=1e-5)
+        if noise is not None:
+            noisy = psnr_by_hand(torch.cat(inputs), x).mean()
+            assert out["test/psnr_noisy_input"] == pytest.approx(float(noisy), rel=1e-5)
+    assert keys[False] - keys[True] == {
+        "test/psnr_noisy_input", "test/ssim_noisy_input", "test/psnr_gain_db"}  # fmt: skip
+    assert keys[True] < keys[False] and not any("denoised" in k for k in keys[False])
+
+
+def test_figures_that_cannot_be_computed_are_skipped_with_one_line_each(caplog):
+    torch.manual_seed(0)
+    data = TinyData()
+    test, train = data.splits["test"], data.splits["train"]
+    few = InMemoryImages(train.images[:40], train.labels[:40])
+
+    def run(model, train_split, **settings):
+        caplog.clear()
+        suite = EvaluationSuite(**{**FAST, **settings}, images=False)
+        with caplog.at_level(logging.INFO, logger="aelab.metrics"):
+            metrics = suite.evaluate(model, test, train_split)[0]
+        return metrics, [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+
+    # a code wider than the 784 pixels: PCA cannot give as many components
+    wide = Autoencoder(latent_dim=800, net=SMALL)
+    metrics, lines = run(wide, train)
+    assert {"linear_probe_acc", "knn_acc"} <= set(metrics) and not {
+        "linear_probe_acc_pca", "knn_acc_pca"} & set(metrics)  # fmt: skip
+    assert len(lines) == 1 and "model.latent_dim=800" in lines[0] and "784 pixels" in lines[0]
+    # wider than the probes' 40 training images; k-NN over more neighbours than images
+    model = Autoencoder(latent_dim=50, net=SMALL)
+    metrics, lines = run(model, few, knn_k=41)
+    assert set(metrics) & PROBE_KEYS == {"linear_probe_acc"}
+    assert len(lines) == 2 and "eval.knn_k=41 exceeds the 40 training images" in lines[0]
+    # what is left is what a run without the impossible setting measures
+    possible, lines = run(model, few, knn_k=40)
+    assert possible.keys() & PROBE_KEYS == {"linear_probe_acc", "knn_acc"} and len(lines) == 1
+    assert metrics["linear_probe_acc"] == possible["linear_probe_acc"]
+    assert run(model, train)[0].keys() >= PROBE_KEYS  # 300 images: every probe figure
+
+
+def test_one_line_says_which_figures_a_run_of_this_kind_does_not_get(caplog):
+    torch.manual_seed(0)
+    model = Autoencoder(latent_dim=3, net=SMALL)
+    suite = EvaluationSuite(**FAST)
+    one = TinyData(classes=[3])
+    every = list(range(10))
+    with caplog.at_level(logging.INFO, logger="aelab.metrics.suite"):
+        metrics, images = suite.evaluate(model, one.splits["test"], one.splits["train"], every)
+    lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert "auroc" not in metrics and not set(metrics) & PROBE_KEYS
+    assert "manifold" not in images
+    assert len(lines) == 3
+    assert lines[0].startswith("probes skipped: the training split holds one class")
+    assert lines[1].startswith("auroc skipped: data.classes=[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]")
+    assert lines[2].startswith("manifold and latent_scatter figures skipped")
+    assert "model.latent_dim=2 (it is 3)" in lines[2]
+
+
+def test_a_budget_over_the_split_uses_all_of_it_and_says_so(caplog):
+    torch.manual_seed(0)
+    model = VAE(latent_dim=2, net=SMALL)
+    test = TinyData().splits["test"]
+    every = EvaluationSuite(**FAST, images=False).evaluate(model, test)[0]
+    suite = EvaluationSuite(**{**FAST, "iw_images": 10**6}, images=False)
+    with caplog.at_level(logging.INFO, logger="aelab.metrics.suite"):
+        clipped = suite.evaluate(model, test)[0]
+    assert clipped["iw_nll"] == every["iw_nll"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert "eval.iw_images=1000000 exceeds the 200 images there are: all are used" in messages
 
 
 def test_one_class_run_scores_auroc_and_skips_probes(tmp_path):
@@ -200,11 +330,23 @@ def test_eval_group_in_both_entry_points(make_cfg):
         ("eval.iw_samples=0", "iw_samples"),
         ("eval.knn_k=-1", "knn_k"),
         ("eval.mi_images=0", "mi_images"),
+        ("eval.iw_images=0", "iw_images"),
+        ("eval.elbo_samples=0", "elbo_samples"),
+        ("eval.probe_train_size=1", "probe_train_size"),
+        ("eval.batch_size=0", "batch_size"),
+        ("eval.active_threshold=-1", "active_threshold"),
     ],
 )
 def test_bad_eval_values_are_named(override, field, make_cfg):
     with pytest.raises(ConfigError, match=rf"^eval\.{field}=.* is invalid"):
         build(make_cfg("ckpt_path=x.ckpt", override, name="eval").eval, "eval")
+
+
+def test_knn_over_more_images_than_the_probes_get_is_refused_before_training(make_cfg):
+    cfg = make_cfg("ckpt_path=x.ckpt", "eval.probe_train_size=10", "eval.knn_k=11", name="eval")
+    with pytest.raises(ConfigError, match=r"^eval\.knn_k=11 is invalid: allowed an integer in"):
+        build(cfg.eval, "eval")
+    assert build(make_cfg("eval.probe_train_size=10", "eval.knn_k=10").eval, "eval").knn_k == 10
 
 
 # --- the entry points on real MNIST ---------------------------------------------------------
@@ -248,7 +390,7 @@ def test_noisy_binarized_vae_writes_every_figure_and_eval_reproduces_them(tmp_pa
     trained = run_dir(tmp_path, "train")
     metrics = json.loads((trained / "metrics.json").read_text())
     expected = {
-        "ssim_denoised", "ssim_noisy_input", "psnr_denoised", "psnr_noisy_input", "psnr_gain_db",
+        "ssim", "ssim_noisy_input", "psnr", "psnr_noisy_input", "psnr_gain_db",
         "iw_nll", "iw_nll_bits_per_dim", "active_units", "mutual_info", "kl_dim_0", "kl_dim_1",
         "linear_probe_acc", "linear_probe_acc_pca", "knn_acc", "knn_acc_pca",
         "likelihood_on_binarized",
@@ -257,7 +399,7 @@ def test_noisy_binarized_vae_writes_every_figure_and_eval_reproduces_them(tmp_pa
     assert not missing, missing
     assert metrics["test/likelihood_on_binarized"] == 1.0
     assert metrics["test/psnr_gain_db"] == pytest.approx(
-        metrics["test/psnr_denoised"] - metrics["test/psnr_noisy_input"], abs=1e-4
+        metrics["test/psnr"] - metrics["test/psnr_noisy_input"], abs=1e-4
     )
     assert metrics["test/knn_acc_pca"] > 0.3  # 2 PCA dimensions: ~0.43, well above chance
     for name in IMAGES:
@@ -298,3 +440,106 @@ def test_one_digit_autoencoder_detects_the_others(tmp_path, mnist_dir):
     assert metrics["test/auroc"] > 0.9, out[-2000:]
     assert isinstance(metrics["test/ssim"], float) and "test/linear_probe_acc" not in metrics
     assert metrics["test/likelihood_on_binarized"] == 0.0
+
+
+# --- a test that fails after training -------------------------------------------------------
+
+QUICK = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=5",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.accelerator=cpu",
+    "logger=none",
+    "eval.images=false",
+]
+BREAK_THE_SUITE = (
+    "import sys\n"
+    "from aelab.metrics.suite import EvaluationSuite\n"
+    "def broken(*args): raise ValueError('no figure today')\n"
+    "EvaluationSuite.evaluate = broken\n"
+    "from aelab.train import main\n"
+    "sys.argv = ['aelab-train', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+@pytest.mark.mnist
+def test_an_error_while_testing_still_writes_metrics_the_report_reads_as_failed(
+    make_cfg, tmp_path, monkeypatch
+):
+    from aelab.report import load_job
+    from aelab.train import TestFailedError, train
+
+    def broken(*args):
+        raise ValueError("no figure today")
+
+    monkeypatch.setattr(EvaluationSuite, "evaluate", broken)
+    with pytest.raises(TestFailedError) as info:
+        train(make_cfg(*QUICK))
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    error = "testing failed after training: ValueError: no figure today"
+    assert str(info.value) == error
+    assert written["status"] == "failed" and written["error"] == error
+    assert isinstance(written["val/loss"], float) and not any(
+        k.startswith("test/") for k in written
+    )
+    (tmp_path / ".hydra").mkdir()  # a job folder as a sweep leaves it, for the report
+    (tmp_path / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(make_cfg(*QUICK)))
+    job = load_job(tmp_path)
+    assert (job.status, job.error) == ("failed", error)
+    assert job.metrics["val/loss"] == written["val/loss"]
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_an_error_while_testing_is_one_line_status_1_and_a_sweep_goes_on(tmp_path, mnist_dir):
+    def run(*overrides: str) -> subprocess.CompletedProcess:
+        args = [*overrides, f"paths.log_dir={tmp_path}", f"paths.data_dir={mnist_dir}", *QUICK]
+        return subprocess.run(
+            [sys.executable, "-c", BREAK_THE_SUITE, *args],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    done = run()
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        "aelab-train: error: testing failed after training: ValueError: no figure today "
+        "(metrics.json records it)"
+    )
+    assert json.loads((run_dir(tmp_path, "train") / "metrics.json").read_text())["status"] == (
+        "failed"
+    )
+    done = run("-m", "model.latent_dim=2,3", "threads=1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    jobs = sorted((tmp_path / "multiruns").glob("*/*/*/metrics.json"))
+    assert [json.loads(j.read_text())["status"] for j in jobs] == ["failed", "failed"]
+
+
+@pytest.mark.mnist
+def test_eval_takes_the_run_time_keys_of_train(make_cfg, tmp_path):
+    """A training command's tail (threads, seed, trainer.*, data.*, logger) carries over."""
+    from conftest import compose_cfg
+
+    from aelab.eval import evaluate
+    from aelab.train import train
+
+    tail = [
+        *QUICK, "threads=1", "seed=3", "trainer.devices=1", "trainer.deterministic=true",
+        "data.num_workers=0", "data.batch_size=64", "logger=csv", "eval.probe_train_size=200",
+        "eval.iw_images=10",
+    ]  # fmt: skip
+    train(make_cfg(*tail, "test=false"))
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = compose_cfg([f"ckpt_path={ckpt}", *tail], tmp_path / "eval", "eval")
+        metrics = evaluate(cfg)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert written["status"] == "completed" and written["test/loss"] == metrics["test/loss"]
+    assert (tmp_path / "eval" / "csv" / "metrics.csv").is_file()
+    assert not (tmp_path / "eval" / "tb").exists()

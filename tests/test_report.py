@@ -179,7 +179,7 @@ def test_a_noise_sweep_gets_psnr_against_the_noise_level(tmp_path):
     psnr = {("gaussian", 0.3): 18.0, ("gaussian", 0.6): 15.0, ("masking", 0.3): 17.0}
     for (kind, level), value in psnr.items():
         metrics = {"status": "completed", "test/recon_mse": 0.02}
-        metrics.update({"test/psnr_denoised": value, "test/psnr_noisy_input": value - 8})
+        metrics.update({"test/psnr": value, "test/psnr_noisy_input": value - 8})
         overrides = ["experiment=noise_sweep", f"noise_kind={kind}", f"noise_level={level}"]
         make_job(sweep, num, overrides, metrics)
         num += 1

@@ -53,6 +53,16 @@ def check_float(
     return float(value)
 
 
+def check_test_batches(limit: Any) -> None:
+    """`trainer.limit_test_batches` of a run that is tested: a batch count >= 1, a fraction in
+    (0, 1] or null (all). Zero leaves no test figure to compute (Lightning skips the loop)."""
+    fraction = isinstance(limit, float) and 0 < limit <= 1
+    count = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1
+    if limit is not None and not (fraction or count):
+        allowed = "a number of batches >= 1, a fraction in (0.0, 1.0] or null (test=false: no test)"
+        raise ConfigError("trainer.limit_test_batches", limit, allowed)
+
+
 def check_choice(field: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ConfigError(field, value, "one of " + ", ".join(choices))

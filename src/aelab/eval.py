@@ -10,17 +10,27 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import TensorBoardLogger
 
 from aelab import CONFIG_DIR
 from aelab.callbacks import ImageGrids
-from aelab.checks import build, exit_on_config_error
-from aelab.runs import load_checkpoint, run_info, write_json_atomic
+from aelab.checks import ConfigError, build, check_int, check_test_batches, exit_on_config_error
+from aelab.runs import load_checkpoint, nothing_left_if_refused, run_info, write_json_atomic
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Score `cfg.ckpt_path` on the test set; writes run.json and metrics.json in the run folder.
+
+    Raises ConfigError for a missing or foreign checkpoint or a bad value (named `group.key`).
+    """
+    given = None if OmegaConf.is_missing(cfg, "ckpt_path") else cfg.ckpt_path
+    if not given:
+        raise ConfigError("ckpt_path", given, "a checkpoint written by aelab-train (required)")
+    check_test_batches(cfg.trainer.get("limit_test_batches"))
+    if cfg.get("threads") is not None:
+        torch.set_num_threads(check_int("threads", cfg.threads, 1))
     ckpt = load_checkpoint(cfg.ckpt_path)
     stored = OmegaConf.create(ckpt["aelab"]["config"])
     data_overrides = {k: v for k, v in cfg.data.items() if v is not None}
@@ -32,12 +42,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     model = get_class(ckpt["aelab"]["model_class"])(**ckpt["hyper_parameters"])
     model.load_state_dict(ckpt["state_dict"])
     model.run_config = OmegaConf.to_container(stored)
+    loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
     trainer = pl.Trainer(
         default_root_dir=str(output_dir),
-        logger=TensorBoardLogger(str(output_dir), name="tb", version="", default_hp_metric=False),
+        logger=loggers or False,
         callbacks=[ImageGrids(), build(cfg.eval, "eval")],
         enable_model_summary=False,
-        **cfg.trainer,
+        **{k: v for k, v in cfg.trainer.items() if v is not None},
     )
     write_json_atomic(output_dir / "run.json", run_info())
     metrics = {k: float(v) for k, v in trainer.test(model, datamodule=datamodule)[0].items()}
@@ -55,7 +66,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
-    with exit_on_config_error("aelab-eval"):
+    with exit_on_config_error("aelab-eval"), nothing_left_if_refused():
         evaluate(cfg)
 
 

@@ -45,10 +45,9 @@ PROG = "aelab-report"
 HEADLINE = {
     "test/recon_mse": "pixel-mean squared error of the reconstruction",
     "test/recon": "the loss's reconstruction term: squared error or Bernoulli NLL, per image",
-    "test/psnr": "PSNR of the reconstruction (dB)",
-    "test/psnr_denoised": "PSNR of the output for a corrupted input (dB)",
+    "test/psnr": "PSNR of the output against the clean image (dB)",
     "test/psnr_noisy_input": "PSNR of the corrupted input itself (dB)",
-    "test/ssim": "structural similarity of the reconstruction",
+    "test/ssim": "structural similarity of the output against the clean image",
     "test/kl": "KL rate (nats)",
     "test/neg_elbo": "negative ELBO (nats)",
     "test/iw_nll": "importance-weighted -log p(x) (nats)",
@@ -513,8 +512,9 @@ def plot_noise(groups: Sequence[Group], variables: Sequence[str]) -> Figure | No
     drawn = False
     for n, (label, members) in enumerate(_noise_series(groups, variables).items()):
         color = f"C{n}"
-        # at level 0 nothing is corrupted: the output's PSNR is test/psnr, the input is exact
-        xs, ys, errs = _points(members, i, "test/psnr_denoised", "test/psnr")
+        # the output's PSNR; run folders written before it had one name in every run held it
+        # as test/psnr_denoised in noise runs
+        xs, ys, errs = _points(members, i, "test/psnr", "test/psnr_denoised")
         if xs:
             ax.errorbar(
                 xs, ys, yerr=errs, marker="o", capsize=3, color=color, label=f"{label}: output"

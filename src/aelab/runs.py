@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -19,10 +20,12 @@ import torch
 import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from aelab.checks import ConfigError
+from aelab.data.source import DataSourceError
 from aelab.models.base import CHECKPOINT_KEY
 
 PACKAGES = ("aelab", "torch", "torchvision", "pytorch-lightning", "hydra-core", "torchmetrics")
@@ -125,6 +128,55 @@ class OutputFolderCheck(Callback):
             )
             print(f"aelab-{config.task_name}: error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
+
+
+HYDRA_RECORDS = ("config.yaml", "hydra.yaml", "overrides.yaml")  # what Hydra puts in .hydra/
+
+
+@contextlib.contextmanager
+def nothing_left_if_refused() -> Iterator[None]:
+    """A run refused for bad input (ConfigError, DataSourceError) leaves no folder behind.
+
+    Hydra makes the run folder before the task starts; while it holds only Hydra's own files
+    (.hydra/, the job's log, the run lock) those are removed, then the folder if empty. A folder
+    holding anything else (checkpoints: a resumed run) is never touched. A sweep's job folder
+    stays, with metrics.json `"status": "failed"` and the reason, for the sweep's report.
+    """
+    try:
+        yield
+    except (ConfigError, DataSourceError) as err:
+        if HydraConfig.initialized():
+            error = str(err) if isinstance(err, ConfigError) else f"data.data_dir: {err}"
+            _discard_refused(Path(HydraConfig.get().runtime.output_dir), error)
+        raise
+
+
+def _discard_refused(folder: Path, error: str) -> None:
+    root = logging.getLogger()
+    logs = [
+        h
+        for h in root.handlers
+        if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == folder
+    ]
+    own = {".hydra", ".lock", *(Path(h.baseFilename).name for h in logs)}
+    try:
+        if not {p.name for p in folder.iterdir()} <= own:
+            return
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            write_json_atomic(folder / "metrics.json", {"status": "failed", "error": error})
+            return
+        for handler in logs:  # the log file is open: close it before it goes
+            handler.close()
+            root.removeHandler(handler)
+        for name in own - {".hydra"}:
+            (folder / name).unlink(missing_ok=True)
+        for name in HYDRA_RECORDS:
+            (folder / ".hydra" / name).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            (folder / ".hydra").rmdir()
+        folder.rmdir()
+    except OSError:  # whatever could not go stays (not empty, or not ours to remove)
+        return
 
 
 def _git_state() -> dict[str, Any]:

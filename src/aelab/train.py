@@ -28,13 +28,22 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch.utils.tensorboard.summary import hparams
 
 from aelab import CONFIG_DIR
-from aelab.checks import ConfigError, build, check_float, check_int, exit_on_config_error, in_group
+from aelab.checks import (
+    ConfigError,
+    build,
+    check_float,
+    check_int,
+    check_test_batches,
+    exit_on_config_error,
+    in_group,
+)
 from aelab.data.source import DataSourceError
 from aelab.faults import NonFiniteLossError, RunInterrupted, last_checkpoint_path
 from aelab.runs import (
     LAST_CHECKPOINT,
     hparams_row,
     load_checkpoint,
+    nothing_left_if_refused,
     run_folder_lock,
     run_info,
     run_overrides,
@@ -69,7 +78,11 @@ def check_trainer(trainer: DictConfig) -> None:
 
 
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
-    callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items()]
+    # the suite is `callbacks.evaluation: ${eval}`: its bad values are named as users set them
+    names = {"evaluation": "eval"}
+    callbacks = [
+        build(c, names.get(k, f"callbacks.{k}")) for k, c in (cfg.get("callbacks") or {}).items()
+    ]
     loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
     if not loggers:  # `logger=none`: Lightning's LR monitor refuses to start without a logger
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
@@ -141,6 +154,14 @@ def best_checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
     return next((cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)), None)
 
 
+class TestFailedError(RuntimeError):
+    """Testing failed after a completed fit; carries the `val/*` figures the fit ended with."""
+
+    def __init__(self, cause: Exception, val_metrics: dict[str, float]) -> None:
+        super().__init__(f"testing failed after training: {type(cause).__name__}: {cause}")
+        self.val_metrics = val_metrics
+
+
 def fit_and_test(
     cfg: DictConfig,
     trainer: pl.Trainer,
@@ -155,7 +176,10 @@ def fit_and_test(
     if cfg.test:
         best = best_checkpoint(trainer)
         best_path = best.best_model_path if best is not None else ""
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
+        try:
+            results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
+        except Exception as err:  # noqa: BLE001 - any of them loses the run's figures otherwise
+            raise TestFailedError(err, metrics) from err
         metrics.update({k: float(v) for k, v in results[0].items()})
     return metrics
 
@@ -163,9 +187,12 @@ def fit_and_test(
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, test the best checkpoint, and write `metrics.json` and the HParams row.
 
-    `metrics.json` also records a run that failed (NaN loss) or was stopped (Ctrl-C).
+    `metrics.json` also records a run that failed (NaN loss, an error while testing) or was
+    stopped (Ctrl-C).
     """
     check_trainer(cfg.trainer)
+    if cfg.test:
+        check_test_batches(cfg.trainer.get("limit_test_batches"))
     if cfg.get("threads") is not None:  # jobs of a parallel sweep share the cores
         torch.set_num_threads(check_int("threads", cfg.threads, 1))
     log.info("torch threads: %d", torch.get_num_threads())
@@ -185,6 +212,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
             metrics = fit_and_test(cfg, trainer, model, datamodule, ckpt_path)
         except NonFiniteLossError as err:
             raise _failed(output_dir, trainer, err) from None
+        except TestFailedError as err:
+            if writer:
+                failed = {"status": "failed", "error": str(err), **err.val_metrics}
+                write_json_atomic(output_dir / "metrics.json", failed)
+            raise
         except (KeyboardInterrupt, SystemExit) as err:
             # Lightning ends a Ctrl-C with a plain sys.exit(1) after its graceful shutdown; its
             # subclasses (SIGTERM, SLURM's requeue) are not ours
@@ -248,7 +280,7 @@ def _say_where(output_dir: Path, trainer: pl.Trainer, metrics: dict[str, float])
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    with exit_on_config_error("aelab-train"):
+    with exit_on_config_error("aelab-train"), nothing_left_if_refused():
         try:
             metrics = train(cfg)
         except NonFiniteLossError as err:
@@ -258,6 +290,13 @@ def main(cfg: DictConfig) -> float | None:
                 log.error("%s", err)
                 return math.inf
             print(f"aelab-train: error: {err}", file=sys.stderr)
+            raise SystemExit(1) from None
+        except TestFailedError as err:
+            # the traceback goes to the run's log; the user gets one line, like a NaN loss
+            log.error("%s", err, exc_info=err.__cause__)
+            if HydraConfig.get().mode == RunMode.MULTIRUN:
+                return math.inf
+            print(f"aelab-train: error: {err} (metrics.json records it)", file=sys.stderr)
             raise SystemExit(1) from None
         except RunInterrupted as err:
             print(f"aelab-train: {err}", file=sys.stderr)

@@ -6,6 +6,8 @@ number of dimensions as the code, so a user sees whether the autoencoder beats a
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
@@ -13,6 +15,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
+
+log = logging.getLogger(__name__)
 
 
 def linear_probe_accuracy(
@@ -46,16 +50,42 @@ def probe_scores(
 ) -> dict[str, float]:
     """Linear-probe and k-NN accuracy of the codes and of PCA with as many dimensions.
 
-    `train` and `test` are (codes, flattened images, labels).
+    `train` and `test` are (codes, flattened images, labels). A figure that cannot be computed
+    is left out with one logged line: the k-NN ones when k exceeds the training images, the
+    PCA ones when the code has more dimensions than PCA can give (min(images, pixels)).
+    Raises ValueError for fewer than two classes among the training labels.
     """
     (train_z, train_x, train_y), (test_z, test_x, test_y) = train, test
+    n_train, n_pixels = train_x.shape
+    dims = train_z.shape[1]
+    knn = k <= n_train
+    if not knn:
+        log.warning(
+            "knn_acc and knn_acc_pca skipped: eval.knn_k=%d exceeds the %d training images the "
+            "probes are fit on",
+            k,
+            n_train,
+        )
+    pca = dims <= min(n_train, n_pixels)
+    if not pca:
+        log.warning(
+            "linear_probe_acc_pca and knn_acc_pca skipped: PCA gives at most min(%d images, %d "
+            "pixels) components, the code has model.latent_dim=%d",
+            n_train,
+            n_pixels,
+            dims,
+        )
     # One thread: next to torch's OpenMP pool, sklearn's OpenMP/BLAS threads oversubscribe the
     # cores and these small fits run ~10x slower (measured on 2 cores).
     with threadpool_limits(limits=1):
-        pca_train, pca_test = pca_codes(train_x, test_x, train_z.shape[1])
-        return {
-            "linear_probe_acc": linear_probe_accuracy(train_z, train_y, test_z, test_y),
-            "linear_probe_acc_pca": linear_probe_accuracy(pca_train, train_y, pca_test, test_y),
-            "knn_acc": knn_accuracy(train_z, train_y, test_z, test_y, k),
-            "knn_acc_pca": knn_accuracy(pca_train, train_y, pca_test, test_y, k),
-        }
+        out = {"linear_probe_acc": linear_probe_accuracy(train_z, train_y, test_z, test_y)}
+        if knn:
+            out["knn_acc"] = knn_accuracy(train_z, train_y, test_z, test_y, k)
+        if pca:
+            pca_train, pca_test = pca_codes(train_x, test_x, dims)
+            out["linear_probe_acc_pca"] = linear_probe_accuracy(
+                pca_train, train_y, pca_test, test_y
+            )
+            if knn:
+                out["knn_acc_pca"] = knn_accuracy(pca_train, train_y, pca_test, test_y, k)
+        return out

@@ -20,7 +20,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
-from aelab.checks import check_float, check_int
+from aelab.checks import ConfigError, check_float, check_int
 from aelab.data.mnist import InMemoryImages
 from aelab.metrics import generation
 from aelab.metrics.anomaly import anomaly_scores, one_class_auroc
@@ -28,7 +28,6 @@ from aelab.metrics.likelihood import (
     active_units,
     bits_per_dim,
     iw_log_likelihood,
-    kl_per_dim,
     mutual_information,
 )
 from aelab.metrics.probes import probe_scores
@@ -66,6 +65,10 @@ class EvaluationSuite(pl.Callback):
         self.probe_train_size = (
             None if probe_train_size is None else check_int("probe_train_size", probe_train_size, 2)
         )
+        # known before training: a k-NN vote over fewer images than k cannot be taken
+        high = self.probe_train_size
+        if high is not None and isinstance(knn_k, int) and knn_k > high:
+            raise ConfigError("knn_k", knn_k, f"an integer in [1, {high}] (eval.probe_train_size)")
         self.knn_k = check_int("knn_k", knn_k, 1)
         self.images = bool(images)
         self.batch_size = check_int("batch_size", batch_size, 1)
@@ -107,7 +110,12 @@ class EvaluationSuite(pl.Callback):
             mu, logvar = torch.cat(self._map(model.encode, x)), None
         if train is not None:
             metrics.update(self._probes(model, train, x, mu, y))
-        if classes is not None and not torch.isin(y, torch.tensor(classes, device=y.device)).all():
+        normal = classes is not None and torch.isin(y, torch.tensor(classes, device=y.device)).all()
+        if normal:
+            log.info(
+                "auroc skipped: data.classes=%s holds every test digit, none is anomalous", classes
+            )
+        elif classes is not None:
             g = self._generator(model, 2)
             scores = torch.cat(
                 self._map(lambda b: anomaly_scores(model, b, self.elbo_samples, g), x)
@@ -121,22 +129,24 @@ class EvaluationSuite(pl.Callback):
         self, model: pl.LightningModule, x: Tensor, mu: Tensor, logvar: Tensor
     ) -> dict[str, float]:
         out: dict[str, float] = {}
-        idx = self._subset(len(x), self.iw_images, offset=0)
+        idx = self._subset(len(x), self.iw_images, offset=0, name="iw_images")
         g = self._generator(model, 0)
         log_px = self._map(lambda b: iw_log_likelihood(model, b, self.iw_samples, g), x[idx])
         out["iw_nll"] = -float(torch.cat(log_px).double().mean())
         out["iw_nll_bits_per_dim"] = bits_per_dim(out["iw_nll"], x[0].numel())
         out["active_units"] = float(active_units(mu, self.active_threshold))
-        outer = self._subset(len(x), self.mi_images, offset=1).to(mu.device)
+        outer = self._subset(len(x), self.mi_images, offset=1, name="mi_images").to(mu.device)
         out["mutual_info"] = mutual_information(mu, logvar, self._generator(model, 1), outer)
-        out.update({f"kl_dim_{j}": float(v) for j, v in enumerate(kl_per_dim(mu, logvar))})
         return out
 
     def _probes(
         self, model: pl.LightningModule, train: InMemoryImages, x: Tensor, z: Tensor, y: Tensor
     ) -> dict[str, float]:
-        train_x, train_y = self._tensors(train, self.probe_train_size, model.device)
-        if train_y.unique().numel() < 2:  # one-class training: nothing to tell apart
+        train_x, train_y = self._tensors(
+            train, self.probe_train_size, model.device, name="probe_train_size"
+        )
+        if train_y.unique().numel() < 2:
+            log.info("probes skipped: the training split holds one class, nothing to tell apart")
             return {}
         train_z = torch.cat(self._map(model.encode, train_x))
 
@@ -166,6 +176,12 @@ class EvaluationSuite(pl.Callback):
         if mu.shape[1] == 2:
             out["manifold"] = generation.manifold(decode, center, scale)
             out["latent_scatter"] = generation.latent_scatter(mu, y)
+        else:
+            log.info(
+                "manifold and latent_scatter figures skipped: they need model.latent_dim=2 "
+                "(it is %d)",
+                mu.shape[1],
+            )
         return out
 
     def _warn_about_likelihood(self, model: pl.LightningModule, binarized: float) -> None:
@@ -201,18 +217,21 @@ class EvaluationSuite(pl.Callback):
                     tb.add_image(f"generation/{name}", image, global_step=step)
 
     # --- data -----------------------------------------------------------------------------------
-    def _subset(self, n: int, size: int | None, offset: int) -> Tensor:
-        """A fixed random choice of `size` indices out of n (all of them, in order, for None)."""
+    def _subset(self, n: int, size: int | None, offset: int, name: str = "") -> Tensor:
+        """A fixed random choice of `size` indices out of n (all of them, in order, for None or
+        a size over n: the budget `eval.<name>` is then said to be clipped)."""
+        if size is not None and size > n and name:
+            log.info("eval.%s=%d exceeds the %d images there are: all are used", name, size, n)
         if size is None or size >= n:
             return torch.arange(n)
         g = torch.Generator().manual_seed(self.seed * 1000 + offset)
         return torch.randperm(n, generator=g)[:size]
 
     def _tensors(
-        self, split: InMemoryImages, size: int | None, device: torch.device
+        self, split: InMemoryImages, size: int | None, device: torch.device, name: str = ""
     ) -> tuple[Tensor, Tensor]:
         """Images in [0, 1] and labels; a dynamically binarized split gets one fixed draw."""
-        idx = self._subset(len(split), size, offset=5).to(split.images.device)
+        idx = self._subset(len(split), size, offset=5, name=name).to(split.images.device)
         x = split.images[idx].to(device).float().div_(255.0)
         if split.dynamic_binarize:
             x = torch.bernoulli(x, generator=self._generator_on(device, 6))

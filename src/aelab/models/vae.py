@@ -58,6 +58,12 @@ class VAE(AutoencoderModule):
         parts = {"loss": recon + self.beta * kl, "recon": recon, "kl": kl, "neg_elbo": recon + kl}
         return parts, logits
 
+    def test_parts(self, x_in: Tensor) -> dict[str, Tensor]:
+        """`kl_dim_{j}`: the rate of latent dimension j (nats, mean over images); they sum to
+        `kl`, which is scored on the same (corrupted, for a noise run) inputs."""
+        mu, logvar = self.posterior(x_in)
+        return {f"kl_dim_{j}": v for j, v in enumerate(kl_to_standard_normal(mu, logvar).mean(0))}
+
     def eval_logits(self, x_in: Tensor, loss_logits: Tensor) -> Tensor:
         return self.decode(self.encode(x_in))
 
