@@ -127,8 +127,10 @@ class OutputFolderCheck(Callback):
             raise SystemExit(2) from None
 
 
-def _git_state() -> dict[str, Any]:
-    root = Path(__file__).resolve().parents[2]
+def _git_state(root: str | Path | None = None) -> dict[str, Any]:
+    """The commit of `root` (default: this checkout) and whether files differ from it; files git
+    ignores (.gitignore: build outputs, wheels) do not count. None for both outside a git tree."""
+    root = Path(__file__).resolve().parents[2] if root is None else Path(root)
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"],
