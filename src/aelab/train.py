@@ -232,13 +232,21 @@ def _interrupted(output_dir: Path, trainer: pl.Trainer) -> RunInterrupted:
 
 
 def _say_where(output_dir: Path, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
-    ckpt = best_checkpoint(trainer)
+    """The closing lines: where the run's files are, naming only those that were written
+    (`fast_dev_run` writes no checkpoint, a run without validation has no best one, and only a
+    TensorBoard logger writes what `tensorboard` reads)."""
     lines = [f"run directory:  {output_dir}"]
-    if ckpt is not None:
-        lines.append(
-            f"checkpoints:    {ckpt.dirpath} (last.ckpt, best {Path(ckpt.best_model_path).name})"
-        )
-    lines.append(f"tensorboard:    tensorboard --logdir {output_dir}")
+    ckpt = best_checkpoint(trainer)
+    if ckpt is not None and ckpt.dirpath:
+        folder = Path(ckpt.dirpath)
+        names = [LAST_CHECKPOINT.name] if (folder / LAST_CHECKPOINT.name).is_file() else []
+        best = Path(ckpt.best_model_path) if ckpt.best_model_path else None
+        if best is not None and best.is_file() and best.name != LAST_CHECKPOINT.name:
+            names.append(f"best {best.name}")
+        if names:
+            lines.append(f"checkpoints:    {folder} ({', '.join(names)})")
+    if any(isinstance(lg, TensorBoardLogger) for lg in trainer.loggers):
+        lines.append(f"tensorboard:    tensorboard --logdir {output_dir}")
     shown = {k: round(v, 5) for k, v in metrics.items() if k.startswith("test/")}
     lines.append(f"test metrics:   {shown}")
     print("\n".join(lines), flush=True)
