@@ -114,7 +114,9 @@ class SlurmRequeue(pl.Callback):
         requeue = strategy.reduce_boolean_decision(self._received == REQUEUE_SIGNAL, all=False)
         self._received = None
         path = Path(strategy.broadcast(str(hpc_checkpoint_path(trainer.default_root_dir))))
-        trainer.save_checkpoint(path)  # every rank takes part; rank 0 writes
+        # every rank takes part, rank 0 writes; full (optimizer, loops) for the restart, and said
+        # explicitly, or Lightning logs "`weights_only` was not set, defaulting to `False`"
+        trainer.save_checkpoint(path, weights_only=False)
         log.info("saved %s at global step %d", path, trainer.global_step)
         if trainer.is_global_zero:  # the newest is the one resumed from; keep only it
             for old in path.parent.glob("hpc_ckpt_*.ckpt"):

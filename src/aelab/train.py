@@ -147,13 +147,17 @@ def fit_and_test(
     ckpt_path: str | None,
 ) -> dict[str, float]:
     """Fit, then test the best checkpoint: the last `val/*` figures and the `test/*` ones."""
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    # checkpoints are plain containers: every load (resume, SLURM's hpc_ckpt_*, the best for
+    # testing) is weights-only, whatever torch's default or TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD say
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     # the last validation figures; testing replaces callback_metrics
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     if cfg.test:
         best = best_checkpoint(trainer)
         best_path = best.best_model_path if best is not None else ""
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
+        results = trainer.test(
+            model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True
+        )
         metrics.update({k: float(v) for k, v in results[0].items()})
     return metrics
 
