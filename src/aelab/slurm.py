@@ -41,12 +41,20 @@ class StoppedBySlurm(SystemExit):
 
 def hpc_checkpoint_path(folder: str | Path) -> Path:
     """The next `hpc_ckpt_<n>.ckpt`: Lightning resumes from the highest n."""
-    numbers = [
-        int(m.group(1))
+    latest = latest_hpc_checkpoint(folder)
+    n = 0 if latest is None else int(latest.stem.removeprefix("hpc_ckpt_"))
+    return Path(folder) / f"hpc_ckpt_{n + 1}.ckpt"
+
+
+def latest_hpc_checkpoint(folder: str | Path) -> Path | None:
+    """The `hpc_ckpt_<n>.ckpt` with the highest n in `folder` (what Lightning's `fit` restores
+    by itself under SLURM when given no checkpoint), or None."""
+    found = {
+        int(m.group(1)): p
         for p in Path(folder).glob("hpc_ckpt_*.ckpt")
         if (m := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", p.name))
-    ]
-    return Path(folder) / f"hpc_ckpt_{max(numbers, default=0) + 1}.ckpt"
+    }
+    return found[max(found)] if found else None
 
 
 def slurm_job_id() -> str:

@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -39,6 +40,7 @@ from aelab.runs import (
     stored_overrides,
     write_json_atomic,
 )
+from aelab.slurm import latest_hpc_checkpoint
 
 log = logging.getLogger("aelab.train")
 
@@ -125,9 +127,14 @@ def resume_path(cfg: DictConfig, model: pl.LightningModule) -> str | None:
 
 
 def record_run(output_dir: Path, resumed: bool) -> None:
-    """`run.json`: how to reproduce the run; a resumed run adds its own entry under `resumed`."""
+    """`run.json`: how to reproduce the run; a resumed run adds its own entry under `resumed`.
+
+    `resumed`: started with `resume=...`. A job SLURM restarted (requeued, preempted) resumes
+    too: Lightning's `fit` continues it from the newest `hpc_ckpt_*` in its folder.
+    """
     path, info = output_dir / "run.json", run_info()
-    if resumed and path.is_file():
+    requeued = SLURMEnvironment.detect() and latest_hpc_checkpoint(output_dir) is not None
+    if (resumed or requeued) and path.is_file():
         first = json.loads(path.read_text())
         first.setdefault("resumed", []).append(info)
         info = first
