@@ -243,9 +243,9 @@ def _interrupted(output_dir: Path, trainer: pl.Trainer) -> RunInterrupted:
 
 
 def _say_where(output_dir: Path, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
-    """The closing lines: where the run's files are, naming only those that were written
-    (`fast_dev_run` writes no checkpoint, a run without validation has no best one, and only a
-    TensorBoard logger writes what `tensorboard` reads)."""
+    """The closing lines: where the run's files are, naming only those that were written (a
+    `fast_dev_run` or a run without validation has no best checkpoint, and only a TensorBoard
+    logger writes what `tensorboard` reads)."""
     lines = [f"run directory:  {output_dir}"]
     ckpt = best_checkpoint(trainer)
     if ckpt is not None and ckpt.dirpath:
