@@ -10,8 +10,9 @@
 
 Loops, each in its own subprocess (so each peak RSS is that loop's own), on the same MNIST files:
 
-- `seed`: the seed document's loop (sections 4.1 / 4.2) as written: torchvision MNIST with
-  `ToTensor`, `DataLoader(batch_size=64, shuffle=True)`, all 60k training images, default Adam.
+- `seed`: the seed's loop (README, "The seed": the reference AE and VAE aelab started from) as
+  written: torchvision MNIST with `ToTensor`, `DataLoader(batch_size=64, shuffle=True)`, all 60k
+  training images, default Adam.
 - `in-memory`: the same model, loss and optimizer over uint8 tensors in memory, one
   `index_select` per batch (the plain loop's limit); `+ fused Adam` is the same with
   `Adam(fused=True)`, aelab's default, to show what the optimizer alone buys.
@@ -77,7 +78,7 @@ LOOPS = {  # name -> (model, kind); the table keeps this order
 }
 
 
-# --- the seed document's models, verbatim (section 4.1 and 4.2) ---------------------------------
+# --- the seed's models, verbatim (README, "The seed") --------------------------------------------
 class Autoencoder(nn.Module):
     def __init__(self):
         super(Autoencoder, self).__init__()  # noqa: UP008 - as the seed wrote it

@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 from hydra.utils import get_class
 
 from aelab.data.mnist import MNISTDataModule
+from aelab.metrics.suite import EvaluationSuite
 from aelab.runs import load_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.mnist]
@@ -35,12 +36,15 @@ def test_ddp_on_two_cpu_processes_scores_like_one_process(tmp_path, mnist_dir):
         "trainer.num_sanity_val_steps=0",
         "trainer.deterministic=true",
         "data.eval_batch_size=3000",
-        "~callbacks.evaluation",
+        "eval.probe_train_size=500",
+        "eval.images=false",
         log_dir=tmp_path,
         data_dir=mnist_dir,
     )
     assert "distributed_backend=gloo" in out
     assert "MEMBER: 1/2" in out and "MEMBER: 2/2" in out
+    # the epoch means are reduced by aelab before Lightning sees them: no advice to sync them
+    assert "sync_dist" not in out
     # Lightning starts the second process in the same run folder; only rank 0 writes the results
     (run_dir,) = (tmp_path / "runs").glob("*/*_train")
     assert (run_dir / "train_ddp_process_1.log").is_file()
@@ -57,11 +61,20 @@ def test_ddp_on_two_cpu_processes_scores_like_one_process(tmp_path, mnist_dir):
     model = get_class(ckpt["aelab"]["model_class"])(**ckpt["hyper_parameters"])
     model.load_state_dict(ckpt["state_dict"])
     data = MNISTDataModule(data_dir=str(mnist_dir), eval_batch_size=3000, download=False)
+    suite = EvaluationSuite(probe_train_size=500, images=False)
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, deterministic=True
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        deterministic=True,
+        callbacks=[suite],
     )
     (single,) = trainer.test(model, datamodule=data, verbose=False)
-    keys = [k for k in ("test/loss", "test/recon_mse", "test/recon_bce", "test/psnr") if k in ddp]
-    assert len(keys) == 4, sorted(ddp)
+    # the test-time suite: each process scores the whole test set, the same figures as one
+    suite_keys = ("test/linear_probe_acc", "test/knn_acc", "test/linear_probe_acc_pca")
+    keys = ("test/loss", "test/recon_mse", "test/recon_bce", "test/psnr", *suite_keys)
+    keys = [k for k in keys if k in ddp]
+    assert len(keys) == 7, sorted(ddp)
     for key in keys:
         assert ddp[key] == pytest.approx(single[key], rel=1e-5), key

@@ -276,6 +276,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, mnist_dir, u
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 130, stderr[-3000:]
+    assert "`weights_only` was not set" not in stderr  # the Ctrl-C checkpoint says it is full
     run = the_run(tmp_path)
     step, position = checkpoint_step(run)
     assert step > first_step  # saved where it stopped, a step boundary
@@ -289,6 +290,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, mnist_dir, u
     resume = [sys.executable, "-m", "aelab.train", *shlex.split(stopped["resume"])[1:]]
     done = subprocess.run(resume, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "weights_only" not in done.stdout + done.stderr
     assert metrics(run) == metrics(uninterrupted)
 
 

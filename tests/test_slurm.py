@@ -218,6 +218,17 @@ def test_a_preempted_job_resumes_and_ends_as_if_never_stopped(preempted_sweep, t
         last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
         assert last["global_step"] == EPOCHS * BATCHES
 
+    # run.json: the user's command line (not submitit's), and SLURM's restart as a resume
+    infos = [json.loads((r / "run.json").read_text()) for r in (preempted, reference)]
+    for info in infos:
+        assert info["argv"][1:3] == ["-m", "hydra/launcher=slurm"], info["argv"]
+        assert "model.latent_dim=4,4,4" in info["argv"], info["argv"]
+    (restart,) = infos[0]["resumed"]
+    assert restart["argv"] == infos[0]["argv"]
+    assert infos[0]["slurm"] == {"job": f"{job}_{task}", "restarts": 0}
+    assert restart["slurm"] == {"job": f"{job}_{task}", "restarts": 1}
+    assert "resumed" not in infos[1]
+
     got, want = (json.loads((r / "metrics.json").read_text()) for r in (preempted, reference))
     final = sorted(k for k in want if k.startswith(("val/", "test/")))
     assert final and sorted(k for k in got if k.startswith(("val/", "test/"))) == final

@@ -225,15 +225,9 @@ def test_two_sweeps_launched_together_never_share_a_folder(tmp_path):
 def test_a_parallel_sweep_runs_its_jobs_in_one_folder(tmp_path, mnist_dir):
     """joblib workers (loky processes) compose each job again: the folder tag resolved in the
     launching process must carry over, and each job gets its share of the cores."""
-    sweep, _ = run_sweep(
-        tmp_path,
-        mnist_dir,
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        "model=ae,vae",
-        "model.latent_dim=2",
-        *TINY,
-    )
+    overrides = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=ae,vae"]
+    overrides += ["model.latent_dim=2", *TINY]
+    sweep, _ = run_sweep(tmp_path, mnist_dir, *overrides)
     jobs = sorted(d.name for d in sweep.iterdir() if d.is_dir())
     assert jobs == [
         "0_model.latent_dim=2,model=ae,trainer.limit_train_batches=5,trainer.max_epochs=1",
@@ -245,6 +239,10 @@ def test_a_parallel_sweep_runs_its_jobs_in_one_folder(tmp_path, mnist_dir):
         metrics = json.loads((sweep / job / "metrics.json").read_text())
         assert metrics["status"] == "completed" and math.isfinite(metrics["test/recon_mse"])
         assert f"torch threads: {share}\n" in (sweep / job / "train.log").read_text()
+        # run.json: the user's sweep command, not the loky worker's own command line
+        argv = json.loads((sweep / job / "run.json").read_text())["argv"]
+        paths = [f"paths.root_dir={tmp_path}", f"paths.data_dir={mnist_dir}"]
+        assert argv[1:] == ["-m", *paths, *overrides], argv
     assert (sweep / "summary.md").is_file()  # the report, written when the sweep ended
 
 

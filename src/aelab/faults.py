@@ -170,7 +170,9 @@ class GracefulInterrupt(pl.Callback):
         batch_idx: int,
     ) -> None:
         if self.requested:
-            trainer.save_checkpoint(last_checkpoint_path(trainer))
+            # a full checkpoint (optimizer, loops, callbacks) for resume; said explicitly, or
+            # Lightning logs "`weights_only` was not set, defaulting to `False`"
+            trainer.save_checkpoint(last_checkpoint_path(trainer), weights_only=False)
             raise KeyboardInterrupt
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -22,11 +22,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import get_class
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from aelab.checks import ConfigError
 from aelab.data.source import DataSourceError
 from aelab.models.base import CHECKPOINT_KEY
+from aelab.slurm import slurm_job_id
 
 PACKAGES = ("aelab", "torch", "torchvision", "pytorch-lightning", "hydra-core", "torchmetrics")
 
@@ -179,8 +181,10 @@ def _discard_refused(folder: Path, error: str) -> None:
         return
 
 
-def _git_state() -> dict[str, Any]:
-    root = Path(__file__).resolve().parents[2]
+def _git_state(root: str | Path | None = None) -> dict[str, Any]:
+    """The commit of `root` (default: this checkout) and whether files differ from it; files git
+    ignores (.gitignore: build outputs, wheels) do not count. None for both outside a git tree."""
+    root = Path(__file__).resolve().parents[2] if root is None else Path(root)
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -206,20 +210,55 @@ def _git_state() -> dict[str, Any]:
     return {"commit": commit, "dirty": dirty}
 
 
+ARGV_ENV = "AELAB_ARGV"
+
+
+class RecordCommandLine(Callback):
+    """Hydra callback: a sweep's command line, for its jobs' `run.json`.
+
+    Jobs that another process runs (submitit's under SLURM or `submitit_local`, joblib's workers)
+    see that process's own `sys.argv`. They inherit the sweep's environment (sbatch passes it
+    on), so the user's line travels in `AELAB_ARGV` (JSON), set here before any job starts.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ[ARGV_ENV] = json.dumps(sys.argv)
+
+
+def command_line() -> list[str]:
+    """The user's command line: `sys.argv`, or in a sweep's job the sweep's (`AELAB_ARGV`)."""
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if multirun and ARGV_ENV in os.environ:
+        try:
+            argv = json.loads(os.environ[ARGV_ENV])
+        except ValueError:
+            argv = None
+        if isinstance(argv, list) and all(isinstance(a, str) for a in argv):
+            return argv
+    return list(sys.argv)
+
+
 def run_info() -> dict[str, Any]:
-    """What a rerun needs beyond the config: the command line, versions, the code's commit."""
+    """What a rerun needs beyond the config: the command line, versions, the code's commit, and
+    under SLURM the job and how often SLURM restarted it (`SLURM_RESTART_COUNT`)."""
     versions = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {
-        "argv": sys.argv,
+    info: dict[str, Any] = {
+        "argv": command_line(),
         "python": sys.version.split()[0],
         "packages": versions,
         "git": _git_state(),
     }
+    if SLURMEnvironment.detect():
+        info["slurm"] = {
+            "job": slurm_job_id() if "SLURM_JOB_ID" in os.environ else None,
+            "restarts": int(os.environ.get("SLURM_RESTART_COUNT") or 0),
+        }
+    return info
 
 
 def _short(target: str) -> str:

@@ -41,12 +41,20 @@ class StoppedBySlurm(SystemExit):
 
 def hpc_checkpoint_path(folder: str | Path) -> Path:
     """The next `hpc_ckpt_<n>.ckpt`: Lightning resumes from the highest n."""
-    numbers = [
-        int(m.group(1))
+    latest = latest_hpc_checkpoint(folder)
+    n = 0 if latest is None else int(latest.stem.removeprefix("hpc_ckpt_"))
+    return Path(folder) / f"hpc_ckpt_{n + 1}.ckpt"
+
+
+def latest_hpc_checkpoint(folder: str | Path) -> Path | None:
+    """The `hpc_ckpt_<n>.ckpt` with the highest n in `folder` (what Lightning's `fit` restores
+    by itself under SLURM when given no checkpoint), or None."""
+    found = {
+        int(m.group(1)): p
         for p in Path(folder).glob("hpc_ckpt_*.ckpt")
         if (m := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", p.name))
-    ]
-    return Path(folder) / f"hpc_ckpt_{max(numbers, default=0) + 1}.ckpt"
+    }
+    return found[max(found)] if found else None
 
 
 def slurm_job_id() -> str:
@@ -114,7 +122,9 @@ class SlurmRequeue(pl.Callback):
         requeue = strategy.reduce_boolean_decision(self._received == REQUEUE_SIGNAL, all=False)
         self._received = None
         path = Path(strategy.broadcast(str(hpc_checkpoint_path(trainer.default_root_dir))))
-        trainer.save_checkpoint(path)  # every rank takes part; rank 0 writes
+        # every rank takes part, rank 0 writes; full (optimizer, loops) for the restart, and said
+        # explicitly, or Lightning logs "`weights_only` was not set, defaulting to `False`"
+        trainer.save_checkpoint(path, weights_only=False)
         log.info("saved %s at global step %d", path, trainer.global_step)
         if trainer.is_global_zero:  # the newest is the one resumed from; keep only it
             for old in path.parent.glob("hpc_ckpt_*.ckpt"):

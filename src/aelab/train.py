@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -50,6 +51,7 @@ from aelab.runs import (
     stored_overrides,
     write_json_atomic,
 )
+from aelab.slurm import latest_hpc_checkpoint
 
 log = logging.getLogger("aelab.train")
 
@@ -140,9 +142,14 @@ def resume_path(cfg: DictConfig, model: pl.LightningModule) -> str | None:
 
 
 def record_run(output_dir: Path, resumed: bool) -> None:
-    """`run.json`: how to reproduce the run; a resumed run adds its own entry under `resumed`."""
+    """`run.json`: how to reproduce the run; a resumed run adds its own entry under `resumed`.
+
+    `resumed`: started with `resume=...`. A job SLURM restarted (requeued, preempted) resumes
+    too: Lightning's `fit` continues it from the newest `hpc_ckpt_*` in its folder.
+    """
     path, info = output_dir / "run.json", run_info()
-    if resumed and path.is_file():
+    requeued = SLURMEnvironment.detect() and latest_hpc_checkpoint(output_dir) is not None
+    if (resumed or requeued) and path.is_file():
         first = json.loads(path.read_text())
         first.setdefault("resumed", []).append(info)
         info = first
@@ -170,14 +177,18 @@ def fit_and_test(
     ckpt_path: str | None,
 ) -> dict[str, float]:
     """Fit, then test the best checkpoint: the last `val/*` figures and the `test/*` ones."""
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    # checkpoints are plain containers: every load (resume, SLURM's hpc_ckpt_*, the best for
+    # testing) is weights-only, whatever torch's default or TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD say
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     # the last validation figures; testing replaces callback_metrics
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     if cfg.test:
         best = best_checkpoint(trainer)
         best_path = best.best_model_path if best is not None else ""
         try:
-            results = trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
+            results = trainer.test(
+                model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True
+            )
         except Exception as err:  # noqa: BLE001 - any of them loses the run's figures otherwise
             raise TestFailedError(err, metrics) from err
         metrics.update({k: float(v) for k, v in results[0].items()})
@@ -266,13 +277,21 @@ def _interrupted(output_dir: Path, trainer: pl.Trainer) -> RunInterrupted:
 
 
 def _say_where(output_dir: Path, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
-    ckpt = best_checkpoint(trainer)
+    """The closing lines: where the run's files are, naming only those that were written (a
+    `fast_dev_run` or a run without validation has no best checkpoint, and only a TensorBoard
+    logger writes what `tensorboard` reads)."""
     lines = [f"run directory:  {output_dir}"]
-    if ckpt is not None:
-        lines.append(
-            f"checkpoints:    {ckpt.dirpath} (last.ckpt, best {Path(ckpt.best_model_path).name})"
-        )
-    lines.append(f"tensorboard:    tensorboard --logdir {output_dir}")
+    ckpt = best_checkpoint(trainer)
+    if ckpt is not None and ckpt.dirpath:
+        folder = Path(ckpt.dirpath)
+        names = [LAST_CHECKPOINT.name] if (folder / LAST_CHECKPOINT.name).is_file() else []
+        best = Path(ckpt.best_model_path) if ckpt.best_model_path else None
+        if best is not None and best.is_file() and best.name != LAST_CHECKPOINT.name:
+            names.append(f"best {best.name}")
+        if names:
+            lines.append(f"checkpoints:    {folder} ({', '.join(names)})")
+    if any(isinstance(lg, TensorBoardLogger) for lg in trainer.loggers):
+        lines.append(f"tensorboard:    tensorboard --logdir {output_dir}")
     shown = {k: round(v, 5) for k, v in metrics.items() if k.startswith("test/")}
     lines.append(f"test metrics:   {shown}")
     print("\n".join(lines), flush=True)

@@ -83,7 +83,11 @@ class EvaluationSuite(pl.Callback):
             return
         classes = getattr(datamodule, "classes", None)
         metrics, images = self.evaluate(pl_module, splits["test"], splits.get("train"), classes)
-        pl_module.log_dict({f"test/{k}": v for k, v in metrics.items()}, sync_dist=False)
+        # under DDP every process scores the whole test set with the same seeded generators, so
+        # the figures are equal; synced with max (exact for equal values) as the model's means are
+        pl_module.log_dict(
+            {f"test/{k}": v for k, v in metrics.items()}, sync_dist=True, reduce_fx="max"
+        )
         if self.images and trainer.is_global_zero:
             self.save(images, Path(trainer.default_root_dir) / "images", trainer)
 

@@ -1,4 +1,4 @@
-"""Fully connected encoder/decoder, as in the seed document."""
+"""Fully connected encoder/decoder, as in the seed's models (README, "The seed")."""
 
 from __future__ import annotations
 
