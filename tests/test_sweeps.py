@@ -187,6 +187,37 @@ def test_a_parallel_sweep_runs_its_jobs_in_one_folder(tmp_path, mnist_dir):
 
 @pytest.mark.slow
 @pytest.mark.mnist
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_parallel_jobs_with_dataloader_workers_score_as_without(tmp_path, mnist_dir, launcher):
+    """The same job with and without DataLoader workers, side by side in one sweep: identical
+    metrics.json (a VAE on dynamically binarized digits: every random draw counts). In a joblib
+    (loky) worker the DataLoader could not start its workers at all ("'Process' object has no
+    attribute 'env'"); submitit_local starts jobs as SLURM does (`python -m
+    submitit.core._submit`)."""
+    sweep, _ = run_sweep(
+        tmp_path,
+        mnist_dir,
+        f"hydra/launcher={launcher}",
+        "model=vae",
+        "model.latent_dim=2",
+        "data.binarize=dynamic",
+        "data.num_workers=0,2",
+        "threads=1",
+        "~callbacks.evaluation",
+        *TINY,
+    )
+    jobs = sorted(d for d in sweep.iterdir() if d.is_dir() and d.name[0].isdigit())
+    assert [d.name[:2] for d in jobs] == ["0_", "1_"]
+    workers = [OmegaConf.load(d / ".hydra" / "config.yaml").data.num_workers for d in jobs]
+    assert workers == [0, 2]
+    without, with_workers = (json.loads((d / "metrics.json").read_text()) for d in jobs)
+    assert without["status"] == "completed" and math.isfinite(without["test/neg_elbo"])
+    assert with_workers == without
+    assert (sweep / "summary.md").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
 def test_an_optuna_search_saves_its_study(tmp_path, mnist_dir):
     sweep, _ = run_sweep(
         tmp_path,
