@@ -130,9 +130,9 @@ class OutputFolderCheck(Callback):
 
 
 # Lightning starts DDP's other processes by re-running the command line, unless SLURM has started
-# them (srun tasks). In a sweep job that command line is the whole sweep (basic launcher: a second
-# sweep in a folder of its own, each job of it joining the first job's process group), loky's
-# (joblib: it dies, taking the sweep with it) or submitit's (submitit_local: refused by argparse).
+# them (srun tasks). In a sweep job that command line is the whole sweep (basic launcher: the
+# second process starts a second sweep, in a folder of its own), loky's (joblib: the worker dies,
+# taking the sweep with it) or submitit's (submitit_local: its argparse refuses the overrides).
 DDP_SWEEP_LAUNCHERS = ("slurm",)
 
 
