@@ -10,11 +10,14 @@ import sys
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from aelab import runs
+from aelab import CONFIG_DIR, runs
 from aelab.checks import ConfigError, exit_on_config_error
 from aelab.data.source import MNIST_FILES, DataSourceError
+from aelab.runs import SweepLauncherCheck
 from aelab.train import build_model, train
 
 CASES = [
@@ -202,6 +205,49 @@ def test_a_misspelt_key_is_named(tmp_path):
     done = cli("model.latnt_dim=3", f"paths.log_dir={tmp_path}")
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "Could not override 'model.latnt_dim'" in done.stderr
+
+
+DDP_IN_A_SWEEP = (
+    "aelab-train: error: trainer='ddp' is invalid: allowed in a sweep (-m) only with "
+    "hydra/launcher=slurm (here {}): Lightning starts the other DDP processes by re-running the "
+    "command line, here the sweep's"
+)
+
+
+@pytest.mark.slow
+def test_ddp_in_a_sweep_off_slurm_is_refused_before_any_job(tmp_path):
+    """Lightning re-runs the command line for DDP's second process: in a joblib job that is
+    loky's (the worker died and took the sweep with it), in a basic sweep the whole sweep."""
+    done = cli("-m", "hydra/launcher=joblib", "trainer=default,ddp", f"paths.log_dir={tmp_path}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == DDP_IN_A_SWEEP.format("joblib")
+    assert list(tmp_path.iterdir()) == []  # no sweep folder, no job
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        (["trainer=ddp"], "basic"),
+        (["hydra/launcher=submitit_local", "trainer=glob(*)"], "submitit_local"),
+        (["hydra/launcher=joblib", "trainer=cpu,default"], None),
+        (["hydra/launcher=slurm", "trainer=ddp"], None),  # SLURM starts DDP's processes
+        (["trainer=ddp", "trainer.devices=2,4"], "basic"),
+    ],
+)
+def test_sweep_launcher_check(overrides, refused, capsys):
+    # the multirun config: sweeps (values with commas, globs) stay out of the composition
+    composed = [o for o in overrides if "," not in o and "glob" not in o]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=composed, return_hydra_config=True)
+    cfg.hydra.overrides.task = overrides
+    if refused is None:
+        SweepLauncherCheck().on_multirun_start(cfg)
+        return
+    with pytest.raises(SystemExit) as info:
+        SweepLauncherCheck().on_multirun_start(cfg)
+    assert info.value.code == 2
+    assert capsys.readouterr().err == DDP_IN_A_SWEEP.format(refused) + "\n"
 
 
 @pytest.mark.slow

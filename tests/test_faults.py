@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 from conftest import synthetic_images
 from pytorch_lightning.callbacks import ModelCheckpoint
+from torch.utils.data import DistributedSampler
 
 from aelab.checks import ConfigError
 from aelab.data.mnist import InMemoryImages, whole_batch
@@ -106,10 +107,10 @@ def draws(loader, epoch: int, limit: int | None = None) -> list[tuple[torch.Tens
     return [(x, torch.rand(3)) for x, _ in itertools.islice(loader, limit)]
 
 
-def loader(seed: int = 7) -> ResumableLoader:
+def loader(seed: int = 7, **kwargs) -> ResumableLoader:
     images, labels = synthetic_images(100)
     dataset = InMemoryImages(images, labels, dynamic_binarize=True)
-    return ResumableLoader(dataset, batch_size=16, seed=seed, collate_fn=whole_batch)
+    return ResumableLoader(dataset, batch_size=16, seed=seed, collate_fn=whole_batch, **kwargs)
 
 
 def same(a, b) -> bool:
@@ -130,6 +131,42 @@ def test_a_resumed_epoch_sees_the_same_batches_and_random_numbers():
     assert same(draws(resumed, epoch=1), whole[3:])
     assert not same(draws(loader(), epoch=2), whole)  # a new epoch, a new order
     assert not same(draws(loader(seed=8), epoch=1), whole)
+
+
+def test_workers_serve_the_batches_and_random_numbers_of_the_training_process():
+    """DataLoader workers have RNGs of their own: a binarization drawn there would differ."""
+    whole = draws(loader(), epoch=1)
+    pixels = torch.cat([x for x, _ in whole]).unique()
+    assert pixels.tolist() == [0.0, 1.0]  # binarized
+    assert same(draws(loader(num_workers=2), epoch=1), whole)
+    resumed = loader(num_workers=2, persistent_workers=True)
+    resumed.load_state_dict({"epoch": 1, "batches": 3})
+    assert same(draws(resumed, epoch=1), whole[3:])
+    assert same(draws(resumed, epoch=1), whole)  # the persistent workers' next epoch
+
+
+def test_workers_change_nothing_under_a_distributed_sampler():
+    """Under DDP Lightning gives the loader a DistributedSampler: no re-seeding per batch, but
+    the binarization must still come from the training process's RNG."""
+    images, labels = synthetic_images(100)
+    dataset = InMemoryImages(images, labels, dynamic_binarize=True)
+
+    def run(num_workers: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        sampler = DistributedSampler(dataset, num_replicas=2, rank=1, seed=3)
+        batches = ResumableLoader(
+            dataset,
+            batch_size=16,
+            sampler=sampler,
+            num_workers=num_workers,
+            collate_fn=whole_batch,
+        )
+        torch.manual_seed(5)
+        return [(x, torch.rand(3)) for x, _ in batches]
+
+    reference = run(0)
+    assert len(reference) == 4  # 50 of the 100 images, in batches of 16
+    assert torch.cat([x for x, _ in reference]).unique().tolist() == [0.0, 1.0]
+    assert same(run(2), reference)
 
 
 # --- finding the run to resume -----------------------------------------------------------------

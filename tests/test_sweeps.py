@@ -14,13 +14,16 @@ from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
 import joblib
+import optuna
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.utils import get_class
+from hydra.utils import get_class, instantiate
+from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 from omegaconf import OmegaConf, open_dict
+from optuna.samplers import TPESampler
 from sweep_fixtures import TINY, run_sweep
 
 from aelab import CONFIG_DIR
@@ -28,6 +31,7 @@ from aelab.models import VAE, Autoencoder
 from aelab.noise import GaussianNoise, MaskingNoise, Noise
 from aelab.report import report
 from aelab.resolvers import JOB_NAME_MAX_BYTES, job_dirname
+from aelab.search import TrialSeededTPESampler
 from aelab.train import build_model
 from hydra_plugins.aelab_sweeper.baseline_sweeper import with_baseline
 
@@ -171,7 +175,6 @@ def test_an_ad_hoc_sweep_names_its_jobs_by_their_overrides():
 
 
 def test_the_optuna_preset_searches_lr_and_latent_size():
-    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
     from optuna.distributions import CategoricalDistribution, LogUniformDistribution
 
     cfg = compose_with_hydra(["hparams_search=vae_optuna"])
@@ -184,6 +187,38 @@ def test_the_optuna_preset_searches_lr_and_latent_size():
     _, model = job_config(["hparams_search=vae_optuna", "optimizer.lr=0.003", "model.latent_dim=8"])
     assert isinstance(model, VAE) and model.latent_dim == 8
     assert model.hparams["optimizer"]["lr"] == 0.003
+
+
+def lr_and_latent(trial: optuna.Trial) -> float:
+    lr = trial.suggest_float("lr", 1e-4, 1e-2, log=True)
+    latent = trial.suggest_categorical("latent", [2, 4, 8, 16, 32, 64])
+    return (math.log10(lr) + 3) ** 2 + abs(math.log2(latent) - 3)
+
+
+def stopped_and_resumed(storage: str, sampler: type, stops: tuple[int, ...]) -> list[dict]:
+    """A study run for stops[0] trials, then resumed by a new sampler (as a new `aelab-train -m`
+    makes) for stops[1] more, ...; each trial's parameters."""
+    for n_trials in stops:
+        study = optuna.create_study(
+            study_name="s",
+            storage=storage,
+            sampler=sampler(seed=0, n_startup_trials=3),
+            load_if_exists=True,
+        )
+        study.optimize(lr_and_latent, n_trials=n_trials)
+    return [t.params for t in optuna.load_study(study_name="s", storage=storage).trials]
+
+
+def test_a_resumed_study_proposes_what_an_uninterrupted_one_would(tmp_path):
+    whole = stopped_and_resumed(f"sqlite:///{tmp_path / 'whole.db'}", TrialSeededTPESampler, (6,))
+    assert len({p["lr"] for p in whole}) == 6
+    # stopped in the random start-up (3 trials) and after it: TPE's own draws are covered too
+    for i, stops in enumerate([(2, 4), (4, 1, 1)]):
+        storage = f"sqlite:///{tmp_path / f'resumed{i}.db'}"
+        assert stopped_and_resumed(storage, TrialSeededTPESampler, stops) == whole, stops
+    # why: optuna's own TPE, seeded once per process, repeats the first trial on resuming
+    plain = stopped_and_resumed(f"sqlite:///{tmp_path / 'plain.db'}", TPESampler, (2, 4))
+    assert plain[2] == plain[0]
 
 
 def test_two_sweeps_get_different_folder_tags(monkeypatch, tmp_path):
@@ -244,6 +279,77 @@ def test_a_parallel_sweep_runs_its_jobs_in_one_folder(tmp_path, mnist_dir):
         paths = [f"paths.root_dir={tmp_path}", f"paths.data_dir={mnist_dir}"]
         assert argv[1:] == ["-m", *paths, *overrides], argv
     assert (sweep / "summary.md").is_file()  # the report, written when the sweep ended
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_parallel_jobs_with_dataloader_workers_score_as_without(tmp_path, mnist_dir, launcher):
+    """The same job with and without DataLoader workers, side by side in one sweep: identical
+    metrics.json (a VAE on dynamically binarized digits: every random draw counts). In a joblib
+    (loky) worker the DataLoader could not start its workers at all ("'Process' object has no
+    attribute 'env'"); submitit_local starts jobs as SLURM does (`python -m
+    submitit.core._submit`)."""
+    sweep, _ = run_sweep(
+        tmp_path,
+        mnist_dir,
+        f"hydra/launcher={launcher}",
+        "model=vae",
+        "model.latent_dim=2",
+        "data.binarize=dynamic",
+        "data.num_workers=0,2",
+        "threads=1",
+        "~callbacks.evaluation",
+        *TINY,
+    )
+    jobs = sorted(d for d in sweep.iterdir() if d.is_dir() and d.name[0].isdigit())
+    assert [d.name[:2] for d in jobs] == ["0_", "1_"]
+    workers = [OmegaConf.load(d / ".hydra" / "config.yaml").data.num_workers for d in jobs]
+    assert workers == [0, 2]
+    without, with_workers = (json.loads((d / "metrics.json").read_text()) for d in jobs)
+    assert without["status"] == "completed" and math.isfinite(without["test/neg_elbo"])
+    assert with_workers == without
+    assert (sweep / "summary.md").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_an_optuna_study_in_a_database_resumes_where_it_stopped(tmp_path, mnist_dir):
+    """The preset's advertised `storage`: optuna 2.10 under SQLAlchemy 2 died at once
+    (AssertionError, its schema version table empty). A second run adds to the stored study."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    search = [
+        "hparams_search=vae_optuna",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.n_jobs=1",
+        "~callbacks.evaluation",
+        *TINY,
+    ]
+    jobs = []
+    for run in ("first", "resumed"):
+        sweep, _ = run_sweep(tmp_path / run, mnist_dir, *search)
+        (job,) = [d for d in sweep.iterdir() if d.is_dir() and d.name[0].isdigit()]
+        jobs.append(job)
+    study = optuna.load_study(study_name="vae_lr_latent", storage=storage)
+    assert [t.number for t in study.trials] == [0, 1]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    for trial, job in zip(study.trials, jobs, strict=True):
+        assert trial.value == json.loads((job / "metrics.json").read_text())["val/loss"]
+        config = OmegaConf.load(job / ".hydra" / "config.yaml")
+        assert config.model.latent_dim == trial.params["model.latent_dim"]
+        assert config.optimizer.lr == pytest.approx(trial.params["optimizer.lr"], rel=1e-12)
+    # the second trial is the one an uninterrupted search would have asked next, not the first
+    # one again: the preset's sampler and search space, asked twice in memory
+    sweeper = compose_with_hydra(["hparams_search=vae_optuna"]).hydra.sweeper
+    space, _ = create_params_from_overrides([f"{k}={v}" for k, v in sweeper.params.items()])
+    fresh = optuna.create_study(sampler=instantiate(sweeper.sampler))
+    expected = []
+    for _ in range(2):
+        trial = fresh.ask()
+        expected.append({name: trial._suggest(name, dist) for name, dist in space.items()})
+    assert [t.params for t in study.trials] == expected
+    assert expected[0] != expected[1]
 
 
 @pytest.mark.slow

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 import yaml
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Glob
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import get_class
@@ -179,6 +181,53 @@ def _discard_refused(folder: Path, error: str) -> None:
         folder.rmdir()
     except OSError:  # whatever could not go stays (not empty, or not ours to remove)
         return
+
+
+# Lightning starts DDP's other processes by re-running the command line, unless SLURM has started
+# them (srun tasks). In a sweep job that command line is the whole sweep (basic launcher: the
+# second process starts a second sweep, in a folder of its own), loky's (joblib: the worker dies,
+# taking the sweep with it) or submitit's (submitit_local: its argparse refuses the overrides).
+DDP_SWEEP_LAUNCHERS = ("slurm",)
+
+
+class SweepLauncherCheck(Callback):
+    """Hydra callback: refuse a sweep whose jobs cannot run under its launcher, before any starts.
+
+    `trainer=ddp` (composed, or among the values of a `trainer=...` sweep) runs in a sweep only
+    under hydra/launcher=slurm. Exits with status 2 and one line on stderr.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        choices = config.hydra.runtime.choices
+        launcher = choices.get("hydra/launcher")
+        if launcher in DDP_SWEEP_LAUNCHERS or "ddp" not in _trainer_choices(config):
+            return
+        allowed = [f"hydra/launcher={name}" for name in DDP_SWEEP_LAUNCHERS]
+        error = ConfigError(
+            "trainer",
+            "ddp",
+            f"in a sweep (-m) only with {' or '.join(allowed)} (here {launcher}): Lightning "
+            "starts the other DDP processes by re-running the command line, here the sweep's",
+        )
+        print(f"aelab-{config.task_name}: error: {error}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _trainer_choices(config: DictConfig) -> set[str]:
+    """Every `trainer` option a sweep's jobs can have: the composed one, and a sweep's values."""
+    found = {str(config.hydra.runtime.choices.get("trainer"))}
+    task = list(config.hydra.overrides.task)
+    for override in OverridesParser.create().parse_overrides(task):
+        if override.key_or_group != "trainer" or override.is_delete():
+            continue
+        value = override.value()
+        if isinstance(value, Glob):
+            found.update(value.filter(["ddp"]))
+        elif override.is_sweep_override():
+            found.update(override.sweep_string_iterator())
+        else:
+            found.add(str(value))
+    return found
 
 
 def _git_state(root: str | Path | None = None) -> dict[str, Any]:

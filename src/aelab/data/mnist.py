@@ -9,6 +9,7 @@ index lists, so Lightning's samplers (shuffling, DDP sharding) still apply uncha
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,7 +30,13 @@ N_TRAIN = 60_000
 
 
 class InMemoryImages(Dataset):
-    """Images (uint8, N x 1 x 28 x 28) and labels; `__getitems__` serves a whole batch at once."""
+    """Images (uint8, N x 1 x 28 x 28) and labels; `__getitems__` serves a whole batch at once
+    (float images in [0, 1], B x 1 x 28 x 28, and labels, B).
+
+    `dynamic_binarize`: `finish_batch` draws a fresh binarization of a served batch. It is kept
+    out of `__getitems__`, which DataLoader workers run: `ResumableLoader` calls it in the
+    training process right after re-seeding, so the draws do not depend on `num_workers`.
+    """
 
     def __init__(self, images: Tensor, labels: Tensor, dynamic_binarize: bool = False) -> None:
         self.images, self.labels = images, labels
@@ -48,9 +55,27 @@ class InMemoryImages(Dataset):
             idx = idx.pin_memory().to(self.images.device, non_blocking=True)
         # index_select, not images[idx]: advanced indexing costs ~60 us more per batch on a CPU
         x = self.images.index_select(0, idx).float().div_(255.0)
-        if self.dynamic_binarize:  # a fresh binarization every time the image is drawn
-            x = torch.bernoulli(x)
         return x, self.labels.index_select(0, idx)
+
+    def finish_batch(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        """The random part of serving a batch, from the global torch RNG."""
+        if not self.dynamic_binarize:
+            return batch
+        x, y = batch
+        return torch.bernoulli(x), y  # a fresh binarization every time the image is drawn
+
+
+def worker_start_method() -> str | None:
+    """How DataLoader workers start: None (multiprocessing's default) where the default is a
+    standard start method, else "fork".
+
+    A joblib (loky) worker runs with "loky" as its default start method, with which
+    multiprocessing's `Process` cannot start ("'Process' object has no attribute 'env'");
+    "spawn" and "forkserver" fail there too, as their child is told to use "loky", which a fresh
+    interpreter does not know. "fork" is what Linux uses everywhere else (Python < 3.14).
+    """
+    method = multiprocessing.get_start_method(allow_none=True)
+    return None if method in (None, "fork", "spawn", "forkserver") else "fork"
 
 
 def whole_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
@@ -161,6 +186,7 @@ class MNISTDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             collate_fn=whole_batch,
             persistent_workers=self.num_workers > 0,
+            multiprocessing_context=worker_start_method() if self.num_workers else None,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -9,7 +9,10 @@ on the history of the process:
 - the loader's place in that order is part of the checkpoint: Lightning stores `state_dict()` of
   a loader that has one and hands it back to `load_state_dict()` when it resumes mid-epoch;
 - the global torch RNG, which dynamic binarization, input noise and the VAE's sampling draw from,
-  is re-seeded from (seed, epoch, batch) right before each batch is drawn.
+  is re-seeded from (seed, epoch, batch) right before each batch is drawn. DataLoader workers
+  have RNGs of their own, so a dataset's random part (`finish_batch(batch)`, where it has one)
+  is drawn here, in the training process, after the re-seeding: with or without workers, a run
+  draws the same numbers.
 """
 
 from __future__ import annotations
@@ -88,9 +91,10 @@ class ResumableLoader(DataLoader):
         self._resume: tuple[int, int] | None = None
 
     def __iter__(self) -> Iterator[Any]:
+        finish = getattr(self.dataset, "finish_batch", None) or (lambda batch: batch)
         sampler = self.sampler
         if not isinstance(sampler, EpochSampler):
-            yield from super().__iter__()
+            yield from map(finish, super().__iter__())
             return
         epoch = sampler.epoch
         first = self._resume[1] if self._resume and self._resume[0] == epoch else 0
@@ -105,7 +109,7 @@ class ResumableLoader(DataLoader):
             except StopIteration:
                 return
             self.position = (epoch, index + 1)
-            yield batch
+            yield finish(batch)
 
     def state_dict(self) -> dict[str, int]:
         epoch, batches = self.position
