@@ -105,11 +105,12 @@ def checkpoint_to_resume(cfg: DictConfig) -> Path | None:
     )
 
 
-def resume_path(cfg: DictConfig, model: pl.LightningModule) -> str | None:
-    """The checkpoint to continue from, after checking it belongs to this kind of model."""
+def resume_path(cfg: DictConfig, model: pl.LightningModule) -> tuple[str | None, int]:
+    """The checkpoint to continue from, after checking it belongs to this kind of model, and its
+    global step (0 without one)."""
     path = checkpoint_to_resume(cfg)
     if path is None:
-        return None
+        return None, 0
     stored = load_checkpoint(path)
     wanted = f"{type(model).__module__}.{type(model).__qualname__}"
     found = stored["aelab"]["model_class"]
@@ -121,7 +122,7 @@ def resume_path(cfg: DictConfig, model: pl.LightningModule) -> str | None:
             f"a checkpoint of {wanted} with latent_dim="
             f"{model.latent_dim} (it holds {found} with latent_dim={stored_latent})",
         )
-    return str(path)
+    return str(path), int(stored.get("global_step", 0))
 
 
 def record_run(output_dir: Path, resumed: bool) -> None:
@@ -145,11 +146,21 @@ def fit_and_test(
     model: pl.LightningModule,
     datamodule: pl.LightningDataModule,
     ckpt_path: str | None,
-) -> dict[str, float]:
-    """Fit, then test the best checkpoint: the last `val/*` figures and the `test/*` ones."""
+    start_step: int = 0,
+    finished: dict[str, Any] | None = None,
+) -> dict[str, float] | None:
+    """Fit, then test the best checkpoint: the last `val/*` figures and the `test/*` ones.
+
+    None when a finished run (`finished`: its completed metrics.json) was resumed and nothing
+    trained: its figures stand, and testing again would log `test/*` twice at the same step.
+    """
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    # the last validation figures; testing replaces callback_metrics
+    if finished is not None and trainer.global_step == start_step:
+        return None
+    # the last validation figures; testing replaces callback_metrics. A fit resumed after its
+    # last validation validates no more: the checkpoint kept that validation's figures
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    metrics = metrics or dict(model.last_validation)
     if cfg.test:
         best = best_checkpoint(trainer)
         best_path = best.best_model_path if best is not None else ""
@@ -173,14 +184,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = build_model(cfg)
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     trainer = build_trainer(cfg)
-    ckpt_path = resume_path(cfg, model)
+    ckpt_path, start_step = resume_path(cfg, model)
+    finished = _completed_metrics(output_dir) if cfg.get("resume") else None
     # DDP's other processes share the folder and write nothing in it
     writer = trainer.is_global_zero
     with run_folder_lock(output_dir) if writer else contextlib.nullcontext():
         if writer:
             record_run(output_dir, resumed=bool(cfg.get("resume")))
         try:
-            metrics = fit_and_test(cfg, trainer, model, datamodule, ckpt_path)
+            metrics = fit_and_test(cfg, trainer, model, datamodule, ckpt_path, start_step, finished)
         except NonFiniteLossError as err:
             raise _failed(output_dir, trainer, err) from None
         except (KeyboardInterrupt, SystemExit) as err:
@@ -191,6 +203,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
             ):
                 raise
             raise _interrupted(output_dir, trainer) from None
+    if metrics is None:  # a finished run, resumed: nothing to add
+        metrics = {k: v for k, v in (finished or {}).items() if k != "status"}
+        if writer:
+            log.info("the run had already completed: metrics.json and TensorBoard unchanged")
+            _say_where(output_dir, trainer, metrics)
+        return metrics
     if not writer:
         return metrics
     write_json_atomic(output_dir / "metrics.json", {"status": "completed", **metrics})
@@ -206,6 +224,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.finalize("success")  # flush and close the event file
     _say_where(output_dir, trainer, metrics)
     return metrics
+
+
+def _completed_metrics(output_dir: Path) -> dict[str, Any] | None:
+    """A run folder's metrics.json if it records a completed run, else None."""
+    try:
+        recorded = json.loads((output_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    completed = isinstance(recorded, dict) and recorded.get("status") == "completed"
+    return recorded if completed else None
 
 
 def _failed(output_dir: Path, trainer: pl.Trainer, err: NonFiniteLossError) -> NonFiniteLossError:

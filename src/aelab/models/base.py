@@ -96,6 +96,8 @@ class AutoencoderModule(pl.LightningModule):
         self.run_config: dict[str, Any] | None = (
             None  # the composed run config, kept in checkpoints
         )
+        # the `val/*` figures of the last validation, as the checkpoint loaded last held them
+        self.last_validation: dict[str, float] = {}
 
     # --- the interface every model offers ---------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:
@@ -190,4 +192,17 @@ class AutoencoderModule(pl.LightningModule):
             "version": aelab.__version__,
             "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
             "config": self.run_config,
+            # a run resumed after its last validation validates no more, yet reports these
+            "validation": self._validation_figures(),
         }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stored = checkpoint.get(CHECKPOINT_KEY) or {}
+        self.last_validation = dict(stored.get("validation") or {})
+
+    def _validation_figures(self) -> dict[str, float]:
+        trainer = self._trainer  # None: saved by hand, outside a Trainer
+        if trainer is None:
+            return {}
+        metrics = trainer.callback_metrics
+        return {k: float(v) for k, v in metrics.items() if k.startswith("val/")}
