@@ -29,7 +29,48 @@ CASES = [
     (["data.classes=[]"], "data.classes=[]", "non-empty list"),
     (["data.binarize=yes"], "data.binarize='yes'", "one of none, dynamic, static"),
     (["optimizer.lr=0"], "optimizer.lr=0", "a number in (0.0, inf)"),
-    (["trainer.max_epochs=-2"], "trainer.max_epochs=-2", "an integer >= 0"),
+    (["trainer.max_epochs=-2"], "trainer.max_epochs=-2", "null or an integer >= -1"),
+    # -1 or null without max_steps: Lightning trains for ever (-1) or for 1000 epochs (null)
+    (["trainer.max_epochs=-1"], "trainer.max_epochs=-1", "an integer >= 0 (-1 or null: no epoch"),
+    (["trainer.max_epochs=null"], "trainer.max_epochs=None", "with max_steps or max_time set"),
+    (["trainer.max_steps=-2"], "trainer.max_steps=-2", "an integer >= -1"),
+    (["++trainer.min_steps=-1"], "trainer.min_steps=-1", "null or an integer >= 0"),
+    (["++trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches=0", ">= 1"),
+    (["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch=0", ">= 1"),
+    (["trainer.accelerator=tpu"], "trainer.accelerator='tpu'", "one of auto, cpu"),
+    # Lightning's own refusals, named by the field its message names
+    (
+        ["trainer.precision=bogus"],
+        "trainer.precision='bogus'",
+        "allowed what pytorch_lightning.Trainer accepts (Precision 'bogus' is invalid.",
+    ),
+    (["trainer.devices=0"], "trainer.devices=0", "(`Trainer(devices=0)` value is not a valid"),
+    (
+        ["trainer.limit_train_batches=1.5"],
+        "trainer.limit_train_batches=1.5",
+        "(You have passed invalid value 1.5 for limit_train_batches",
+    ),
+    (["++trainer.max_time=bogus"], "trainer.max_time='bogus'", "is not a valid duration"),
+    (["++trainer.strategy=bogus"], "trainer.strategy='bogus'", "invalid strategy name"),
+    # every group names itself, also where its values are checked inside another group's build
+    (
+        ["net=conv", "net.channels=[8,8,8]"],
+        "net.channels=[8, 8, 8]",
+        "at most as many stages as halve 28x28 evenly",
+    ),
+    (
+        ["optimizer=adamw", "optimizer.weight_decay=-1"],
+        "optimizer.weight_decay=-1",
+        "what torch.optim.AdamW accepts (Invalid weight_decay value: -1)",
+    ),
+    (["optimizer=sgd", "optimizer.momentum=-1"], "optimizer.momentum=-1", "Invalid momentum"),
+    (["eval.iw_samples=0"], "eval.iw_samples=0", "an integer >= 1"),
+    (["callbacks.images.n_images=0"], "callbacks.images.n_images=0", "an integer >= 1"),
+    (
+        ["logger=csv", "++logger.csv.bogus=1"],
+        "logger.csv.bogus=1",
+        "what pytorch_lightning.loggers.CSVLogger accepts",
+    ),
     (["net.hidden=[128,0]"], "net.hidden=0", "an integer >= 1"),
     (["resume=true"], "resume=True", "a run under"),
     (["resume=no/such/run"], "resume='no/such/run'", "a run folder started with these overrides"),
@@ -63,6 +104,47 @@ def test_cli_prints_one_line_and_exits_2(tmp_path):
         "aelab-train: error: model.latent_dim=0 is invalid: allowed an integer >= 1"
     )
     assert "Traceback" not in done.stderr
+
+
+VAL_CHECK = (
+    "trainer.val_check_interval=29 is invalid: allowed what Lightning accepts "
+    "(`val_check_interval` (29) must be less than or equal to the number of the training "
+    "batches (20). If you want to disable validation set `limit_val_batches` to 0.0 instead. "
+    "If you want to validate based on the total training batches, set "
+    "`check_val_every_n_epoch=None`.)"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        # refused by Lightning only when fit meets the data: 20 batches an epoch
+        (["++trainer.val_check_interval=29"], VAL_CHECK),
+        (
+            ["trainer.precision=64-bogus"],
+            "trainer.precision='64-bogus' is invalid: allowed what pytorch_lightning.Trainer "
+            "accepts (Precision '64-bogus' is invalid. Allowed precision values: ",
+        ),
+        (
+            ["trainer.max_epochs=-1"],
+            "trainer.max_epochs=-1 is invalid: allowed an integer >= 0 (-1 or null: no epoch "
+            "limit, with max_steps or max_time set)",
+        ),
+    ],
+)
+def test_lightning_refusals_are_one_line_and_exit_2(overrides, line, tmp_path, mnist_dir):
+    done = cli(
+        f"paths.log_dir={tmp_path}",
+        f"paths.data_dir={mnist_dir}",
+        "trainer.accelerator=cpu",
+        "trainer.limit_train_batches=20",
+        *overrides,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"aelab-train: error: {line}")
 
 
 @pytest.mark.slow

@@ -181,6 +181,17 @@ def _fields(group: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return {f"{prefix}{k}": v for k, v in group.items() if not k.startswith("_")}
 
 
+def _training_length(trainer: Mapping[str, Any]) -> dict[str, int]:
+    """`max_epochs` as a number (-1: no epoch limit, as Lightning writes it; null is the same once
+    `max_steps` is set), and `max_steps` where it ends the run."""
+    max_epochs = trainer.get("max_epochs")
+    max_steps = trainer.get("max_steps")
+    length = {"max_epochs": -1 if max_epochs is None else int(max_epochs)}
+    if max_steps is not None and max_steps >= 0:
+        length["max_steps"] = int(max_steps)
+    return length
+
+
 def hparams_row(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The hyper-parameters that tell runs apart, flat and readable: TensorBoard's HParams columns
     and the variables of `aelab-report`.
@@ -205,7 +216,7 @@ def hparams_row(cfg: Mapping[str, Any]) -> dict[str, Any]:
         binarize=data["binarize"],
         classes=str(data["classes"]),
         seed=cfg["seed"],
-        max_epochs=cfg["trainer"]["max_epochs"],
+        **_training_length(cfg["trainer"]),
     )
     # numbers and text only; a list prints the same from an OmegaConf ListConfig
     return {

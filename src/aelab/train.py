@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -21,13 +22,25 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning_fabric.accelerators import CUDAAccelerator, MPSAccelerator
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.tensorboard.summary import hparams
 
 from aelab import CONFIG_DIR
-from aelab.checks import ConfigError, build, check_float, check_int, exit_on_config_error, in_group
+from aelab.callbacks import ValidateAtMaxSteps
+from aelab.checks import (
+    ConfigError,
+    build,
+    check_choice,
+    check_float,
+    check_int,
+    exit_on_config_error,
+    in_group,
+    refusal,
+)
 from aelab.faults import NonFiniteLossError, RunInterrupted, last_checkpoint_path
 from aelab.runs import (
     LAST_CHECKPOINT,
@@ -47,27 +60,82 @@ def build_model(cfg: DictConfig) -> pl.LightningModule:
     """The model from `cfg.model`, with the `net`, `noise` and `optimizer` groups handed in.
 
     The groups are built once first, on their own, so a bad value is reported as `noise.std`
-    rather than as an error inside the model.
+    rather than as an error inside the model (which names them too: `net.channels`).
+
+    Raises ConfigError naming the group's field.
     """
     for group in ("net", "noise"):
         build(cfg[group], group)
     if cfg.optimizer.get("lr") is not None:
         with in_group("optimizer"):
             check_float("lr", cfg.optimizer.lr, 0.0, low_open=True)
+    # torch checks the other values (weight_decay, momentum) only when training starts
+    build(cfg.optimizer, "optimizer", params=[torch.nn.Parameter(torch.zeros(1))])
     groups = {
         g: OmegaConf.to_container(cfg[g], resolve=True) for g in ("net", "noise", "optimizer")
     }
     return build(cfg.model, "model", _recursive_=False, **groups)
 
 
+def _optional_int(field: str, value: Any, low: int) -> int | None:
+    if value is None:
+        return None
+    try:
+        return check_int(field, value, low)
+    except ConfigError:
+        raise ConfigError(field, value, f"null or an integer >= {low}") from None
+
+
+def _accelerators() -> list[str]:
+    """The accelerator names Lightning can use on this machine."""
+    names = ["auto", "cpu"]
+    if CUDAAccelerator.is_available():
+        names += ["gpu", "cuda"]
+    if MPSAccelerator.is_available():
+        names += ["gpu", "mps"]
+    return list(dict.fromkeys(names))
+
+
 def check_trainer(trainer: DictConfig) -> None:
-    """Lightning's own checks come late and deep; these are the values users get wrong."""
+    """Lightning's own checks come late and deep (or never: `max_epochs=-1` without `max_steps`
+    trains for ever); these are the values users get wrong. Raises ConfigError (`trainer.*`)."""
     with in_group("trainer"):
-        check_int("max_epochs", trainer.get("max_epochs"), 0)
+        max_epochs = _optional_int("max_epochs", trainer.get("max_epochs"), -1)
+        max_steps = check_int("max_steps", trainer.get("max_steps", -1), -1)
+        for field in ("min_epochs", "min_steps"):
+            _optional_int(field, trainer.get(field), 0)
+        _optional_int("check_val_every_n_epoch", trainer.get("check_val_every_n_epoch", 1), 1)
+        check_int("accumulate_grad_batches", trainer.get("accumulate_grad_batches", 1), 1)
+        if max_epochs in (None, -1) and max_steps == -1 and trainer.get("max_time") is None:
+            # Lightning: -1 trains for ever, null for 1000 epochs
+            raise ConfigError(
+                "max_epochs",
+                max_epochs,
+                "an integer >= 0 (-1 or null: no epoch limit, with max_steps or max_time set)",
+            )
+        accelerator = trainer.get("accelerator", "auto")
+        if isinstance(accelerator, str):
+            check_choice("accelerator", accelerator, tuple(_accelerators()))
+
+
+def _callback_group(callbacks: DictConfig, key: str) -> str:
+    """The group a callback's values are set in: `callbacks.evaluation: ${eval}` is `eval`."""
+    if OmegaConf.is_interpolation(callbacks, key):
+        found = re.fullmatch(r"\$\{([\w.]+)\}", str(callbacks._get_node(key)._value()))
+        if found:
+            return found.group(1)
+    return f"callbacks.{key}"
 
 
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
-    callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items()]
+    """The Trainer of `cfg.trainer` with the `callbacks` and `logger` groups.
+
+    Raises ConfigError naming the group's field, also for Lightning's own refusals.
+    """
+    chosen = cfg.get("callbacks") or {}
+    callbacks = [build(c, _callback_group(chosen, k)) for k, c in chosen.items()]
+    # not a choice: the test must score the weights training ended with
+    callbacks.append(ValidateAtMaxSteps())
     loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
     if not loggers:  # `logger=none`: Lightning's LR monitor refuses to start without a logger
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
@@ -154,7 +222,16 @@ def fit_and_test(
     None when a finished run (`finished`: its completed metrics.json) was resumed and nothing
     trained: its figures stand, and testing again would log `test/*` twice at the same step.
     """
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except ConfigError:
+        raise
+    except (MisconfigurationException, ValueError) as err:
+        # settings Lightning checks only against the data (`val_check_interval` > the batches)
+        named = refusal(err, cfg.trainer, "trainer", "what Lightning accepts", quoted_only=True)
+        if named is None:
+            raise
+        raise named from err
     if finished is not None and trainer.global_step == start_step:
         return None
     # the last validation figures; testing replaces callback_metrics. A fit resumed after its
