@@ -302,6 +302,114 @@ def test_a_full_disk_leaves_no_half_written_metrics(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left
 
 
+FULL_DISK = """
+import errno, os, sys
+
+real_fdopen, opened = os.fdopen, []
+
+
+class FillsTheDisk:
+    \"\"\"A file on a disk that fills up half-way through the next write.\"\"\"
+
+    def __init__(self, f):
+        self.f = f
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def write(self, data):
+        self.f.write(bytes(data)[: len(data) // 2])
+        self.f.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+def fdopen(fd, mode="r", *args, **kwargs):
+    f = real_fdopen(fd, mode, *args, **kwargs)
+    if "b" not in mode:  # metrics.json, run.json
+        return f
+    opened.append(fd)
+    return FillsTheDisk(f) if len(opened) == int(os.environ["FULL_AT_WRITE"]) else f
+
+
+os.fdopen = fdopen
+"""
+
+
+def fill_the_disk_at(monkeypatch, write: int) -> None:
+    """The `write`-th binary file written (a checkpoint) fills the disk half-way through."""
+    space: dict = {}
+    exec(FULL_DISK, space)  # noqa: S102 - the same simulation as the subprocess below
+    monkeypatch.setenv("FULL_AT_WRITE", str(write))
+    monkeypatch.setattr(runs.os, "fdopen", space["fdopen"])
+
+
+def test_a_full_disk_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    io = runs.AtomicCheckpointIO()
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    good = {"global_step": 5, "state_dict": {"w": torch.arange(1000.0)}}
+    io.save_checkpoint(good, last)
+    before = last.read_bytes()
+
+    fill_the_disk_at(monkeypatch, 1)
+    bigger = {"global_step": 10, "state_dict": {"w": torch.arange(100_000.0)}}
+    with pytest.raises(OSError) as info:
+        io.save_checkpoint(bigger, last)
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(last))
+    assert last.read_bytes() == before  # the last good one, whole
+    loaded = torch.load(last, weights_only=True)
+    assert loaded["global_step"] == 5 and torch.equal(
+        loaded["state_dict"]["w"], good["state_dict"]["w"]
+    )
+    assert [p.name for p in last.parent.iterdir()] == ["last.ckpt"]  # no temp file left
+
+
+@pytest.mark.parametrize("trainer", ["default", "ddp"])
+def test_every_checkpoint_goes_through_the_atomic_writer(trainer, make_cfg):
+    from aelab.train import build_trainer
+
+    built = build_trainer(make_cfg(f"trainer={trainer}"), accelerator="cpu")
+    assert isinstance(built.strategy.checkpoint_io, runs.AtomicCheckpointIO)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_run_on_a_full_disk_names_the_checkpoint_and_keeps_the_last_good_one(tmp_path, mnist_dir):
+    script = FULL_DISK + (
+        "from aelab.train import main\nsys.argv = ['aelab-train', *sys.argv[1:]]\nmain()\n"
+    )
+    overrides = [
+        f"paths.log_dir={tmp_path}",
+        f"paths.data_dir={mnist_dir}",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=20",
+        "trainer.limit_val_batches=2",
+        "~callbacks.evaluation",
+        "callbacks.step_checkpoint.every_n_train_steps=5",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *overrides],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "FULL_AT_WRITE": "2"},  # last.ckpt at step 10; step 5's is good
+    )
+    (run,) = (tmp_path / "runs").glob("*/*_train")
+    last = run / "checkpoints" / "last.ckpt"
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"aelab-train: error: cannot write {last}: No space left on device"
+    )
+    assert torch.load(last, weights_only=True)["global_step"] == 5
+    assert [p.name for p in last.parent.iterdir()] == ["last.ckpt"]
+
+
 @pytest.mark.parametrize(
     ("error", "status", "line"),
     [

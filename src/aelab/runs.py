@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from aelab.checks import ConfigError
 from aelab.models.base import CHECKPOINT_KEY
@@ -47,6 +49,44 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
 
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Every checkpoint (`last.ckpt`, the best one, SLURM's `hpc_ckpt_<n>.ckpt`, Ctrl-C's) written
+    to a temp file beside it, synced and renamed: a full disk or a kill during the write never
+    replaces a good checkpoint with part of one.
+
+    Lightning's own writer stages the file in the system temp folder and copies it over the
+    checkpoint, so a full disk truncated the checkpoint and its error named the temp file.
+
+    Raises OSError naming the checkpoint (`filename`: its path) when it cannot be written.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        path = Path(path)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)  # serialised first: an error here leaves no file at all
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # a dot name: not taken for a checkpoint (Lightning resumes from `hpc_ckpt_*`)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(buffer.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException as err:
+            Path(tmp).unlink(missing_ok=True)
+            if isinstance(err, OSError):  # name the checkpoint, not the temp file
+                raise OSError(err.errno, err.strerror, str(path)) from err
+            raise
 
 
 def run_overrides(overrides: Iterable[Any]) -> list[str]:

@@ -44,6 +44,7 @@ from aelab.checks import (
 from aelab.faults import NonFiniteLossError, RunInterrupted, last_checkpoint_path
 from aelab.runs import (
     LAST_CHECKPOINT,
+    AtomicCheckpointIO,
     hparams_row,
     load_checkpoint,
     run_folder_lock,
@@ -139,6 +140,8 @@ def build_trainer(cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
     loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
     if not loggers:  # `logger=none`: Lightning's LR monitor refuses to start without a logger
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+    if "plugins" not in cfg.trainer and "plugins" not in kwargs:
+        kwargs["plugins"] = [AtomicCheckpointIO()]  # every checkpoint: temp file and rename
     return build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, **kwargs)
 
 
