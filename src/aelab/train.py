@@ -121,11 +121,9 @@ def check_trainer(trainer: DictConfig) -> None:
 
 def _callback_group(callbacks: DictConfig, key: str) -> str:
     """The group a callback's values are set in: `callbacks.evaluation: ${eval}` is `eval`."""
-    if OmegaConf.is_interpolation(callbacks, key):
-        found = re.fullmatch(r"\$\{([\w.]+)\}", str(callbacks._get_node(key)._value()))
-        if found:
-            return found.group(1)
-    return f"callbacks.{key}"
+    raw = OmegaConf.to_container(callbacks, resolve=False)[key]
+    found = re.fullmatch(r"\$\{([\w.]+)\}", raw) if isinstance(raw, str) else None
+    return found.group(1) if found else f"callbacks.{key}"
 
 
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
