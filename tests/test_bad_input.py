@@ -32,7 +32,48 @@ CASES = [
     (["data.classes=[]"], "data.classes=[]", "non-empty list"),
     (["data.binarize=yes"], "data.binarize='yes'", "one of none, dynamic, static"),
     (["optimizer.lr=0"], "optimizer.lr=0", "a number in (0.0, inf)"),
-    (["trainer.max_epochs=-2"], "trainer.max_epochs=-2", "an integer >= 0"),
+    (["trainer.max_epochs=-2"], "trainer.max_epochs=-2", "null or an integer >= -1"),
+    # -1 or null without max_steps: Lightning trains for ever (-1) or for 1000 epochs (null)
+    (["trainer.max_epochs=-1"], "trainer.max_epochs=-1", "an integer >= 0 (-1 or null: no epoch"),
+    (["trainer.max_epochs=null"], "trainer.max_epochs=None", "with max_steps or max_time set"),
+    (["trainer.max_steps=-2"], "trainer.max_steps=-2", "an integer >= -1"),
+    (["++trainer.min_steps=-1"], "trainer.min_steps=-1", "null or an integer >= 0"),
+    (["++trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches=0", ">= 1"),
+    (["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch=0", ">= 1"),
+    (["trainer.accelerator=tpu"], "trainer.accelerator='tpu'", "one of auto, cpu"),
+    # Lightning's own refusals, named by the field its message names
+    (
+        ["trainer.precision=bogus"],
+        "trainer.precision='bogus'",
+        "allowed what pytorch_lightning.Trainer accepts (Precision 'bogus' is invalid.",
+    ),
+    (["trainer.devices=0"], "trainer.devices=0", "(`Trainer(devices=0)` value is not a valid"),
+    (
+        ["trainer.limit_train_batches=1.5"],
+        "trainer.limit_train_batches=1.5",
+        "(You have passed invalid value 1.5 for limit_train_batches",
+    ),
+    (["++trainer.max_time=bogus"], "trainer.max_time='bogus'", "is not a valid duration"),
+    (["++trainer.strategy=bogus"], "trainer.strategy='bogus'", "invalid strategy name"),
+    # every group names itself, also where its values are checked inside another group's build
+    (
+        ["net=conv", "net.channels=[8,8,8]"],
+        "net.channels=[8, 8, 8]",
+        "at most as many stages as halve 28x28 evenly",
+    ),
+    (
+        ["optimizer=adamw", "optimizer.weight_decay=-1"],
+        "optimizer.weight_decay=-1",
+        "what torch.optim.AdamW accepts (Invalid weight_decay value: -1)",
+    ),
+    (["optimizer=sgd", "optimizer.momentum=-1"], "optimizer.momentum=-1", "Invalid momentum"),
+    (["eval.iw_samples=0"], "eval.iw_samples=0", "an integer >= 1"),
+    (["callbacks.images.n_images=0"], "callbacks.images.n_images=0", "an integer >= 1"),
+    (
+        ["logger=csv", "++logger.csv.bogus=1"],
+        "logger.csv.bogus=1",
+        "what pytorch_lightning.loggers.CSVLogger accepts",
+    ),
     (["net.hidden=[128,0]"], "net.hidden=0", "an integer >= 1"),
     (["resume=true"], "resume=True", "a run under"),
     (["resume=no/such/run"], "resume='no/such/run'", "a run folder started with these overrides"),
@@ -115,6 +156,47 @@ def test_a_refused_sweep_job_keeps_its_folder_marked_failed(tmp_path):
         "status": "failed",
         "error": "model.latent_dim=0 is invalid: allowed an integer >= 1",
     }
+
+
+VAL_CHECK = (
+    "trainer.val_check_interval=29 is invalid: allowed what Lightning accepts "
+    "(`val_check_interval` (29) must be less than or equal to the number of the training "
+    "batches (20). If you want to disable validation set `limit_val_batches` to 0.0 instead. "
+    "If you want to validate based on the total training batches, set "
+    "`check_val_every_n_epoch=None`.)"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        # refused by Lightning only when fit meets the data: 20 batches an epoch
+        (["++trainer.val_check_interval=29"], VAL_CHECK),
+        (
+            ["trainer.precision=64-bogus"],
+            "trainer.precision='64-bogus' is invalid: allowed what pytorch_lightning.Trainer "
+            "accepts (Precision '64-bogus' is invalid. Allowed precision values: ",
+        ),
+        (
+            ["trainer.max_epochs=-1"],
+            "trainer.max_epochs=-1 is invalid: allowed an integer >= 0 (-1 or null: no epoch "
+            "limit, with max_steps or max_time set)",
+        ),
+    ],
+)
+def test_lightning_refusals_are_one_line_and_exit_2(overrides, line, tmp_path, mnist_dir):
+    done = cli(
+        f"paths.log_dir={tmp_path}",
+        f"paths.data_dir={mnist_dir}",
+        "trainer.accelerator=cpu",
+        "trainer.limit_train_batches=20",
+        *overrides,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"aelab-train: error: {line}")
 
 
 @pytest.mark.slow
@@ -313,6 +395,114 @@ def test_a_full_disk_leaves_no_half_written_metrics(tmp_path, monkeypatch):
         runs.write_json_atomic(target, {"status": "failed", "error": "x" * 100_000})
     assert json.loads(target.read_text()) == {"status": "completed"}  # the old file, whole
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left
+
+
+FULL_DISK = """
+import errno, os, sys
+
+real_fdopen, opened = os.fdopen, []
+
+
+class FillsTheDisk:
+    \"\"\"A file on a disk that fills up half-way through the next write.\"\"\"
+
+    def __init__(self, f):
+        self.f = f
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def write(self, data):
+        self.f.write(bytes(data)[: len(data) // 2])
+        self.f.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+def fdopen(fd, mode="r", *args, **kwargs):
+    f = real_fdopen(fd, mode, *args, **kwargs)
+    if "b" not in mode:  # metrics.json, run.json
+        return f
+    opened.append(fd)
+    return FillsTheDisk(f) if len(opened) == int(os.environ["FULL_AT_WRITE"]) else f
+
+
+os.fdopen = fdopen
+"""
+
+
+def fill_the_disk_at(monkeypatch, write: int) -> None:
+    """The `write`-th binary file written (a checkpoint) fills the disk half-way through."""
+    space: dict = {}
+    exec(FULL_DISK, space)  # noqa: S102 - the same simulation as the subprocess below
+    monkeypatch.setenv("FULL_AT_WRITE", str(write))
+    monkeypatch.setattr(runs.os, "fdopen", space["fdopen"])
+
+
+def test_a_full_disk_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    io = runs.AtomicCheckpointIO()
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    good = {"global_step": 5, "state_dict": {"w": torch.arange(1000.0)}}
+    io.save_checkpoint(good, last)
+    before = last.read_bytes()
+
+    fill_the_disk_at(monkeypatch, 1)
+    bigger = {"global_step": 10, "state_dict": {"w": torch.arange(100_000.0)}}
+    with pytest.raises(OSError) as info:
+        io.save_checkpoint(bigger, last)
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(last))
+    assert last.read_bytes() == before  # the last good one, whole
+    loaded = torch.load(last, weights_only=True)
+    assert loaded["global_step"] == 5 and torch.equal(
+        loaded["state_dict"]["w"], good["state_dict"]["w"]
+    )
+    assert [p.name for p in last.parent.iterdir()] == ["last.ckpt"]  # no temp file left
+
+
+@pytest.mark.parametrize("trainer", ["default", "ddp"])
+def test_every_checkpoint_goes_through_the_atomic_writer(trainer, make_cfg):
+    from aelab.train import build_trainer
+
+    built = build_trainer(make_cfg(f"trainer={trainer}"), accelerator="cpu")
+    assert isinstance(built.strategy.checkpoint_io, runs.AtomicCheckpointIO)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_run_on_a_full_disk_names_the_checkpoint_and_keeps_the_last_good_one(tmp_path, mnist_dir):
+    script = FULL_DISK + (
+        "from aelab.train import main\nsys.argv = ['aelab-train', *sys.argv[1:]]\nmain()\n"
+    )
+    overrides = [
+        f"paths.log_dir={tmp_path}",
+        f"paths.data_dir={mnist_dir}",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=20",
+        "trainer.limit_val_batches=2",
+        "~callbacks.evaluation",
+        "callbacks.step_checkpoint.every_n_train_steps=5",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *overrides],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "FULL_AT_WRITE": "2"},  # last.ckpt at step 10; step 5's is good
+    )
+    (run,) = (tmp_path / "runs").glob("*/*_train")
+    last = run / "checkpoints" / "last.ckpt"
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"aelab-train: error: cannot write {last}: No space left on device"
+    )
+    assert torch.load(last, weights_only=True)["global_step"] == 5
+    assert [p.name for p in last.parent.iterdir()] == ["last.ckpt"]
 
 
 @pytest.mark.parametrize(

@@ -107,3 +107,33 @@ def test_dae_learns_to_denoise_on_a_slice(tmp_path, mnist_dir):
     assert metrics["test/recon_mse"] < 0.06
     assert metrics["test/psnr"] > metrics["test/psnr_noisy_input"] + 1.0
     assert (run_dir / "csv" / "metrics.csv").is_file()
+
+
+def test_a_run_ended_by_max_steps_validates_and_tests_its_final_weights(tmp_path, mnist_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run(
+        "aelab.train",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=-1",  # no epoch limit: 30 steps end the run, half-way into epoch 1
+        "trainer.max_steps=30",
+        "trainer.limit_train_batches=20",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+        "~callbacks.evaluation",
+        log_dir=tmp_path,
+        data_dir=mnist_dir,
+    )
+    run_dir = only_run_dir(tmp_path, "train")
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    val = {e.step + 1: e.value for e in events.Scalars("val/loss")}  # logged at step - 1
+    assert sorted(val) == [20, 30]  # the end of epoch 0, and the last step
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["val/loss"] == pytest.approx(val[30], rel=1e-6)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 30
+    best_step = min(val, key=val.__getitem__)  # the test scores the better of the two
+    (best,) = [p for p in (run_dir / "checkpoints").glob("epoch*.ckpt")]
+    assert torch.load(best, weights_only=True)["global_step"] == best_step
+    assert best.name == f"epoch00{(best_step - 1) // 20}.ckpt"

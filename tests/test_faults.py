@@ -24,7 +24,7 @@ from aelab.data.mnist import InMemoryImages, whole_batch
 from aelab.data.resumable import ResumableLoader
 from aelab.faults import NonFiniteLossError, NonFiniteLossGuard
 from aelab.models import Autoencoder
-from aelab.runs import run_dir, run_folder_lock
+from aelab.runs import LAST_CHECKPOINT, run_dir, run_folder_lock
 
 # --- the NaN guard, on tiny synthetic data ---------------------------------------------------
 
@@ -414,3 +414,63 @@ def test_runs_and_sweeps_started_in_the_same_second_get_their_own_folders(tmp_pa
         assert folder.name.startswith("12-00-00_") and folder.name.endswith("_train")
     for sweep in sweeps:  # each with its own job
         assert len(list(sweep.glob("*/run.json"))) == 1
+
+
+# --- resuming a run whose training had finished ---------------------------------------------
+
+FINISHED = [
+    "trainer.accelerator=cpu",
+    "trainer.deterministic=true",
+    "model=vae",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=20",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "data.eval_batch_size=250",
+    "~callbacks.evaluation",
+]
+
+
+def killed_when_testing(log_dir: Path, data_dir: Path, *overrides: str) -> int:
+    """`aelab-train` killed the moment it starts testing, as `kill -9` would (no clean-up)."""
+    kill = (
+        "import os, sys, pytorch_lightning as pl\n"
+        "pl.Trainer.test = lambda *a, **k: os._exit(9)\n"
+        "from aelab.train import main\n"
+        "sys.argv = ['aelab-train', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    cmd = [sys.executable, "-c", kill, *command(log_dir, data_dir, *overrides)[3:]]
+    return subprocess.run(cmd, capture_output=True, timeout=600).returncode
+
+
+def event_steps(run: Path, tag: str) -> list[int]:
+    return [step for step, _ in scalars(run).get(tag, [])]
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_resuming_a_finished_run_keeps_its_figures_and_logs_nothing_twice(tmp_path, mnist_dir):
+    done = train(tmp_path / "a", mnist_dir, *FINISHED)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = the_run(tmp_path / "a")
+    before, ckpt_before = metrics(run), (run / LAST_CHECKPOINT).read_bytes()
+    val = {k for k in before if k.startswith("val/")}
+    assert {"val/loss", "val/kl", "test/loss"} <= set(before)
+    assert event_steps(run, "test/loss") == [20] and event_steps(run, "val/loss") == [19]
+
+    again = train(tmp_path / "a", mnist_dir, *FINISHED, f"resume={run}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert metrics(run) == before  # every val/* and test/* key, the same values
+    assert (run / LAST_CHECKPOINT).read_bytes() == ckpt_before  # nothing trained
+    assert event_steps(run, "test/loss") == [20] and event_steps(run, "val/loss") == [19]
+
+    # killed while testing: the resumed run trains no more, and tests once
+    assert killed_when_testing(tmp_path / "b", mnist_dir, *FINISHED) == 9
+    killed = the_run(tmp_path / "b")
+    assert not (killed / "metrics.json").exists()
+    assert event_steps(killed, "test/loss") == []
+    resumed = train(tmp_path / "b", mnist_dir, *FINISHED, f"resume={killed}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert metrics(killed) == before and val <= set(metrics(killed))
+    assert event_steps(killed, "test/loss") == [20] and event_steps(killed, "val/loss") == [19]

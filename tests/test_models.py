@@ -114,7 +114,10 @@ def test_seed_architectures():
         (dict(latent_dim=-3), "latent_dim"),
         (dict(beta=-1.0), "beta"),
         (dict(recon_loss="l1"), "recon_loss"),
-        (dict(optimizer={"_target_": "torch.optim.Adam", "lr": 0.0}), "lr"),
+        # the groups handed in are named as the user sets them, not as `model.*`
+        (dict(optimizer={"_target_": "torch.optim.Adam", "lr": 0.0}), r"optimizer\.lr"),
+        (dict(net={"_target_": "aelab.nets.ConvNet", "channels": [8, 8, 8]}), r"net\.channels"),
+        (dict(noise={"_target_": "aelab.noise.GaussianNoise", "std": -1}), r"noise\.std"),
     ],
 )
 def test_bad_model_values(kwargs, field):

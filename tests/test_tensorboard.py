@@ -16,6 +16,7 @@ import pytest
 from sweep_fixtures import tiny_sweep  # noqa: F401 - a fixture
 
 from aelab.runs import hparams_row
+from aelab.train import check_trainer
 
 SWEPT = {"model", "latent_dim", "beta", "noise", "noise_level", "lr", "seed"}
 SHARED_SCALARS = {"train/loss", "val/loss", "test/loss", "test/recon_mse", "test/psnr"}
@@ -37,6 +38,17 @@ def test_hparams_row_is_flat_readable_and_pathless(make_cfg):
     assert rows["model=vae"]["net.hidden"] == "[400, 200, 100]"
     assert (rows["model=dae"]["noise"], rows["model=dae"]["noise_level"]) == ("gaussian", 0.3)
     assert (rows["model=ae"]["model"], rows["model=ae"]["noise"]) == ("AE", "none")
+    assert rows["model=ae"]["max_epochs"] == 10 and "max_steps" not in rows["model=ae"]
+
+
+@pytest.mark.parametrize("max_epochs", ["-1", "null"])
+def test_hparams_row_of_a_step_based_run(max_epochs, make_cfg):
+    from omegaconf import OmegaConf
+
+    cfg = make_cfg(f"trainer.max_epochs={max_epochs}", "trainer.max_steps=30")
+    check_trainer(cfg.trainer)  # no epoch limit, ended by max_steps: allowed
+    row = hparams_row(OmegaConf.to_container(cfg, resolve=True))
+    assert (row["max_epochs"], row["max_steps"]) == (-1, 30)
 
 
 def free_port() -> int:

@@ -6,8 +6,9 @@ import contextlib
 import errno
 import math
 import os
+import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aelab.data.source import DataSourceError
@@ -16,13 +17,19 @@ from aelab.data.source import DataSourceError
 class ConfigError(ValueError):
     """A config value outside its allowed range. `str(err)` is the one line shown to the user."""
 
-    def __init__(self, field: str, value: Any, allowed: str) -> None:
+    def __init__(self, field: str, value: Any, allowed: str, *, grouped: bool = False) -> None:
         self.field, self.value, self.allowed = field, value, allowed
+        self.grouped = grouped  # the field already names its group
         super().__init__(f"{field}={value!r} is invalid: allowed {allowed}")
 
     def under(self, prefix: str) -> ConfigError:
-        """The same error with its config group in front of the field (`model.latent_dim`)."""
-        return ConfigError(f"{prefix}.{self.field}", self.value, self.allowed)
+        """The same error with its config group in front of the field (`model.latent_dim`).
+
+        Only the innermost group counts: a net built inside the model stays `net.channels`.
+        """
+        if self.grouped:
+            return self
+        return ConfigError(f"{prefix}.{self.field}", self.value, self.allowed, grouped=True)
 
 
 def _is_number(value: Any) -> bool:
@@ -80,10 +87,49 @@ def build(cfg: Any, group: str, **kwargs: Any) -> Any:
         cause = err.__cause__
         if isinstance(cause, ConfigError):
             raise cause.under(group) from None
+        target = cfg.get("_target_", cfg)
+        if cause is not None:  # the library's own refusal: name the field it names
+            named = refusal(cause, cfg, group, f"what {target} accepts")
+            if named is not None:
+                raise named from err
         reason = " ".join(str(err).split())
-        raise ConfigError(
-            group, cfg.get("_target_", cfg), f"a buildable config ({reason})"
-        ) from err
+        raise ConfigError(group, target, f"a buildable config ({reason})", grouped=True) from err
+
+
+def refusal(
+    err: BaseException, cfg: Any, group: str, allowed: str, *, quoted_only: bool = False
+) -> ConfigError | None:
+    """A library's refusal of a config value as a ConfigError naming `group.field`, or None when
+    its message names none of `cfg`'s fields.
+
+    Libraries name the field (`val_check_interval`, `Trainer(devices=0)`, "Precision 'x'") or
+    quote its value (`Timer(duration='1 day')`, for `max_time`). `quoted_only`: only a field in
+    backticks counts (an error that may come from elsewhere than the config).
+    """
+    message = " ".join(str(err).split())
+    fields = {k: v for k, v in cfg.items() if isinstance(k, str) and not k.startswith("_")}
+
+    def first(pattern: Callable[[str, Any], str], flags: int = 0) -> str | None:
+        # the field named first is the one refused (later ones are suggestions)
+        at = {
+            k: m.start()
+            for k, v in fields.items()
+            if (m := re.search(pattern(k, v), message, flags))
+        }
+        return min(at, key=at.__getitem__) if at else None
+
+    field = first(lambda k, v: rf"`(?:\w+\()?{re.escape(k)}\b[^`]*`")
+    if field is None and not quoted_only:
+        field = first(lambda k, v: rf"(?<![\w.]){re.escape(k)}(?!\w)", re.IGNORECASE)
+        if field is None:  # by its quoted value (`Timer(duration='bogus')` for max_time)
+            field = first(
+                lambda k, v: (
+                    rf"['`\"]{re.escape(v)}['`\"]" if isinstance(v, str) and len(v) > 2 else r"(?!)"
+                )
+            )
+    if field is None:
+        return None
+    return ConfigError(f"{group}.{field}", fields[field], f"{allowed} ({message})", grouped=True)
 
 
 @contextlib.contextmanager

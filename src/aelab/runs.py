@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from hydra.types import RunMode
 from hydra.utils import get_class
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from aelab.checks import ConfigError
 from aelab.data.source import DataSourceError
@@ -54,6 +56,44 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
 
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Every checkpoint (`last.ckpt`, the best one, SLURM's `hpc_ckpt_<n>.ckpt`, Ctrl-C's) written
+    to a temp file beside it, synced and renamed: a full disk or a kill during the write never
+    replaces a good checkpoint with part of one.
+
+    Lightning's own writer stages the file in the system temp folder and copies it over the
+    checkpoint, so a full disk truncated the checkpoint and its error named the temp file.
+
+    Raises OSError naming the checkpoint (`filename`: its path) when it cannot be written.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        path = Path(path)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)  # serialised first: an error here leaves no file at all
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # a dot name: not taken for a checkpoint (Lightning resumes from `hpc_ckpt_*`)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(buffer.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException as err:
+            Path(tmp).unlink(missing_ok=True)
+            if isinstance(err, OSError):  # name the checkpoint, not the temp file
+                raise OSError(err.errno, err.strerror, str(path)) from err
+            raise
 
 
 def run_overrides(overrides: Iterable[Any]) -> list[str]:
@@ -321,6 +361,17 @@ def _fields(group: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return {f"{prefix}{k}": v for k, v in group.items() if not k.startswith("_")}
 
 
+def _training_length(trainer: Mapping[str, Any]) -> dict[str, int]:
+    """`max_epochs` as a number (-1: no epoch limit, as Lightning writes it; null is the same once
+    `max_steps` is set), and `max_steps` where it ends the run."""
+    max_epochs = trainer.get("max_epochs")
+    max_steps = trainer.get("max_steps")
+    length = {"max_epochs": -1 if max_epochs is None else int(max_epochs)}
+    if max_steps is not None and max_steps >= 0:
+        length["max_steps"] = int(max_steps)
+    return length
+
+
 def hparams_row(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The hyper-parameters that tell runs apart, flat and readable: TensorBoard's HParams columns
     and the variables of `aelab-report`.
@@ -345,7 +396,7 @@ def hparams_row(cfg: Mapping[str, Any]) -> dict[str, Any]:
         binarize=data["binarize"],
         classes=str(data["classes"]),
         seed=cfg["seed"],
-        max_epochs=cfg["trainer"]["max_epochs"],
+        **_training_length(cfg["trainer"]),
     )
     # numbers and text only; a list prints the same from an OmegaConf ListConfig
     return {

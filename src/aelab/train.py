@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -21,7 +22,9 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning_fabric.accelerators import CUDAAccelerator, MPSAccelerator
 from lightning_fabric.plugins.environments import SLURMEnvironment
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -29,19 +32,23 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch.utils.tensorboard.summary import hparams
 
 from aelab import CONFIG_DIR
+from aelab.callbacks import ValidateAtMaxSteps
 from aelab.checks import (
     ConfigError,
     build,
+    check_choice,
     check_float,
     check_int,
     check_test_batches,
     exit_on_config_error,
     in_group,
+    refusal,
 )
 from aelab.data.source import DataSourceError
 from aelab.faults import NonFiniteLossError, RunInterrupted, last_checkpoint_path
 from aelab.runs import (
     LAST_CHECKPOINT,
+    AtomicCheckpointIO,
     hparams_row,
     load_checkpoint,
     nothing_left_if_refused,
@@ -60,34 +67,85 @@ def build_model(cfg: DictConfig) -> pl.LightningModule:
     """The model from `cfg.model`, with the `net`, `noise` and `optimizer` groups handed in.
 
     The groups are built once first, on their own, so a bad value is reported as `noise.std`
-    rather than as an error inside the model.
+    rather than as an error inside the model (which names them too: `net.channels`).
+
+    Raises ConfigError naming the group's field.
     """
     for group in ("net", "noise"):
         build(cfg[group], group)
     if cfg.optimizer.get("lr") is not None:
         with in_group("optimizer"):
             check_float("lr", cfg.optimizer.lr, 0.0, low_open=True)
+    # torch checks the other values (weight_decay, momentum) only when training starts
+    build(cfg.optimizer, "optimizer", params=[torch.nn.Parameter(torch.zeros(1))])
     groups = {
         g: OmegaConf.to_container(cfg[g], resolve=True) for g in ("net", "noise", "optimizer")
     }
     return build(cfg.model, "model", _recursive_=False, **groups)
 
 
+def _optional_int(field: str, value: Any, low: int) -> int | None:
+    if value is None:
+        return None
+    try:
+        return check_int(field, value, low)
+    except ConfigError:
+        raise ConfigError(field, value, f"null or an integer >= {low}") from None
+
+
+def _accelerators() -> list[str]:
+    """The accelerator names Lightning can use on this machine."""
+    names = ["auto", "cpu"]
+    if CUDAAccelerator.is_available():
+        names += ["gpu", "cuda"]
+    if MPSAccelerator.is_available():
+        names += ["gpu", "mps"]
+    return list(dict.fromkeys(names))
+
+
 def check_trainer(trainer: DictConfig) -> None:
-    """Lightning's own checks come late and deep; these are the values users get wrong."""
+    """Lightning's own checks come late and deep (or never: `max_epochs=-1` without `max_steps`
+    trains for ever); these are the values users get wrong. Raises ConfigError (`trainer.*`)."""
     with in_group("trainer"):
-        check_int("max_epochs", trainer.get("max_epochs"), 0)
+        max_epochs = _optional_int("max_epochs", trainer.get("max_epochs"), -1)
+        max_steps = check_int("max_steps", trainer.get("max_steps", -1), -1)
+        for field in ("min_epochs", "min_steps"):
+            _optional_int(field, trainer.get(field), 0)
+        _optional_int("check_val_every_n_epoch", trainer.get("check_val_every_n_epoch", 1), 1)
+        check_int("accumulate_grad_batches", trainer.get("accumulate_grad_batches", 1), 1)
+        if max_epochs in (None, -1) and max_steps == -1 and trainer.get("max_time") is None:
+            # Lightning: -1 trains for ever, null for 1000 epochs
+            raise ConfigError(
+                "max_epochs",
+                max_epochs,
+                "an integer >= 0 (-1 or null: no epoch limit, with max_steps or max_time set)",
+            )
+        accelerator = trainer.get("accelerator", "auto")
+        if isinstance(accelerator, str):
+            check_choice("accelerator", accelerator, tuple(_accelerators()))
+
+
+def _callback_group(callbacks: DictConfig, key: str) -> str:
+    """The group a callback's values are set in: `callbacks.evaluation: ${eval}` is `eval`."""
+    raw = OmegaConf.to_container(callbacks, resolve=False)[key]
+    found = re.fullmatch(r"\$\{([\w.]+)\}", raw) if isinstance(raw, str) else None
+    return found.group(1) if found else f"callbacks.{key}"
 
 
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
-    # the suite is `callbacks.evaluation: ${eval}`: its bad values are named as users set them
-    names = {"evaluation": "eval"}
-    callbacks = [
-        build(c, names.get(k, f"callbacks.{k}")) for k, c in (cfg.get("callbacks") or {}).items()
-    ]
+    """The Trainer of `cfg.trainer` with the `callbacks` and `logger` groups.
+
+    Raises ConfigError naming the group's field, also for Lightning's own refusals.
+    """
+    chosen = cfg.get("callbacks") or {}
+    callbacks = [build(c, _callback_group(chosen, k)) for k, c in chosen.items()]
+    # not a choice: the test must score the weights training ended with
+    callbacks.append(ValidateAtMaxSteps())
     loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
     if not loggers:  # `logger=none`: Lightning's LR monitor refuses to start without a logger
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+    if "plugins" not in cfg.trainer and "plugins" not in kwargs:
+        kwargs["plugins"] = [AtomicCheckpointIO()]  # every checkpoint: temp file and rename
     return build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, **kwargs)
 
 
@@ -122,11 +180,12 @@ def checkpoint_to_resume(cfg: DictConfig) -> Path | None:
     )
 
 
-def resume_path(cfg: DictConfig, model: pl.LightningModule) -> str | None:
-    """The checkpoint to continue from, after checking it belongs to this kind of model."""
+def resume_path(cfg: DictConfig, model: pl.LightningModule) -> tuple[str | None, int]:
+    """The checkpoint to continue from, after checking it belongs to this kind of model, and its
+    global step (0 without one)."""
     path = checkpoint_to_resume(cfg)
     if path is None:
-        return None
+        return None, 0
     stored = load_checkpoint(path)
     wanted = f"{type(model).__module__}.{type(model).__qualname__}"
     found = stored["aelab"]["model_class"]
@@ -138,7 +197,7 @@ def resume_path(cfg: DictConfig, model: pl.LightningModule) -> str | None:
             f"a checkpoint of {wanted} with latent_dim="
             f"{model.latent_dim} (it holds {found} with latent_dim={stored_latent})",
         )
-    return str(path)
+    return str(path), int(stored.get("global_step", 0))
 
 
 def record_run(output_dir: Path, resumed: bool) -> None:
@@ -175,13 +234,32 @@ def fit_and_test(
     model: pl.LightningModule,
     datamodule: pl.LightningDataModule,
     ckpt_path: str | None,
-) -> dict[str, float]:
-    """Fit, then test the best checkpoint: the last `val/*` figures and the `test/*` ones."""
-    # checkpoints are plain containers: every load (resume, SLURM's hpc_ckpt_*, the best for
-    # testing) is weights-only, whatever torch's default or TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD say
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    # the last validation figures; testing replaces callback_metrics
+    start_step: int = 0,
+    finished: dict[str, Any] | None = None,
+) -> dict[str, float] | None:
+    """Fit, then test the best checkpoint: the last `val/*` figures and the `test/*` ones.
+
+    None when a finished run (`finished`: its completed metrics.json) was resumed and nothing
+    trained: its figures stand, and testing again would log `test/*` twice at the same step.
+    """
+    try:
+        # checkpoints are plain containers: every load (resume, SLURM's hpc_ckpt_*, the best for
+        # testing) is weights-only, whatever torch's default or TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD say
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except ConfigError:
+        raise
+    except (MisconfigurationException, ValueError) as err:
+        # settings Lightning checks only against the data (`val_check_interval` > the batches)
+        named = refusal(err, cfg.trainer, "trainer", "what Lightning accepts", quoted_only=True)
+        if named is None:
+            raise
+        raise named from err
+    if finished is not None and trainer.global_step == start_step:
+        return None
+    # the last validation figures; testing replaces callback_metrics. A fit resumed after its
+    # last validation validates no more: the checkpoint kept that validation's figures
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    metrics = metrics or dict(model.last_validation)
     if cfg.test:
         best = best_checkpoint(trainer)
         best_path = best.best_model_path if best is not None else ""
@@ -213,14 +291,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = build_model(cfg)
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     trainer = build_trainer(cfg)
-    ckpt_path = resume_path(cfg, model)
+    ckpt_path, start_step = resume_path(cfg, model)
+    finished = _completed_metrics(output_dir) if cfg.get("resume") else None
     # DDP's other processes share the folder and write nothing in it
     writer = trainer.is_global_zero
     with run_folder_lock(output_dir) if writer else contextlib.nullcontext():
         if writer:
             record_run(output_dir, resumed=bool(cfg.get("resume")))
         try:
-            metrics = fit_and_test(cfg, trainer, model, datamodule, ckpt_path)
+            metrics = fit_and_test(cfg, trainer, model, datamodule, ckpt_path, start_step, finished)
         except NonFiniteLossError as err:
             raise _failed(output_dir, trainer, err) from None
         except TestFailedError as err:
@@ -236,6 +315,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
             ):
                 raise
             raise _interrupted(output_dir, trainer) from None
+    if metrics is None:  # a finished run, resumed: nothing to add
+        metrics = {k: v for k, v in (finished or {}).items() if k != "status"}
+        if writer:
+            log.info("the run had already completed: metrics.json and TensorBoard unchanged")
+            _say_where(output_dir, trainer, metrics)
+        return metrics
     if not writer:
         return metrics
     write_json_atomic(output_dir / "metrics.json", {"status": "completed", **metrics})
@@ -251,6 +336,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.finalize("success")  # flush and close the event file
     _say_where(output_dir, trainer, metrics)
     return metrics
+
+
+def _completed_metrics(output_dir: Path) -> dict[str, Any] | None:
+    """A run folder's metrics.json if it records a completed run, else None."""
+    try:
+        recorded = json.loads((output_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    completed = isinstance(recorded, dict) and recorded.get("status") == "completed"
+    return recorded if completed else None
 
 
 def _failed(output_dir: Path, trainer: pl.Trainer, err: NonFiniteLossError) -> NonFiniteLossError:

@@ -21,7 +21,7 @@ from torchmetrics.functional.image import (
 )
 
 import aelab
-from aelab.checks import check_choice, check_float, check_int
+from aelab.checks import build, check_choice, check_float, check_int, in_group
 from aelab.metrics import RunningMeans
 from aelab.models.likelihood import RECON_LOSSES, per_image_bce
 from aelab.noise import Noise
@@ -74,7 +74,8 @@ class AutoencoderModule(pl.LightningModule):
         self.recon_loss = check_choice("recon_loss", recon_loss, RECON_LOSSES)
         lr = optimizer.get("lr")
         if lr is not None:
-            check_float("lr", lr, 0.0, low_open=True)
+            with in_group("optimizer"):
+                check_float("lr", lr, 0.0, low_open=True)
         self.image_shape = tuple(check_int("image_shape", s, 1) for s in image_shape)
         self.save_hyperparameters(
             dict(
@@ -88,14 +89,18 @@ class AutoencoderModule(pl.LightningModule):
             ),
             logger=False,
         )
-        nets = instantiate(net)
-        self.encoder = nets.encoder(self.image_shape, self.code_factor * self.latent_dim)
-        self.decoder = nets.decoder(self.latent_dim, self.image_shape)
-        self.noise: Noise = instantiate(noise)
+        # the net's and the noise's values are the user's `net.*` and `noise.*`, not `model.*`
+        nets = build(net, "net")
+        with in_group("net"):  # a net that does not fit the image shape
+            self.encoder = nets.encoder(self.image_shape, self.code_factor * self.latent_dim)
+            self.decoder = nets.decoder(self.latent_dim, self.image_shape)
+        self.noise: Noise = build(noise, "noise")
         self.train_means, self.val_means, self.test_means = (RunningMeans() for _ in range(3))
         self.run_config: dict[str, Any] | None = (
             None  # the composed run config, kept in checkpoints
         )
+        # the `val/*` figures of the last validation, as the checkpoint loaded last held them
+        self.last_validation: dict[str, float] = {}
 
     # --- the interface every model offers ---------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:
@@ -202,4 +207,17 @@ class AutoencoderModule(pl.LightningModule):
             "version": aelab.__version__,
             "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
             "config": self.run_config,
+            # a run resumed after its last validation validates no more, yet reports these
+            "validation": self._validation_figures(),
         }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stored = checkpoint.get(CHECKPOINT_KEY) or {}
+        self.last_validation = dict(stored.get("validation") or {})
+
+    def _validation_figures(self) -> dict[str, float]:
+        trainer = self._trainer  # None: saved by hand, outside a Trainer
+        if trainer is None:
+            return {}
+        metrics = trainer.callback_metrics
+        return {k: float(v) for k, v in metrics.items() if k.startswith("val/")}
