@@ -435,16 +435,15 @@ def fdopen(fd, mode="r", *args, **kwargs):
         return f
     opened.append(fd)
     return FillsTheDisk(f) if len(opened) == int(os.environ["FULL_AT_WRITE"]) else f
-
-
-os.fdopen = fdopen
 """
 
 
 def fill_the_disk_at(monkeypatch, write: int) -> None:
     """The `write`-th binary file written (a checkpoint) fills the disk half-way through."""
     space: dict = {}
-    exec(FULL_DISK, space)  # noqa: S102 - the same simulation as the subprocess below
+    # the same simulation as the subprocess below, patched in through monkeypatch only: the
+    # real os.fdopen must come back for the tests that follow
+    exec(FULL_DISK, space)  # noqa: S102
     monkeypatch.setenv("FULL_AT_WRITE", str(write))
     monkeypatch.setattr(runs.os, "fdopen", space["fdopen"])
 
@@ -481,6 +480,7 @@ def test_every_checkpoint_goes_through_the_atomic_writer(trainer, make_cfg):
 @pytest.mark.mnist
 def test_a_run_on_a_full_disk_names_the_checkpoint_and_keeps_the_last_good_one(tmp_path, mnist_dir):
     script = FULL_DISK + (
+        "os.fdopen = fdopen\n"
         "from aelab.train import main\nsys.argv = ['aelab-train', *sys.argv[1:]]\nmain()\n"
     )
     overrides = [

@@ -511,7 +511,9 @@ def test_an_error_while_testing_is_one_line_status_1_and_a_sweep_goes_on(tmp_pat
         "failed"
     )
     done = run("-m", "model.latent_dim=2,3", "threads=1")
-    assert done.returncode == 0, done.stderr[-2000:]
+    # both jobs run (the first failing does not stop the second), then the sweep exits 1
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "aelab-train: error: 2 of 2 jobs did not complete" in done.stderr.splitlines()[-1]
     jobs = sorted((tmp_path / "multiruns").glob("*/*/*/metrics.json"))
     assert [json.loads(j.read_text())["status"] for j in jobs] == ["failed", "failed"]
 

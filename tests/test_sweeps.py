@@ -501,7 +501,10 @@ def test_a_sweep_with_failed_jobs_runs_them_all_reports_and_exits_1(tmp_path, mn
     jobs = sorted((p for p in sweep.iterdir() if p.is_dir()), key=lambda p: p.name)
     assert [p.name.split("_")[0] for p in jobs] == ["0", "1", "2", "3"]
     status = {p.name: json.loads((p / "metrics.json").read_text()) for p in jobs}
-    bad_epochs = "trainer.max_epochs=-1 is invalid: allowed an integer >= 0"
+    bad_epochs = (
+        "trainer.max_epochs=-1 is invalid: allowed an integer >= 0 (-1 or null: no epoch limit, "
+        "with max_steps or max_time set)"
+    )
     errors = ["RuntimeError: boom at fit start", bad_epochs, None, bad_epochs]
     assert [status[p.name].get("error") for p in jobs] == errors
     assert [status[p.name]["status"] for p in jobs] == ["failed", "failed", "completed", "failed"]
