@@ -324,6 +324,37 @@ def test_tensorboard_serves_every_run_and_the_hparams_table(tiny_sweep, tmp_path
         check_layout(layout, {"loss", "recon", "kl"})
 
 
+def single_run(folder: Path, metrics: dict) -> dict:
+    """A run outside a sweep, written by aelab's logger and `write_hparams`; its HParams row."""
+    cfg = compose_cfg(["model=ae"], folder)
+    logger = board.TensorBoardLogger(str(folder), name="tb", version="")
+    logger.log_metrics({"train/loss": 2.0, "train/recon": 2.0}, step=3)
+    logger.log_metrics(metrics, step=3)
+    row = hparams_row(OmegaConf.to_container(cfg, resolve=True))
+    board.write_hparams(logger, row, metrics, experiment=True)
+    logger.finalize("success")
+    return row
+
+
+@pytest.mark.slow
+def test_tensorboard_serves_a_single_runs_own_columns(tmp_path):
+    metrics = {"val/loss": 1.5, "val/recon": 1.5, "test/loss": 1.25, "test/recon_mse": 0.5}
+    metrics |= {"test/psnr": 9.0, "test/recon_bce": 7.0}
+    row = single_run(tmp_path / "run", metrics)
+    log = tmp_path / "tensorboard.log"
+    with serve(tmp_path / "run", log) as (base, server):
+        experiment, (group,) = loaded(base, server, log, {"tb"}, 1)
+        # every hyper-parameter, none swept; the headline figures in their order, no others
+        assert [h["name"] for h in experiment["hparamInfos"]] == sorted(row)
+        assert not any(h.get("differs") for h in experiment["hparamInfos"])
+        tags = [m["name"]["tag"] for m in experiment["metricInfos"]]
+        assert tags == ["val/loss", "test/loss", "test/recon_mse", "test/psnr"]
+        served = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
+        assert served == {t: metrics[t] for t in tags}
+        assert group["hparams"] == row  # booleans too (`optimizer.fused`: true, not 1)
+        check_layout(get(f"{base}/data/plugin/custom_scalars/layout"), {"loss", "recon"})
+
+
 @pytest.mark.slow
 @pytest.mark.mnist
 def test_tensorboard_over_several_sweeps_serves_every_row(tiny_sweep, tmp_path):  # noqa: F811
@@ -338,14 +369,7 @@ def test_tensorboard_over_several_sweeps_serves_every_row(tiny_sweep, tmp_path):
     )
     beta = fake_sweep(outputs / "multiruns", "beta", (0.5, 4.0))
     report(beta)
-    single = outputs / "runs" / "single"
-    metrics = {"val/loss": 1.5, "test/loss": 1.25, "test/recon_mse": 0.5}
-    cfg = compose_cfg(["model=ae"], single)
-    logger = board.TensorBoardLogger(str(single), name="tb", version="")
-    logger.log_metrics(metrics, step=3)
-    row = hparams_row(OmegaConf.to_container(cfg, resolve=True))
-    board.write_hparams(logger, row, metrics, experiment=True)
-    logger.finalize("success")
+    single_run(outputs / "runs" / "single", {"val/loss": 1.5, "test/loss": 1.25})
 
     tiny_jobs = [d.name for d in (outputs / "multiruns" / "tiny").iterdir() if d.is_dir()]
     rows = {f"multiruns/tiny/{j}/tb" for j in tiny_jobs}
