@@ -2,7 +2,7 @@
 
 - `TensorBoardLogger` (conf/logger/tensorboard.yaml): Lightning's logger, except that a per-unit
   figure (`test/kl_dim_{j}`) goes in as one bar image (`test/kl_per_unit`) and a flag
-  (`test/likelihood_on_binarized`) not at all: scalars they would be HParams columns, dozens of
+  (`test/likelihood_on_binarized`) not at all: as scalars they would be HParams columns, dozens of
   them. `trainer.test()` still returns them, so metrics.json keeps every one. Each run also gets
   the custom-scalars layout: train and val of the loss and of each of its parts on one chart.
 - `write_hparams`: a run's HParams session (its row), with an experiment summary (the columns)

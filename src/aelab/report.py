@@ -596,7 +596,7 @@ def report(sweep: Path) -> list[Path]:
         plots.append(_save_figure(mosaic, sweep / "reconstructions.png"))
     md = summary_markdown(sweep, jobs, variables, plots)
     written.append(_write_text(sweep / "summary.md", md))
-    board = write_sweep_board(sweep, jobs, variables, plots)  # TensorBoard's HParams columns
+    board = write_sweep_board(sweep, jobs, variables, plots)  # TensorBoard: columns, plots
     return written + plots + ([board] if board is not None else [])
 
 
