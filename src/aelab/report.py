@@ -37,6 +37,7 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from aelab.board import write_sweep_board
 from aelab.runs import hparams_row
 
 log = logging.getLogger(__name__)
@@ -595,7 +596,8 @@ def report(sweep: Path) -> list[Path]:
         plots.append(_save_figure(mosaic, sweep / "reconstructions.png"))
     md = summary_markdown(sweep, jobs, variables, plots)
     written.append(_write_text(sweep / "summary.md", md))
-    return written + plots
+    board = write_sweep_board(sweep, jobs, variables, plots)  # TensorBoard: columns, plots
+    return written + plots + ([board] if board is not None else [])
 
 
 def failed_jobs_line(sweep: Path, jobs: Sequence[Job]) -> str | None:

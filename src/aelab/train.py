@@ -29,9 +29,9 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
-from torch.utils.tensorboard.summary import hparams
 
 from aelab import CONFIG_DIR
+from aelab.board import hparams_with_flags, write_hparams
 from aelab.callbacks import ValidateAtMaxSteps
 from aelab.checks import (
     ConfigError,
@@ -324,15 +324,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if not writer:
         return metrics
     write_json_atomic(output_dir / "metrics.json", {"status": "completed", **metrics})
+    row = hparams_with_flags(hparams_row(model.run_config), metrics)
+    # a sweep's job writes no HParams columns: the sweep writes them over all its jobs at its
+    # end (one job's would stand for every job of the sweep until then)
+    in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     for logger in trainer.loggers:
-        logger.log_hyperparams(hparams_row(model.run_config))
+        logger.log_hyperparams(row)
         if isinstance(logger, TensorBoardLogger):
-            # only the session's hparams: TensorBoard reads the metric columns from the logged
-            # scalars and builds one HParams table over all runs of a sweep (a per-run experiment
-            # summary would hide the columns that the first run it finds lacks)
-            _, start, end = hparams(hparams_row(model.run_config), {})
-            for summary in (start, end):
-                logger.experiment._get_file_writer().add_summary(summary)
+            write_hparams(logger, row, metrics, experiment=not in_sweep)
         logger.finalize("success")  # flush and close the event file
     _say_where(output_dir, trainer, metrics)
     return metrics
