@@ -19,7 +19,8 @@ TINY = [
     "trainer.limit_test_batches=1",
     "data.eval_batch_size=500",
 ]
-_SWEEPS: dict[str, Path] = {}  # module-level: both test modules get the same sweep
+_SWEEPS: dict[str, Path] = {}  # module-level: every test module gets the same sweep
+_STDOUT: dict[str, str] = {}
 
 
 class FailOnFitStart(pl.Callback):
@@ -37,6 +38,14 @@ class FailOnFitStart(pl.Callback):
 def run_sweep(root: Path, data_dir: Path, *overrides: str, returncode: int = 0) -> tuple[Path, str]:
     """`aelab-train -m <overrides>` under `root`; the sweep folder it made and the output
     (stdout, then stderr)."""
+    sweep, stdout, stderr = run_sweep_streams(root, data_dir, *overrides, returncode=returncode)
+    return sweep, stdout + stderr
+
+
+def run_sweep_streams(
+    root: Path, data_dir: Path, *overrides: str, returncode: int = 0
+) -> tuple[Path, str, str]:
+    """As `run_sweep`, with stdout and stderr apart."""
     cmd = [
         sys.executable,
         "-m",
@@ -54,14 +63,25 @@ def run_sweep(root: Path, data_dir: Path, *overrides: str, returncode: int = 0) 
     assert done.returncode == returncode, done.stderr[-3000:]
     sweeps = list((root / "outputs" / "multiruns").glob("*/*"))
     assert len(sweeps) == 1, sweeps
-    return sweeps[0], done.stdout + done.stderr
+    return sweeps[0], done.stdout, done.stderr
+
+
+TINY_SWEEP = ["model=ae,vae", "model.latent_dim=2,4"]
 
 
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory, mnist_dir) -> Path:
-    """The folder of `aelab-train -m model=ae,vae model.latent_dim=2,4` on tiny slices."""
+    """The folder of `aelab-train -m model=ae,vae model.latent_dim=2,4` on tiny slices (`TINY`:
+    overrides that every job shares)."""
     if "2x2" not in _SWEEPS:
         root = tmp_path_factory.mktemp("tiny_sweep")
-        sweep, _ = run_sweep(root, mnist_dir, "model=ae,vae", "model.latent_dim=2,4", *TINY)
+        sweep, stdout, _ = run_sweep_streams(root, mnist_dir, *TINY_SWEEP, *TINY)
         _SWEEPS["2x2"] = sweep
+        _STDOUT["2x2"] = stdout
     return _SWEEPS["2x2"]
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep_stdout(tiny_sweep) -> str:
+    """What `tiny_sweep`'s aelab-train wrote on stdout."""
+    return _STDOUT["2x2"]
