@@ -3,6 +3,7 @@ shared by the report and TensorBoard tests: `from sweep_fixtures import tiny_swe
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -64,6 +65,38 @@ def run_sweep_streams(
     sweeps = list((root / "outputs" / "multiruns").glob("*/*"))
     assert len(sweeps) == 1, sweeps
     return sweeps[0], done.stdout, done.stderr
+
+
+def assert_progress_line(stdout: str, num: int, jobs: int, folder: Path) -> None:
+    """`job <num+1> of <jobs>: <folder>  val/loss x  test/loss y  (t s)`, once, in stdout."""
+    metrics = json.loads((folder / "metrics.json").read_text())
+    head = (
+        f"job {num + 1} of {jobs}: {folder.name}  "
+        f"val/loss {metrics['val/loss']:.4g}  test/loss {metrics['test/loss']:.4g}  ("
+    )
+    lines = [line for line in stdout.splitlines() if line.startswith(head)]
+    assert len(lines) == 1, (head, stdout[-3000:])
+    seconds = float(lines[0][len(head) :].removesuffix(" s)"))
+    assert 0 < seconds < 600
+
+
+def assert_headline_table(stdout: str, sweep: Path) -> None:
+    """At the end of stdout: summary.md's main table (its first) as columns, a blank line
+    before it, then the path of summary.md."""
+    lines = stdout.splitlines()
+    last = f"sweep report: {sweep / 'summary.md'}"
+    assert last in lines, stdout[-3000:]
+    lines = lines[: len(lines) - lines[::-1].index(last)]
+    summary = (sweep / "summary.md").read_text().splitlines()
+    first = next(i for i, ln in enumerate(summary) if ln.startswith("| "))
+    end = next(i for i in range(first, len(summary) + 1) if not summary[i].startswith("| "))
+    md = summary[first:end]
+    printed = lines[-len(md) - 1 : -1]
+    assert lines[-len(md) - 2] == ""
+    assert set(printed[1]) <= {"-", " "}  # the rule under the header
+    for shown, row in zip([printed[0], *printed[2:]], [md[0], *md[2:]], strict=True):
+        cells = [c.strip() for c in row.strip("|").split(" | ")]
+        assert shown.split() == " ".join(cells).split(), (shown, row)
 
 
 TINY_SWEEP = ["model=ae,vae", "model.latent_dim=2,4"]

@@ -26,6 +26,8 @@ from omegaconf import OmegaConf, open_dict
 from optuna.samplers import TPESampler
 from sweep_fixtures import (  # noqa: F401 - tiny_sweep*: fixtures
     TINY,
+    assert_headline_table,
+    assert_progress_line,
     run_sweep,
     run_sweep_streams,
     tiny_sweep,
@@ -306,7 +308,7 @@ def test_parallel_jobs_with_dataloader_workers_score_as_without(tmp_path, mnist_
     (loky) worker the DataLoader could not start its workers at all ("'Process' object has no
     attribute 'env'"); submitit_local starts jobs as SLURM does (`python -m
     submitit.core._submit`)."""
-    sweep, _ = run_sweep(
+    sweep, stdout, _ = run_sweep_streams(
         tmp_path,
         mnist_dir,
         f"hydra/launcher={launcher}",
@@ -319,7 +321,12 @@ def test_parallel_jobs_with_dataloader_workers_score_as_without(tmp_path, mnist_
         *TINY,
     )
     jobs = sorted(d for d in sweep.iterdir() if d.is_dir() and d.name[0].isdigit())
-    assert [d.name[:2] for d in jobs] == ["0_", "1_"]
+    # num_workers is left out of names, unless, as here, nothing else varies
+    assert [d.name for d in jobs] == ["0_num_workers=0", "1_num_workers=2"]
+    # submitit's jobs print into their own logs: the launching process shows their lines
+    for num, job in enumerate(jobs):
+        assert_progress_line(stdout, num, 2, job)
+    assert_headline_table(stdout, sweep)
     workers = [OmegaConf.load(d / ".hydra" / "config.yaml").data.num_workers for d in jobs]
     assert workers == [0, 2]
     without, with_workers = (json.loads((d / "metrics.json").read_text()) for d in jobs)
@@ -524,6 +531,9 @@ def test_a_sweep_with_failed_jobs_runs_them_all_reports_and_exits_1(tmp_path, mn
     assert [status[p.name].get("error") for p in jobs] == errors
     assert [status[p.name]["status"] for p in jobs] == ["failed", "failed", "completed", "failed"]
     failed = [p.name for p in jobs if status[p.name]["status"] == "failed"]
+    for num, (job, error) in enumerate(zip(jobs, errors, strict=True)):
+        if error is not None:  # as each job ends, its error
+            assert f"job {num + 1} of 4: {job.name}  failed: {error}  (" in out
     line = out.strip().splitlines()[-1]
     assert line == (
         f"aelab-train: error: 3 of 4 jobs did not complete, see {sweep / 'summary.md'}: "
@@ -591,9 +601,9 @@ def test_varying_keys_are_those_with_more_than_one_value():
         (["model=vae", "net.model=x"], ["model", "net.model"], "model=vae,net.model=x"),
         # excluded keys (seed, paths, threads) stay out, even when they vary ...
         (["model=ae", "seed=1", "threads=2"], ["model", "seed", "threads"], "model=ae"),
-        # ... but the seed names the job when nothing else varies
+        # ... but name the job when nothing else varies
         (["seed=3", "trainer.max_epochs=2"], ["seed"], "seed=3"),
-        (["threads=1,2"], ["threads"], ""),
+        (["seed=3", "threads=2", "x=1"], ["seed", "threads"], "seed=3,threads=2"),
         # nothing varies: a sweep of one job
         (["trainer.max_epochs=2"], [], ""),
         # `+`/`++` go, the value stays as typed
@@ -738,36 +748,6 @@ def test_resume_true_still_finds_a_single_run(tmp_path, monkeypatch):
 
 
 # --- a sweep says where it is ------------------------------------------------------------------
-
-
-def assert_progress_line(stdout: str, num: int, jobs: int, folder: Path) -> None:
-    """`job <num+1> of <jobs>: <folder>  val/loss x  test/loss y  (t s)`, once, in stdout."""
-    metrics = json.loads((folder / "metrics.json").read_text())
-    head = (
-        f"job {num + 1} of {jobs}: {folder.name}  "
-        f"val/loss {metrics['val/loss']:.4g}  test/loss {metrics['test/loss']:.4g}  ("
-    )
-    lines = [line for line in stdout.splitlines() if line.startswith(head)]
-    assert len(lines) == 1, (head, stdout[-3000:])
-    seconds = float(lines[0][len(head) :].removesuffix(" s)"))
-    assert 0 < seconds < 600
-
-
-def assert_headline_table(stdout: str, sweep: Path) -> None:
-    """The end of stdout: summary.md's main table (its first) as columns, a blank line before
-    it, then the path of summary.md."""
-    lines = stdout.rstrip("\n").splitlines()
-    assert lines[-1] == f"sweep report: {sweep / 'summary.md'}"
-    summary = (sweep / "summary.md").read_text().splitlines()
-    first = next(i for i, ln in enumerate(summary) if ln.startswith("| "))
-    end = next(i for i in range(first, len(summary) + 1) if not summary[i].startswith("| "))
-    md = summary[first:end]
-    printed = lines[-len(md) - 1 : -1]
-    assert lines[-len(md) - 2] == ""
-    assert set(printed[1]) <= {"-", " "}  # the rule under the header
-    for shown, row in zip([printed[0], *printed[2:]], [md[0], *md[2:]], strict=True):
-        cells = [c.strip() for c in row.strip("|").split(" | ")]
-        assert shown.split() == " ".join(cells).split(), (shown, row)
 
 
 @pytest.mark.slow

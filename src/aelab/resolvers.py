@@ -158,7 +158,7 @@ def varying_overrides(
 
     `overrides`: the job's own (`hydra.overrides.task`: `model.latent_dim=2`, `model=ae`,
     `trainer.max_epochs=2`); `varying`: the sweep's varying keys (`varying_keys`). Keys in
-    `exclude_keys` are left out, but for `seed` when nothing else varies (`seed=0,1,2` alone).
+    `exclude_keys` are left out unless nothing else varies (`seed=0,1,2` alone: `seed=0`).
     A dotted key is shortened to its last part unless another shown key ends the same way
     (`model.beta` and `optimizer.beta` stay whole); a `+` prefix goes; long floats are rounded
     (`_value_text`). Items are sorted, as Hydra's `override_dirname` sorts them.
@@ -171,9 +171,7 @@ def varying_overrides(
         for o in OverridesParser.create().parse_overrides(list(overrides))
         if not o.is_delete() and o.key_or_group in varying
     ]
-    shown = [o for o in parsed if o.key_or_group not in excluded]
-    if not shown:
-        shown = [o for o in parsed if o.key_or_group == "seed"]
+    shown = [o for o in parsed if o.key_or_group not in excluded] or parsed
     names = _short_names(o.key_or_group for o in shown)
     items = []
     for o in shown:

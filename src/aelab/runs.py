@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
@@ -361,17 +362,72 @@ def _job_count(task: list[str], sweeper: dict[str, Any]) -> int | None:
         return None
 
 
+# launchers whose jobs print into files of their own (submitit: <sweep>/.submitit/<job>/*.out)
+FILE_OUTPUT_LAUNCHERS = ("slurm", "submitit_slurm", "submitit_local")
+WATCH_INTERVAL_S = 1.0
+
+
 class SweepProgress(Callback):
-    """Hydra callback: one line per finished sweep job on stdout, e.g.
+    """Hydra callback: one line per finished sweep job on the launching terminal's stdout, e.g.
     `job 3 of 8: 2_latent_dim=2,model=vae  val/loss 45.12  test/loss 44.98  (12.3 s)`.
 
-    Printed by the process that ran the job: the launching one for the basic launcher, joblib's
-    workers (which write to the launching terminal), the SLURM job's log under submitit. `i` is
-    the job's number + 1 (parallel jobs finish out of order); N comes from RecordSweep.
+    The process that ran the job prints it (`on_job_end`): the launching one for the basic
+    launcher, joblib's workers (which share its stdout). submitit's jobs (hydra/launcher=slurm)
+    print into their own log files, so there the launching process watches the sweep folder for
+    each job's final metrics.json instead; the time is then from the job's config to its
+    metrics.json (queueing excluded). `i` is the job's number + 1 (parallel jobs finish out of
+    order); N comes from RecordSweep.
     """
 
     def __init__(self) -> None:
         self._started: float | None = None
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._shown: set[str] = set()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # launchers pickle the callbacks into each job: the watcher stays in this process
+        return {"_started": self._started, "_shown": set(self._shown)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+        self.__dict__.update(state)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.runtime.choices.get("hydra/launcher") not in FILE_OUTPUT_LAUNCHERS:
+            return
+        sweep = Path(str(config.hydra.sweep.dir))
+        self._stop.clear()
+        self._watcher = threading.Thread(target=self._watch, args=(sweep,), daemon=True)
+        self._watcher.start()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self._watcher is None:
+            return
+        self._stop.set()
+        self._watcher.join()
+        self._watcher = None
+        self._scan(Path(str(config.hydra.sweep.dir)))  # what ended since the last look
+
+    def _watch(self, sweep: Path) -> None:
+        while not self._stop.wait(WATCH_INTERVAL_S):
+            self._scan(sweep)
+
+    def _scan(self, sweep: Path) -> None:
+        jobs = (sweep_plan() or {}).get("jobs")
+        for metrics in sorted(sweep.glob("*/metrics.json")):
+            folder = metrics.parent
+            num = folder.name.split("_", 1)[0]
+            if folder.name in self._shown or not num.isdigit():
+                continue
+            try:
+                status = json.loads(metrics.read_text()).get("status", "completed")
+                seconds = metrics.stat().st_mtime - (folder / ".hydra").stat().st_mtime
+            except (OSError, ValueError, AttributeError):
+                continue  # being written, or not ours: looked at again next time
+            if status in ("completed", "failed"):  # not a job SLURM stopped and will restart
+                self._shown.add(folder.name)
+                print(progress_line(int(num), jobs, folder, max(seconds, 0.0)), flush=True)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._started = time.monotonic()
