@@ -45,8 +45,8 @@ def _escape(char: str) -> str:
 def job_dirname(num: Any, overrides: Any, max_bytes: int = JOB_NAME_MAX_BYTES) -> str:
     """A sweep job's folder name, `<num>_<overrides>` (`hydra.sweep.subdir`), made safe.
 
-    `overrides` is the job's override string (Hydra's `job.override_dirname`, e.g.
-    `model.latent_dim=16,model=vae`). Characters outside `[A-Za-z0-9._-+=,@[]^]` become `%XX`
+    `overrides` is the job's override string (`varying_overrides`, e.g. `latent_dim=16,model=vae`,
+    or Hydra's `job.override_dirname`). Characters outside `[A-Za-z0-9._-+=,@[]^]` become `%XX`
     (`+tag=exp/a` -> `+tag=exp%2Fa`), so the name is one ASCII path component without `/` or
     NUL. A name over `max_bytes` (default 120; at least 32) is cut and ends in `~` and a hash of
     the whole string (`~` is always escaped, so a cut name never equals an uncut one). Names are

@@ -452,7 +452,9 @@ def progress_line(num: int, jobs: int | None, folder: Path, seconds: float | Non
         metrics = json.loads((folder / "metrics.json").read_text())
     except (OSError, ValueError):
         metrics = {"status": "failed", "error": "no metrics.json"}
-    status = metrics.get("status", "completed") if isinstance(metrics, dict) else "failed"
+    if not isinstance(metrics, dict):
+        metrics = {"status": "failed", "error": "unreadable metrics.json"}
+    status = metrics.get("status", "completed")
     if status == "completed":
         shown = [f"{k} {metrics[k]:.4g}" for k in PROGRESS_METRICS if k in metrics]
     else:
