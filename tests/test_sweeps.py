@@ -474,7 +474,8 @@ def test_job_names_are_unique_and_readable():
         (["+tag='${nowhere}'"], "5_+tag=%27%24%7Bnowhere%7D%27"),
     ],
 )
-def test_hydra_names_a_sweep_job_folder_with_job_dirname(overrides, expected):
+def test_hydra_names_a_sweep_job_folder_with_job_dirname(overrides, expected, monkeypatch):
+    monkeypatch.delenv(SWEEP_ENV, raising=False)  # no plan recorded: every override names it
     cfg = compose_with_hydra(overrides)
     with open_dict(cfg):
         cfg.hydra.job.num = 5
@@ -683,6 +684,8 @@ def sweep_job_names(overrides: list[str], monkeypatch) -> list[str]:
             ],
         ),
         (["+tag=exp/a,exp/b", "threads=1"], ["0_tag=exp%2Fa", "1_tag=exp%2Fb"]),
+        # read as typed: an interpolation only a job could resolve does not stop the sweep
+        (["+tag='${nowhere}',b"], ["0_tag=%27%24%7Bnowhere%7D%27", "1_tag=b"]),
     ],
 )
 def test_hydra_names_sweep_jobs_by_what_varies(overrides, expected, monkeypatch):
@@ -722,6 +725,10 @@ def test_a_progress_line_says_which_job_its_figures_and_time(tmp_path):
     (job / "metrics.json").write_text(json.dumps(metrics))
     assert progress_line(2, 8, job, 12.34) == (
         "job 3 of 8: 2_latent_dim=2,model=vae  val/loss 45.12  test/loss 44.98  (12.3 s)"
+    )
+    (job / "metrics.json").write_text(json.dumps({"status": "completed", "test/psnr": 9.0}))
+    assert (
+        progress_line(2, 8, job, 1.0) == "job 3 of 8: 2_latent_dim=2,model=vae  completed  (1.0 s)"
     )
     (job / "metrics.json").write_text(json.dumps({"status": "failed", "error": "boom"}))
     assert progress_line(2, None, job, None) == "job 3: 2_latent_dim=2,model=vae  failed: boom"

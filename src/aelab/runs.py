@@ -29,6 +29,7 @@ from hydra.types import RunMode
 from hydra.utils import get_class
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from aelab.checks import ConfigError
@@ -327,8 +328,12 @@ class RecordSweep(Callback):
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        task = [str(o) for o in config.hydra.overrides.task]
-        sweeper = OmegaConf.to_container(config.hydra.sweeper, resolve=True)
+        # as typed: `+tag='${x}'` may only resolve inside a job
+        task = [str(o) for o in OmegaConf.to_container(config.hydra.overrides.task)]
+        try:
+            sweeper = OmegaConf.to_container(config.hydra.sweeper, resolve=True)
+        except OmegaConfBaseException:
+            sweeper = OmegaConf.to_container(config.hydra.sweeper, resolve=False)
         assert isinstance(sweeper, dict)
         try:
             varying = varying_keys(
@@ -457,6 +462,7 @@ def progress_line(num: int, jobs: int | None, folder: Path, seconds: float | Non
     status = metrics.get("status", "completed")
     if status == "completed":
         shown = [f"{k} {metrics[k]:.4g}" for k in PROGRESS_METRICS if k in metrics]
+        shown = shown or ["completed"]  # no validation, no test (trainer.max_epochs=0 test=false)
     else:
         shown = [f"{status}: {metrics.get('error') or metrics.get('resume') or ''}".strip()]
     of = f" of {jobs}" if jobs else ""
