@@ -280,11 +280,12 @@ def test_report_of_a_real_sweep(tiny_sweep):  # noqa: F811 - the fixture
     header, _, *body = md_rows((tiny_sweep / "summary.md").read_text())
     assert header[:3] == ["model", "latent_dim", "n"] and len(body) == 4
     col = header.index("recon_mse")
-    for row in body:
+    for row in body:  # the jobs are named by the swept variables, the report's too
         (job,) = [
             d
             for d in tiny_sweep.iterdir()
-            if d.is_dir() and f"model.latent_dim={row[1]},model={row[0].lower()}," in d.name
+            if d.is_dir()
+            and d.name.split("_", 1)[1] == f"latent_dim={row[1]},model={row[0].lower()}"
         ]
         metrics = json.loads((job / "metrics.json").read_text())
         assert row[2] == "1" and row[col] == f"{metrics['test/recon_mse']:.4g}"

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from pytorch_lightning.trainer.connectors.checkpoint_connector import _CheckpointConnector
+from sweep_fixtures import assert_headline_table, assert_progress_line
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from aelab.slurm import SlurmRequeue, hpc_checkpoint_path
@@ -172,6 +173,11 @@ def test_a_sweep_is_one_array_job_with_a_run_folder_per_job(preempted_sweep):
     assert re.search(r"#SBATCH --array=0-2%\d+", script)
     assert "#SBATCH --signal=USR1@120" in script and "#SBATCH --requeue" in script
     assert [r.name.split("_")[0] for r in runs] == ["0", "1", "2"]
+    # each job's line and the report's table on the launching terminal, not only in job logs
+    out = (sweep.parents[2] / "multirun.log").read_text()
+    for num, run in enumerate(runs):
+        assert_progress_line(out, num, 3, run)
+    assert_headline_table(out, sweep)
     for run in runs:
         assert (run / ".hydra" / "config.yaml").is_file()
         metrics = json.loads((run / "metrics.json").read_text())

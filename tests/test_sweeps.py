@@ -24,13 +24,28 @@ from hydra.utils import get_class, instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 from omegaconf import OmegaConf, open_dict
 from optuna.samplers import TPESampler
-from sweep_fixtures import TINY, run_sweep
+from sweep_fixtures import (  # noqa: F401 - tiny_sweep*: fixtures
+    TINY,
+    assert_headline_table,
+    assert_progress_line,
+    run_sweep,
+    run_sweep_streams,
+    tiny_sweep,
+    tiny_sweep_stdout,
+)
 
 from aelab import CONFIG_DIR
 from aelab.models import VAE, Autoencoder
 from aelab.noise import GaussianNoise, MaskingNoise, Noise
 from aelab.report import report
-from aelab.resolvers import JOB_NAME_MAX_BYTES, job_dirname
+from aelab.resolvers import (
+    JOB_NAME_MAX_BYTES,
+    SWEEP_ENV,
+    job_dirname,
+    varying_keys,
+    varying_overrides,
+)
+from aelab.runs import RecordSweep, _job_count, progress_line
 from aelab.search import TrialSeededTPESampler
 from aelab.train import build_model
 from hydra_plugins.aelab_sweeper.baseline_sweeper import with_baseline
@@ -252,7 +267,8 @@ def test_two_sweeps_launched_together_never_share_a_folder(tmp_path):
     assert len(sweeps) == 2, sweeps
     for sweep in sweeps:
         assert (sweep / "multirun.yaml").is_file()
-        assert [d.name for d in sweep.iterdir() if d.is_dir()] == ["0_trainer.max_epochs=-1"]
+        # a sweep of one job varies nothing: its number names it
+        assert [d.name for d in sweep.iterdir() if d.is_dir()] == ["0_"]
 
 
 @pytest.mark.slow
@@ -262,12 +278,14 @@ def test_a_parallel_sweep_runs_its_jobs_in_one_folder(tmp_path, mnist_dir):
     launching process must carry over, and each job gets its share of the cores."""
     overrides = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=ae,vae"]
     overrides += ["model.latent_dim=2", *TINY]
-    sweep, _ = run_sweep(tmp_path, mnist_dir, *overrides)
+    sweep, stdout, _ = run_sweep_streams(tmp_path, mnist_dir, *overrides)
     jobs = sorted(d.name for d in sweep.iterdir() if d.is_dir())
-    assert jobs == [
-        "0_model.latent_dim=2,model=ae,trainer.limit_train_batches=5,trainer.max_epochs=1",
-        "1_model.latent_dim=2,model=vae,trainer.limit_train_batches=5,trainer.max_epochs=1",
-    ]
+    # named by what varies: latent_dim=2 and TINY are the same in both jobs
+    assert jobs == ["0_model=ae", "1_model=vae"]
+    # each worker's line reaches the launching process's stdout, whichever job ends first
+    for i, job in enumerate(jobs):
+        assert_progress_line(stdout, i, 2, sweep / job)
+    assert_headline_table(stdout, sweep)
     # loky limits each worker to cores // n_jobs threads unless the environment says otherwise
     share = os.environ.get("OMP_NUM_THREADS", max(joblib.cpu_count() // 2, 1))
     for job in jobs:
@@ -290,7 +308,7 @@ def test_parallel_jobs_with_dataloader_workers_score_as_without(tmp_path, mnist_
     (loky) worker the DataLoader could not start its workers at all ("'Process' object has no
     attribute 'env'"); submitit_local starts jobs as SLURM does (`python -m
     submitit.core._submit`)."""
-    sweep, _ = run_sweep(
+    sweep, stdout, _ = run_sweep_streams(
         tmp_path,
         mnist_dir,
         f"hydra/launcher={launcher}",
@@ -303,7 +321,12 @@ def test_parallel_jobs_with_dataloader_workers_score_as_without(tmp_path, mnist_
         *TINY,
     )
     jobs = sorted(d for d in sweep.iterdir() if d.is_dir() and d.name[0].isdigit())
-    assert [d.name[:2] for d in jobs] == ["0_", "1_"]
+    # num_workers is left out of names, unless, as here, nothing else varies
+    assert [d.name for d in jobs] == ["0_num_workers=0", "1_num_workers=2"]
+    # submitit's jobs print into their own logs: the launching process shows their lines
+    for num, job in enumerate(jobs):
+        assert_progress_line(stdout, num, 2, job)
+    assert_headline_table(stdout, sweep)
     workers = [OmegaConf.load(d / ".hydra" / "config.yaml").data.num_workers for d in jobs]
     assert workers == [0, 2]
     without, with_workers = (json.loads((d / "metrics.json").read_text()) for d in jobs)
@@ -355,7 +378,7 @@ def test_an_optuna_study_in_a_database_resumes_where_it_stopped(tmp_path, mnist_
 @pytest.mark.slow
 @pytest.mark.mnist
 def test_an_optuna_search_saves_its_study(tmp_path, mnist_dir):
-    sweep, _ = run_sweep(
+    sweep, stdout, _ = run_sweep_streams(
         tmp_path,
         mnist_dir,
         "hparams_search=vae_optuna",
@@ -365,12 +388,15 @@ def test_an_optuna_search_saves_its_study(tmp_path, mnist_dir):
     )
     study = OmegaConf.load(sweep / "optimization_results.yaml")
     assert set(study.best_params) == {"optimizer.lr", "model.latent_dim"}
-    jobs = [d for d in sweep.iterdir() if d.is_dir()]
+    jobs = sorted(d for d in sweep.iterdir() if d.is_dir())
     losses = [json.loads((d / "metrics.json").read_text())["val/loss"] for d in jobs]
     assert len(jobs) == 2 and study.best_value == pytest.approx(min(losses))
-    for job in jobs:  # named by the trial's values
-        assert "model.latent_dim=" in job.name and "optimizer.lr=" in job.name
-        assert "hparams_search" not in job.name
+    for num, job in enumerate(jobs):  # named by the trial's values only, lr rounded
+        config = OmegaConf.load(job / ".hydra" / "config.yaml")
+        lr = f"{config.optimizer.lr:.4g}"
+        assert job.name == f"{num}_latent_dim={config.model.latent_dim},lr={lr}"
+        assert_progress_line(stdout, num, 2, job)  # N: n_trials
+    assert_headline_table(stdout, sweep)
     report(sweep)
     summary = (sweep / "summary.md").read_text()
     assert "## Optuna study" in summary and f"{study.best_value:.4g}" in summary
@@ -448,7 +474,8 @@ def test_job_names_are_unique_and_readable():
         (["+tag='${nowhere}'"], "5_+tag=%27%24%7Bnowhere%7D%27"),
     ],
 )
-def test_hydra_names_a_sweep_job_folder_with_job_dirname(overrides, expected):
+def test_hydra_names_a_sweep_job_folder_with_job_dirname(overrides, expected, monkeypatch):
+    monkeypatch.delenv(SWEEP_ENV, raising=False)  # no plan recorded: every override names it
     cfg = compose_with_hydra(overrides)
     with open_dict(cfg):
         cfg.hydra.job.num = 5
@@ -460,8 +487,7 @@ def test_hydra_names_a_sweep_job_folder_with_job_dirname(overrides, expected):
 @pytest.mark.mnist
 def test_a_slash_in_a_swept_value_gives_one_folder_per_job(tmp_path, mnist_dir):
     sweep, _ = run_sweep(tmp_path, mnist_dir, "+tag=exp/a,exp/b", "threads=1", *TINY)
-    rest = "trainer.limit_train_batches=5,trainer.max_epochs=1"
-    jobs = [f"0_+tag=exp%2Fa,{rest}", f"1_+tag=exp%2Fb,{rest}"]
+    jobs = ["0_tag=exp%2Fa", "1_tag=exp%2Fb"]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == jobs
     for job in jobs:
         assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "completed"
@@ -510,6 +536,9 @@ def test_a_sweep_with_failed_jobs_runs_them_all_reports_and_exits_1(tmp_path, mn
     assert [status[p.name].get("error") for p in jobs] == errors
     assert [status[p.name]["status"] for p in jobs] == ["failed", "failed", "completed", "failed"]
     failed = [p.name for p in jobs if status[p.name]["status"] == "failed"]
+    for num, (job, error) in enumerate(zip(jobs, errors, strict=True)):
+        if error is not None:  # as each job ends, its error
+            assert f"job {num + 1} of 4: {job.name}  failed: {error}  (" in out
     line = out.strip().splitlines()[-1]
     assert line == (
         f"aelab-train: error: 3 of 4 jobs did not complete, see {sweep / 'summary.md'}: "
@@ -518,3 +547,241 @@ def test_a_sweep_with_failed_jobs_runs_them_all_reports_and_exits_1(tmp_path, mn
     summary = (sweep / "summary.md").read_text()
     assert "4 jobs: 3 failed, 1 completed." in summary
     assert "| " + failed[0] + " | failed | RuntimeError: boom at fit start |" in summary
+
+
+# --- names from what the sweep varies -----------------------------------------------------------
+
+
+def test_varying_keys_are_those_with_more_than_one_value():
+    issue = ["model=ae,vae", "model.latent_dim=2,16", "trainer.max_epochs=2"]
+    issue += ["++trainer.limit_train_batches=200", "seed=0,1"]
+    assert varying_keys(issue) == ["model", "model.latent_dim", "seed"]
+    # one value, however written, is constant; a deletion is the same in every job
+    same = ["a=1", "b=2,2", "c=range(3,4)", "d=choice(x)", "~callbacks.evaluation", "+e=5"]
+    assert varying_keys(same) == []
+    assert varying_keys(["c=range(3,5)", "d=choice(x,y)", "+e=1,2"]) == ["c", "d", "e"]
+    # what Hydra cannot list here varies: an interval (Optuna), a glob
+    assert varying_keys(["lr=interval(0.1,1)", "model=glob(*)"]) == ["lr", "model"]
+    # a preset's params, replaced key by key by the command line
+    params = {"model": "ae,vae", "model.latent_dim": "2,4,8"}
+    assert varying_keys(["model=vae"], params) == ["model.latent_dim"]
+    assert varying_keys(["model.latent_dim=4"], params) == ["model"]
+    # the baseline run gives its keys one more value; a key only the baseline sets varies too
+    levels = {"noise_kind": "gaussian,masking", "noise_level": "0.1,0.2"}
+    baseline = {"noise_kind": "none", "noise_level": 0, "extra": True}
+    assert varying_keys(["noise_kind=masking"], levels, baseline) == [
+        "extra",
+        "noise_kind",
+        "noise_level",
+    ]
+    assert varying_keys(["x=1"], None, {"x": 1}) == []  # the baseline repeats a constant
+    optuna_space = {"optimizer.lr": "tag(log, interval(1e-4, 1e-2))", "model.latent_dim": "2"}
+    assert varying_keys([], optuna_space, search_space=["net.depth"]) == [
+        "net.depth",
+        "optimizer.lr",
+    ]
+
+
+@pytest.mark.parametrize(
+    "overrides, varying, expected",
+    [
+        # the issue's sweep: constants left out, dotted keys shortened
+        (
+            [
+                "model=ae",
+                "model.latent_dim=2",
+                "trainer.max_epochs=2",
+                "++trainer.limit_train_batches=200",
+            ],
+            ["model", "model.latent_dim"],
+            "latent_dim=2,model=ae",
+        ),
+        # two keys ending alike stay whole; a third key is still shortened
+        (
+            ["model.beta=2", "optimizer.beta=0.9", "data.batch_size=64"],
+            ["model.beta", "optimizer.beta", "data.batch_size"],
+            "batch_size=64,model.beta=2,optimizer.beta=0.9",
+        ),
+        # a group and a field named like it
+        (["model=vae", "net.model=x"], ["model", "net.model"], "model=vae,net.model=x"),
+        # excluded keys (seed, paths, threads) stay out, even when they vary ...
+        (["model=ae", "seed=1", "threads=2"], ["model", "seed", "threads"], "model=ae"),
+        # ... but name the job when nothing else varies
+        (["seed=3", "trainer.max_epochs=2"], ["seed"], "seed=3"),
+        (["seed=3", "threads=2", "x=1"], ["seed", "threads"], "seed=3,threads=2"),
+        # nothing varies: a sweep of one job
+        (["trainer.max_epochs=2"], [], ""),
+        # `+`/`++` go, the value stays as typed
+        (["+tag=exp/a", "++x.y='a b'"], ["tag", "x.y"], "tag=exp/a,y='a b'"),
+        # a float a program wrote (an Optuna trial) with 4 significant digits; typed ones as typed
+        (
+            ["optimizer.lr=0.0025807388671386143", "model.beta=0.12345", "x=1.2345678901e-05"],
+            ["optimizer.lr", "model.beta", "x"],
+            "beta=0.12345,lr=0.002581,x=1.235e-05",
+        ),
+        (["a=1e-3", "b=100000000", "c=0.1000000000"], ["a", "b", "c"], "a=1e-3,b=100000000,c=0.1"),
+    ],
+)
+def test_a_job_is_named_by_the_overrides_that_vary(overrides, varying, expected):
+    excluded = ["seed", "threads"]
+    assert varying_overrides(overrides, varying, excluded) == expected
+
+
+def sweep_job_names(overrides: list[str], monkeypatch) -> list[str]:
+    """Each job folder's name in `aelab-train -m <overrides>`: RecordSweep's plan from the sweep's
+    config, then `hydra.sweep.subdir` of each job's own config, as Hydra's launchers read it."""
+    parser = OverridesParser.create()
+    fixed = [o for o in overrides if not parser.parse_override(o).is_sweep_override()]
+    sweep_cfg = compose_with_hydra(fixed)
+    with open_dict(sweep_cfg):
+        sweep_cfg.hydra.overrides.task = overrides
+    monkeypatch.setenv(SWEEP_ENV, "")  # restored after the test
+    RecordSweep().on_multirun_start(sweep_cfg)
+    names = []
+    for num, job in enumerate(sweep_jobs(overrides)):
+        cfg = compose_with_hydra(job)
+        with open_dict(cfg):
+            cfg.hydra.job.num = num
+        HydraConfig.instance().set_config(cfg)
+        names.append(cfg.hydra.sweep.subdir)
+    return names
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (  # the issue's command
+            ["model=ae,vae", "model.latent_dim=2,16", "trainer.max_epochs=2"]
+            + ["++trainer.limit_train_batches=200"],
+            [
+                "0_latent_dim=2,model=ae",
+                "1_latent_dim=16,model=ae",
+                "2_latent_dim=2,model=vae",
+                "3_latent_dim=16,model=vae",
+            ],
+        ),
+        (["seed=0,1,2", "trainer.max_epochs=2"], ["0_seed=0", "1_seed=1", "2_seed=2"]),
+        (["model=ae,vae", "seed=0,1"], ["0_model=ae", "1_model=ae", "2_model=vae", "3_model=vae"]),
+        (  # a preset's sweep, its model fixed on the command line: only the size varies
+            ["experiment=latent_sweep", "model=vae", "model.latent_dim=2,8"],
+            ["0_latent_dim=2", "1_latent_dim=8"],
+        ),
+        (  # the baseline run is what makes noise_kind vary here
+            ["experiment=noise_sweep", "noise_kind=masking", "noise_level=0.1,0.2"],
+            [
+                "0_noise_kind=none,noise_level=0",
+                "1_noise_kind=masking,noise_level=0.1",
+                "2_noise_kind=masking,noise_level=0.2",
+            ],
+        ),
+        (
+            ["model=vae", "model.beta=1,4", "+optimizer.beta=0.5"],
+            ["0_beta=1", "1_beta=4"],
+        ),
+        (
+            ["model=vae", "model.beta=1,4", "+optimizer.beta=0.5,0.9"],
+            [
+                "0_model.beta=1,optimizer.beta=0.5",
+                "1_model.beta=1,optimizer.beta=0.9",
+                "2_model.beta=4,optimizer.beta=0.5",
+                "3_model.beta=4,optimizer.beta=0.9",
+            ],
+        ),
+        (["+tag=exp/a,exp/b", "threads=1"], ["0_tag=exp%2Fa", "1_tag=exp%2Fb"]),
+        # read as typed: an interpolation only a job could resolve does not stop the sweep
+        (["+tag='${nowhere}',b"], ["0_tag=%27%24%7Bnowhere%7D%27", "1_tag=b"]),
+    ],
+)
+def test_hydra_names_sweep_jobs_by_what_varies(overrides, expected, monkeypatch):
+    assert sweep_job_names(overrides, monkeypatch) == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_preset_names_its_jobs_uniquely_by_its_params(experiment, monkeypatch):
+    names = sweep_job_names([f"experiment={experiment}"], monkeypatch)
+    assert len(set(names)) == len(names) > 1
+    params = compose_with_hydra([f"experiment={experiment}"]).hydra.sweeper.params
+    shown = {k.rsplit(".", 1)[-1] for k in params}
+    for num, name in enumerate(names):
+        head, items = name.split("_", 1)
+        assert head == str(num) and len(name) <= JOB_NAME_MAX_BYTES
+        assert {item.split("=")[0] for item in items.split(",") if "=" in item} == shown
+
+
+def test_the_job_count_of_each_sweeper():
+    basic = OmegaConf.to_container(compose_with_hydra([]).hydra.sweeper)
+    assert _job_count(["model=ae,vae", "model.latent_dim=2,16", "x=1"], basic) == 4
+    cfg = compose_with_hydra(["experiment=noise_sweep"])
+    noise = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
+    assert _job_count([], noise) == 1 + 2 * 8  # the baseline once
+    assert _job_count(["seed=0,1"], noise) == 2 * (1 + 2 * 8)
+    cfg = compose_with_hydra(["hparams_search=vae_optuna", "hydra.sweeper.n_trials=7"])
+    assert _job_count([], OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)) == 7
+    assert _job_count(["model=glob(*)"], basic) is None  # needs Hydra's config loader
+    assert _job_count([], {"_target_": "collections.OrderedDict"}) is None
+
+
+def test_a_progress_line_says_which_job_its_figures_and_time(tmp_path):
+    job = tmp_path / "2_latent_dim=2,model=vae"
+    job.mkdir()
+    metrics = {"status": "completed", "val/loss": 45.123456, "test/loss": 44.98, "test/psnr": 9.0}
+    (job / "metrics.json").write_text(json.dumps(metrics))
+    assert progress_line(2, 8, job, 12.34) == (
+        "job 3 of 8: 2_latent_dim=2,model=vae  val/loss 45.12  test/loss 44.98  (12.3 s)"
+    )
+    (job / "metrics.json").write_text(json.dumps({"status": "completed", "test/psnr": 9.0}))
+    assert (
+        progress_line(2, 8, job, 1.0) == "job 3 of 8: 2_latent_dim=2,model=vae  completed  (1.0 s)"
+    )
+    (job / "metrics.json").write_text(json.dumps({"status": "failed", "error": "boom"}))
+    assert progress_line(2, None, job, None) == "job 3: 2_latent_dim=2,model=vae  failed: boom"
+    (job / "metrics.json").unlink()
+    assert progress_line(0, 1, job, 0.5).endswith("failed: no metrics.json  (0.5 s)")
+
+
+def test_resume_true_still_finds_a_single_run(tmp_path, monkeypatch):
+    """A single run's folder does not come from the sweep's job names, plan set or not."""
+    monkeypatch.setenv("AELAB_ROOT", str(tmp_path))
+    monkeypatch.setenv(SWEEP_ENV, json.dumps({"varying": ["model"], "jobs": 2}))
+    run = tmp_path / "outputs" / "runs" / "2030-01-01" / "10-00-00_a_train"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("- model=vae\n- trainer.max_epochs=2\n")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    cfg = compose_with_hydra(["model=vae", "trainer.max_epochs=2", "resume=true"])
+    HydraConfig.instance().set_config(cfg)
+    assert Path(cfg.hydra.run.dir) == run
+    cfg = compose_with_hydra(["model=ae", "trainer.max_epochs=2", "resume=true"])
+    HydraConfig.instance().set_config(cfg)
+    assert Path(cfg.hydra.run.dir).parent.parent == tmp_path / "outputs" / "runs"
+    assert Path(cfg.hydra.run.dir) != run
+
+
+# --- a sweep says where it is ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_sweep_names_jobs_by_what_varies_and_says_where_it_is(  # noqa: F811 - the fixtures
+    tiny_sweep,  # noqa: F811
+    tiny_sweep_stdout,  # noqa: F811
+):
+    """The basic launcher: `-m model=ae,vae model.latent_dim=2,4` plus TINY, the same in every
+    job; a line as each job ends, then the report's table and where summary.md is."""
+    jobs = sorted((d for d in tiny_sweep.iterdir() if d.is_dir()), key=lambda d: d.name)
+    assert [d.name for d in jobs] == [
+        "0_latent_dim=2,model=ae",
+        "1_latent_dim=4,model=ae",
+        "2_latent_dim=2,model=vae",
+        "3_latent_dim=4,model=vae",
+    ]
+    for num, job in enumerate(jobs):
+        config = OmegaConf.load(job / ".hydra" / "config.yaml")
+        model = "ae" if config.model._target_.endswith("Autoencoder") else "vae"
+        assert job.name == f"{num}_latent_dim={config.model.latent_dim},model={model}"
+        assert_progress_line(tiny_sweep_stdout, num, 4, job)
+    # the basic launcher runs jobs in order: the lines come in order
+    starts = [tiny_sweep_stdout.index(f"job {n + 1} of 4: ") for n in range(4)]
+    assert starts == sorted(starts)
+    assert_headline_table(tiny_sweep_stdout, tiny_sweep)

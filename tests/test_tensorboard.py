@@ -306,8 +306,9 @@ def test_tensorboard_serves_every_run_and_the_hparams_table(tiny_sweep, tmp_path
             job = jobs[group["name"].removesuffix("/tb")]
             metrics = json.loads((job / "metrics.json").read_text())
             hp = group["hparams"]
-            assert f"model.latent_dim={int(hp['latent_dim'])}," in job.name
-            assert f"model={hp['model'].lower()}," in job.name
+            # the run's name: job number, then what the sweep varies, as HParams has it
+            varied = f"latent_dim={int(hp['latent_dim'])},model={hp['model'].lower()}"
+            assert job.name.split("_", 1)[1] == varied
             assert ("beta" in hp) == (hp["model"] == "VAE")
             # the flag: an hparam, true or false as metrics.json says (1.0 or 0.0)
             assert hp["likelihood_on_binarized"] is bool(metrics["test/likelihood_on_binarized"])

@@ -347,14 +347,42 @@ def _optuna_section(sweep: Path) -> list[str]:
     return ["## Optuna study", "", *body, f"(from `{OPTUNA_FILE}`)", ""]
 
 
-def summary_markdown(
-    sweep: Path, jobs: Sequence[Job], variables: Sequence[str], plots: Sequence[Path]
-) -> str:
-    groups = group_jobs(jobs, variables)
+def _headline_metrics(sweep: Path, jobs: Sequence[Job]) -> list[str]:
     completed = [j for j in jobs if j.status == "completed"]
     metrics = [m for m in HEADLINE if any(m in j.metrics for j in completed)]
     if (sweep / OPTUNA_FILE).is_file():
         metrics.insert(0, "val/loss")
+    return metrics
+
+
+def headline_table(
+    sweep: Path, jobs: Sequence[Job], variables: Sequence[str]
+) -> tuple[list[str], list[list[str]]]:
+    """summary.md's main table: header and rows, one row per group of completed jobs (the
+    variables, n, each headline metric's mean ± std over seeds)."""
+    metrics = _headline_metrics(sweep, jobs)
+    header = [*variables, "n", *(m.removeprefix("test/") for m in metrics)]
+    rows = [
+        [*(_num(x) for x in g.key), str(len(g.jobs)), *(_stat(g.stats(m)) for m in metrics)]
+        for g in group_jobs(jobs, variables)
+    ]
+    return header, rows
+
+
+def aligned_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A table as padded columns, for a terminal."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def summary_markdown(
+    sweep: Path, jobs: Sequence[Job], variables: Sequence[str], plots: Sequence[Path]
+) -> str:
+    metrics = _headline_metrics(sweep, jobs)
     seeds = sorted({j.hparams.get("seed") for j in jobs}, key=_sort_key)
     counts = {s: sum(j.status == s for j in jobs) for s in dict.fromkeys(j.status for j in jobs)}
     lines = [
@@ -366,12 +394,7 @@ def summary_markdown(
         "(n: completed jobs).",
         "",
     ]
-    header = [*variables, "n", *(m.removeprefix("test/") for m in metrics)]
-    rows = [
-        [*(_num(x) for x in g.key), str(len(g.jobs)), *(_stat(g.stats(m)) for m in metrics)]
-        for g in groups
-    ]
-    lines += [*_md_table(header, rows), ""]
+    lines += [*_md_table(*headline_table(sweep, jobs, variables)), ""]
     described = [f"{m.removeprefix('test/')}: {HEADLINE[m]}" for m in metrics if m in HEADLINE]
     lines += ["Columns: " + "; ".join(described) + ".", ""] if described else []
     lines += _optuna_section(sweep)
@@ -628,8 +651,8 @@ class WriteReport(Callback):
                 "no sweep report (%s: %s); try `%s %s`", type(err).__name__, err, PROG, sweep
             )
         else:
-            log.info("sweep report: %s", sweep / "summary.md")
             log.debug("wrote %s", ", ".join(p.name for p in written))
+            _print_headline(sweep)
         try:
             line = failed_jobs_line(sweep, load_sweep(sweep))
         except ReportError:
@@ -638,6 +661,16 @@ class WriteReport(Callback):
             # SystemExit, not an exception: Hydra's callbacks turn those into a warning
             print(f"aelab-{config.task_name}: error: {line}", file=sys.stderr)
             raise SystemExit(1)
+
+
+def _print_headline(sweep: Path) -> None:
+    """On the sweep's terminal: summary.md's main table, as columns, and where summary.md is."""
+    try:
+        jobs = load_sweep(sweep)
+        table = aligned_table(*headline_table(sweep, jobs, sweep_variables(jobs)))
+    except ReportError:
+        table = []
+    print("\n".join(["", *table, f"sweep report: {sweep / 'summary.md'}"]), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

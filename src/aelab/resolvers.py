@@ -1,10 +1,12 @@
 """OmegaConf resolvers the configs use; registered on `import aelab`, before Hydra composes."""
 
 import hashlib
+import json
 import os
 import re
 import secrets
 import string
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -43,8 +45,8 @@ def _escape(char: str) -> str:
 def job_dirname(num: Any, overrides: Any, max_bytes: int = JOB_NAME_MAX_BYTES) -> str:
     """A sweep job's folder name, `<num>_<overrides>` (`hydra.sweep.subdir`), made safe.
 
-    `overrides` is the job's override string (Hydra's `job.override_dirname`, e.g.
-    `model.latent_dim=16,model=vae`). Characters outside `[A-Za-z0-9._-+=,@[]^]` become `%XX`
+    `overrides` is the job's override string (`varying_overrides`, e.g. `latent_dim=16,model=vae`,
+    or Hydra's `job.override_dirname`). Characters outside `[A-Za-z0-9._-+=,@[]^]` become `%XX`
     (`+tag=exp/a` -> `+tag=exp%2Fa`), so the name is one ASCII path component without `/` or
     NUL. A name over `max_bytes` (default 120; at least 32) is cut and ends in `~` and a hash of
     the whole string (`~` is always escaped, so a cut name never equals an uncut one). Names are
@@ -68,15 +70,147 @@ def _escape_all(text: str) -> str:
     return "".join(_escape(c) for c in text)
 
 
-def _sweep_job_dirname(*, _root_: Any) -> str:
-    """`hydra.sweep.subdir`: `job_dirname` of this job's number and override string.
+# A sweep's plan, for its jobs: `aelab.runs.RecordSweep` sets it (JSON: `varying`, the keys the
+# sweep varies; `jobs`, how many jobs it runs or null) before any job starts. A job's config is
+# composed from that job's overrides alone and has lost the sweep's `a=1,2`; launchers that run
+# jobs elsewhere (joblib's loky workers, submitit under SLURM) pass the environment on.
+SWEEP_ENV = "AELAB_SWEEP"
+_UNSET = "\x00unset"  # the value of a key a job leaves as composed
 
-    The string is read as written, not resolved: an override whose value is an interpolation
-    (`+tag='${oc.env:USER}'`) names the folder by what was typed, and one that only resolves
-    inside the job does not stop the sweep.
+
+def varying_keys(
+    overrides: Iterable[str],
+    params: Mapping[str, Any] | None = None,
+    baseline: Mapping[str, Any] | None = None,
+    search_space: Iterable[str] = (),
+) -> list[str]:
+    """The config keys a sweep gives different values in different jobs, sorted.
+
+    `overrides`: the sweep's command-line overrides as typed (`model=ae,vae`, `lr=interval(..)`);
+    `params`: `hydra.sweeper.params` (a preset's, or Optuna's search space), which the command
+    line overrides key by key; `baseline`: `hydra.sweeper.baseline` (one more run with these
+    values); `search_space`: keys an Optuna `search_space` varies. A key with one value in every
+    job (`trainer.max_epochs=2`, `model.latent_dim=2,2`, a deletion) is constant; one swept over
+    a range Hydra cannot list here (interval, glob) varies. Keys lose a `+`/`++` prefix.
+    Raises hydra's OverrideParseException for a malformed override.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
+
+    items = [f"{k}={v}" for k, v in (params or {}).items()] + list(overrides)
+    values: dict[str, set[str] | None] = {}  # None: too many to list
+    for override in OverridesParser.create().parse_overrides(items):
+        key, value = override.key_or_group, override.value()
+        if override.is_delete():
+            values[key] = {"~"}
+        elif isinstance(value, Glob) or (
+            override.is_sweep_override() and not override.is_discrete_sweep()
+        ):
+            values[key] = None
+        elif override.is_sweep_override():
+            values[key] = set(override.sweep_string_iterator())
+        else:
+            values[key] = {override.get_value_element_as_str()}
+    for key, value in (baseline or {}).items():
+        known = values.setdefault(str(key), {_UNSET})
+        if known is not None:
+            known.add(_baseline_text(value))
+    varying = {k for k, v in values.items() if v is None or len(v) > 1}
+    return sorted(varying | {str(k) for k in search_space})
+
+
+def _baseline_text(value: Any) -> str:
+    if isinstance(value, bool):  # as hydra_plugins.aelab_sweeper writes the baseline job
+        return "true" if value else "false"
+    return "null" if value is None else str(value)
+
+
+def _short_names(keys: Iterable[str]) -> dict[str, str]:
+    """Each key as its last dotted part where no other key ends the same, else whole."""
+    keys = list(dict.fromkeys(keys))
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last, strict=True)}
+
+
+_LONG_FLOAT = re.compile(r"-?(\d+\.\d*|\.\d+)(e[-+]?\d+)?", re.IGNORECASE)
+_SIGNIFICANT = 7  # more digits than this: a float a program wrote (Optuna's trials), not a person
+
+
+def _value_text(text: str) -> str:
+    """A value as typed, but a long float (`0.0012345678901234`) with 4 significant digits, as
+    summary.md shows it (`0.001235`)."""
+    if _LONG_FLOAT.fullmatch(text):
+        mantissa = re.split(r"[eE]", text)[0]
+        digits = mantissa.replace("-", "").replace(".", "").lstrip("0")
+        if len(digits) > _SIGNIFICANT:
+            return f"{float(text):.4g}"
+    return text
+
+
+def varying_overrides(
+    overrides: Sequence[str],
+    varying: Iterable[str],
+    exclude_keys: Iterable[str] = (),
+    kv_sep: str = "=",
+    item_sep: str = ",",
+) -> str:
+    """A job's overrides that the sweep varies, for its name: `latent_dim=2,model=ae`.
+
+    `overrides`: the job's own (`hydra.overrides.task`: `model.latent_dim=2`, `model=ae`,
+    `trainer.max_epochs=2`); `varying`: the sweep's varying keys (`varying_keys`). Keys in
+    `exclude_keys` are left out unless nothing else varies (`seed=0,1,2` alone: `seed=0`).
+    A dotted key is shortened to its last part unless another shown key ends the same way
+    (`model.beta` and `optimizer.beta` stay whole); a `+` prefix goes; long floats are rounded
+    (`_value_text`). Items are sorted, as Hydra's `override_dirname` sorts them.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    varying, excluded = set(varying), set(exclude_keys)
+    parsed = [
+        o
+        for o in OverridesParser.create().parse_overrides(list(overrides))
+        if not o.is_delete() and o.key_or_group in varying
+    ]
+    shown = [o for o in parsed if o.key_or_group not in excluded] or parsed
+    names = _short_names(o.key_or_group for o in shown)
+    items = []
+    for o in shown:
+        key = names[o.key_or_group] + (f"@{o.package}" if o.package else "")
+        value = _value_text(str(o.input_line).split("=", 1)[1])
+        items.append(f"{key}{kv_sep}{value}")
+    return item_sep.join(sorted(items))
+
+
+def sweep_plan() -> dict[str, Any] | None:
+    """The running sweep's plan from `AELAB_SWEEP` (`varying`, `jobs`); None if unset or bad."""
+    try:
+        plan = json.loads(os.environ[SWEEP_ENV])
+    except (KeyError, ValueError):
+        return None
+    if not isinstance(plan, dict) or not isinstance(plan.get("varying"), list):
+        return None
+    return plan
+
+
+def _sweep_job_dirname(*, _root_: Any) -> str:
+    """`hydra.sweep.subdir`: `job_dirname` of this job's number and the overrides that vary
+    across the sweep (`varying_overrides`), or all its overrides (`override_dirname`) when no
+    sweep plan was recorded (a Hydra config without `aelab.runs.RecordSweep`).
+
+    The overrides are read as written, not resolved: an override whose value is an
+    interpolation (`+tag='${oc.env:USER}'`) names the folder by what was typed, and one that
+    only resolves inside the job does not stop the sweep.
     """
     job = OmegaConf.to_container(_root_.hydra.job, resolve=False)
-    return job_dirname(job["num"], job["override_dirname"])
+    plan = sweep_plan()
+    if plan is None:
+        return job_dirname(job["num"], job["override_dirname"])
+    dirname = job["config"]["override_dirname"]
+    task = OmegaConf.to_container(_root_.hydra.overrides.task, resolve=False)
+    text = varying_overrides(
+        task, plan["varying"], dirname["exclude_keys"], dirname["kv_sep"], dirname["item_sep"]
+    )
+    return job_dirname(job["num"], text)
 
 
 def register_resolvers() -> None:
