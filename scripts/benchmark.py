@@ -619,6 +619,22 @@ SUITE_PARTS = {  # EvaluationSuite.timings keys, as the table names them
 TARGET = 0.25  # the issue's: a job's fixed cost at most 25% of a 10-epoch run's training
 
 
+def median_phases(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each phase's median over repeated jobs of one model; the load averages' range."""
+    out = dict(runs[0])
+    for key in ("once", "per_epoch"):
+        names = list(dict.fromkeys(name for r in runs for name, _ in r[key]))
+        out[key] = [
+            (name, statistics.median(dict(r[key]).get(name, 0.0) for r in runs)) for name in names
+        ]
+    for key in ("train_s", "wall", "unaccounted"):
+        out[key] = statistics.median(r[key] for r in runs)
+    out["load"] = (min(r["load"][0] for r in runs), max(r["load"][1] for r in runs))
+    out["pca_computed"] = any(r["pca_computed"] for r in runs)
+    out["repeats"] = len(runs)
+    return out
+
+
 def overhead_report(model: str, ph: dict[str, Any]) -> list[str]:
     """The table of one model's job and its verdict against TARGET."""
     training = 10 * ph["train_s"]
@@ -626,8 +642,9 @@ def overhead_report(model: str, ph: dict[str, Any]) -> list[str]:
     def row(name: str, seconds: float, note: str = "") -> str:
         return f"| {name}{note} | {seconds:.2f} | {100 * seconds / training:.1f} % |"
 
+    jobs = "one job" if ph.get("repeats", 1) == 1 else f"median of {ph['repeats']} jobs"
     lines = [
-        f"### {model.upper()}: one job, {ph['epochs']} epochs, {ph['wall']:.1f} s wall "
+        f"### {model.upper()}: {jobs}, {ph['epochs']} epochs, {ph['wall']:.1f} s wall "
         f"(load average {ph['load'][0]:.1f} before, {ph['load'][1]:.1f} after)",
         "",
         "| phase | seconds | share of a 10-epoch run's training |",
@@ -675,21 +692,24 @@ def main_overhead(args: argparse.Namespace, models: list[str]) -> None:
     print(f"aelab-train, default config, trainer.max_epochs={args.epochs}"
           + (f", {' '.join(args.override)}" if args.override else ""))  # fmt: skip
     print()
-    rows = {}
-    for model in models:
-        result = run_overhead_child(model, args)
-        if "probes_pca" in result["parts"]:  # the first job on this split: a sweep's others hit
-            print(f"  {model}: PCA baseline computed and cached; run again", file=sys.stderr)
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
+    for _ in range(args.repeats):  # round-robin, so a burst of load hits every model alike
+        for model in models:
             result = run_overhead_child(model, args)
-        phases = overhead_phases(result, args.epochs)
-        rows[model] = phases
-        print("\n".join(overhead_report(model, phases)))
+            if "probes_pca" in result["parts"]:  # the first job on this split; a sweep's others
+                print(f"  {model}: PCA baseline computed and cached; run again", file=sys.stderr)
+                result = run_overhead_child(model, args)
+            runs[model].append(overhead_phases(result, args.epochs))
+    rows = {m: median_phases(runs[m]) for m in models}
+    for model in models:
+        print("\n".join(overhead_report(model, rows[model])))
         print()
     print(
         "Seconds are wall-clock; 'share' is each phase against 10 x the training part of a "
         "steady epoch (the epochs after the first) of this job, the training a default 10-epoch "
-        "run would do. Per-epoch phases are counted 10 times. On a shared machine compare "
-        "shares within one run, and repeat."
+        "run would do. Per-epoch phases are counted 10 times; the first epoch's warm-up is its "
+        "excess over a steady epoch (negative: load slowed a later epoch more). On a shared "
+        "machine compare shares within one run, and repeat (--repeats N: each phase's median)."
     )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
