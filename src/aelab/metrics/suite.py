@@ -97,7 +97,7 @@ class EvaluationSuite(pl.Callback):
         if self.pca_cache and data_dir is not None:
             cache = PCABaselineCache(Path(data_dir) / "cache" / "pca_baselines")
         metrics, images = self.evaluate(
-            pl_module, splits["test"], splits.get("train"), classes, pca_cache=cache
+            pl_module, splits["test"], splits.get("train"), classes, cache
         )
         # under DDP every process scores the whole test set with the same seeded generators, so
         # the figures are equal; synced with max (exact for equal values) as the model's means are
