@@ -223,3 +223,21 @@ def test_a_job_process_freezes_the_heap_at_exit():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[:2] == ["frozen before exit: False", "frozen at exit: True"]
+
+
+def test_a_callback_or_logger_set_to_null_is_left_out(make_cfg):
+    """`--override callbacks.images=null` (benchmark.py: what one part costs) switches it off;
+    Lightning would fail on the None at its first hook."""
+    from pytorch_lightning.callbacks import LearningRateMonitor
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    from aelab.callbacks import ImageGrids
+    from aelab.train import build_trainer
+
+    cfg = make_cfg("callbacks.images=null", "callbacks.lr_monitor=null", "++logger.csv=null")
+    trainer = build_trainer(cfg)
+    kinds = {type(cb) for cb in trainer.callbacks}
+    assert None not in trainer.callbacks and not {ImageGrids, LearningRateMonitor} & kinds
+    assert [type(lg) for lg in trainer.loggers] == [TensorBoardLogger]
+    full = build_trainer(make_cfg())
+    assert {ImageGrids, LearningRateMonitor} <= {type(cb) for cb in full.callbacks}

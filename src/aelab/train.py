@@ -146,10 +146,12 @@ def build_trainer(cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
     Raises ConfigError naming the group's field, also for Lightning's own refusals.
     """
     chosen = cfg.get("callbacks") or {}
-    callbacks = [build(c, _callback_group(chosen, k)) for k, c in chosen.items()]
+    # `callbacks.<name>=null` switches one off (Lightning would fail on a None deep in its loop)
+    callbacks = [build(c, _callback_group(chosen, k)) for k, c in chosen.items() if c is not None]
     # not a choice: the test must score the weights training ended with
     callbacks.append(ValidateAtMaxSteps())
-    loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
+    chosen = cfg.get("logger") or {}
+    loggers = [build(c, f"logger.{k}") for k, c in chosen.items() if c is not None]
     if not loggers:  # `logger=none`: Lightning's LR monitor refuses to start without a logger
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     if "plugins" not in cfg.trainer and "plugins" not in kwargs:
