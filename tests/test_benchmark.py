@@ -65,3 +65,45 @@ def test_step_overhead_prints_a_row_per_loop(mnist_dir):
         best, median, _ = (float(c) for c in row.strip("|").split("|")[1:])
         assert 0 < best <= median
     assert "+0.00" in rows[1]  # plain is the baseline
+
+
+def test_overhead_breakdown_prints_each_phase_and_a_verdict(tmp_path, mnist_dir):
+    """--overhead on a slice: a row per phase, a verdict per model, and a sweep's later job (the
+    second run reads the PCA baseline the first one cached under the data folder)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "MNIST").symlink_to(Path(mnist_dir).resolve() / "MNIST")
+    cmd = [sys.executable, str(SCRIPT), "--overhead", "--quick", "--models", "ae"]
+    cmd += ["--threads", "1", "--data-dir", str(data), "--json", str(tmp_path / "phases.json")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "PCA baseline computed and cached; run again" in done.stderr
+    [cached] = (data / "cache" / "pca_baselines").iterdir()
+    assert cached.name.startswith("pca12_k5_500x10000_")
+
+    rows = {}
+    for line in done.stdout.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 3 and re.fullmatch(NUMBER, cells[1]):
+            rows[cells[0]] = float(cells[1])
+    for phase in (
+        "import torch",
+        "import pytorch_lightning (torch already loaded)",
+        "Hydra: compose the config, run folder, logging",
+        "sanity check (trainer.num_sanity_val_steps)",
+        "suite: linear probe and k-NN on the codes",
+        "suite: PCA baseline probes, from the cache",
+        "interpreter exit",
+    ):
+        assert rows.get(phase, -1) >= 0, phase
+    assert "suite: PCA baseline probes, computed (first job on this split)" not in rows
+    assert any(name.startswith("validation (5k images) (10 x ") for name in rows)
+    assert re.search(r"\| \*\*fixed cost of a 10-epoch job\*\* \| \*\*[\d.]+\*\* \|", done.stdout)
+    assert re.search(
+        r"- AE: fixed cost [\d.]+ s = \d+ % of a 10-epoch run's training \([\d.]+ s, "
+        r"extrapolated from 2 epochs\): (meets|MISSES) the 25 % target",
+        done.stdout,
+    )
+    assert "load average" in done.stdout
+    saved = json.loads((tmp_path / "phases.json").read_text())
+    assert saved["ae"]["epochs"] == 2 and saved["ae"]["train_s"] > 0

@@ -1,8 +1,9 @@
-"""Lightning callbacks that are aelab's own: image grids for TensorBoard and the run folder, and
-the epoch means a resumed run must carry on."""
+"""Lightning callbacks that are aelab's own: image grids for TensorBoard and the run folder, the
+epoch means a resumed run must carry on, and the phase timer of `scripts/benchmark.py`."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,66 @@ class ValidateAtMaxSteps(pl.Callback):
     ) -> None:
         if 0 <= trainer.max_steps <= trainer.global_step:
             trainer.should_stop = True
+
+
+class PhaseTimer(pl.Callback):
+    """Clock readings at the edges of a run's phases, for `scripts/benchmark.py --overhead`.
+
+    Not in the default callbacks: the benchmark adds it (`+callbacks.phase_timer=...`). `marks`
+    is a list of (event, `time.perf_counter()` seconds): `built`, `setup_fit`, `fit_start`,
+    `sanity_start`, `sanity_end`, per epoch `epoch_start`, `val_start`, `val_end`, then
+    `train_end`, `teardown_fit`, `setup_test`, `test_epoch_start`, `test_epoch_end` (after the
+    other callbacks' test-epoch hooks: the suite's and the image grids'), `teardown_test`.
+    `parts` holds the test-time suite's `timings` (seconds per part). With `path`, both are
+    written there as JSON (temp file and rename) at every teardown.
+    """
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+        self.marks: list[tuple[str, float]] = []
+        self.parts: dict[str, float] = {}
+        self._mark("built")
+
+    def _mark(self, event: str) -> None:
+        self.marks.append((event, time.perf_counter()))
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._mark(f"setup_{getattr(stage, 'value', stage)}")  # Lightning passes a TrainerFn
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._mark("fit_start")
+
+    def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._mark("sanity_start")
+
+    def on_sanity_check_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._mark("sanity_end")
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._mark("epoch_start")
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._mark("val_start")
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._mark("val_end")
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._mark("train_end")
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._mark("test_epoch_start")
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._mark("test_epoch_end")
+        for callback in trainer.callbacks:
+            self.parts.update(getattr(callback, "timings", None) or {})
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._mark(f"teardown_{getattr(stage, 'value', stage)}")
+        if self.path is not None and trainer.is_global_zero:
+            from aelab.runs import write_json_atomic
+
+            write_json_atomic(self.path, {"marks": self.marks, "parts": self.parts})

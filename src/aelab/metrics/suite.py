@@ -5,12 +5,17 @@ A Lightning callback: after the test loop it scores the model on the datamodule'
 module (so they reach `trainer.test()`'s result, hence metrics.json, TensorBoard and the HParams
 row) and writes the generation figures to `<run>/images/` and TensorBoard. Configured by the
 `eval` config group; aelab-train and aelab-eval attach the same one.
+
+`timings` holds the seconds each part of the last evaluation took (a few clock reads: no cost);
+`scripts/benchmark.py --overhead` prints them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -30,7 +35,7 @@ from aelab.metrics.likelihood import (
     iw_log_likelihood,
     mutual_information,
 )
-from aelab.metrics.probes import probe_scores
+from aelab.metrics.probes import PCABaselineCache, probe_scores
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +46,9 @@ class EvaluationSuite(pl.Callback):
     """Likelihood and information figures (VAE), probes, one-class AUROC, generation figures.
 
     Every estimator draws from its own seeded generator and the subsets are fixed, so a re-run on
-    the same checkpoint gives the same numbers.
+    the same checkpoint gives the same numbers. `pca_cache`: the PCA baseline's figures, which
+    do not depend on the model, are kept under `<data_dir>/cache/pca_baselines/` and reused by
+    every later run on the same images (`aelab.metrics.probes.PCABaselineCache`).
     """
 
     def __init__(
@@ -56,6 +63,7 @@ class EvaluationSuite(pl.Callback):
         images: bool = True,
         batch_size: int = 1000,
         seed: int = 0,
+        pca_cache: bool = True,
     ) -> None:
         self.iw_samples = check_int("iw_samples", iw_samples, 1)
         self.iw_images = None if iw_images is None else check_int("iw_images", iw_images, 1)
@@ -73,6 +81,8 @@ class EvaluationSuite(pl.Callback):
         self.images = bool(images)
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.seed = check_int("seed", seed, 0)
+        self.pca_cache = bool(pca_cache)
+        self.timings: dict[str, float] = {}
 
     # --- Lightning hook -------------------------------------------------------------------------
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -82,14 +92,21 @@ class EvaluationSuite(pl.Callback):
             log.warning("evaluation suite skipped: the datamodule has no test split")
             return
         classes = getattr(datamodule, "classes", None)
-        metrics, images = self.evaluate(pl_module, splits["test"], splits.get("train"), classes)
+        data_dir = getattr(datamodule, "data_dir", None)
+        cache = None
+        if self.pca_cache and data_dir is not None:
+            cache = PCABaselineCache(Path(data_dir) / "cache" / "pca_baselines")
+        metrics, images = self.evaluate(
+            pl_module, splits["test"], splits.get("train"), classes, cache
+        )
         # under DDP every process scores the whole test set with the same seeded generators, so
         # the figures are equal; synced with max (exact for equal values) as the model's means are
         pl_module.log_dict(
             {f"test/{k}": v for k, v in metrics.items()}, sync_dist=True, reduce_fx="max"
         )
         if self.images and trainer.is_global_zero:
-            self.save(images, Path(trainer.default_root_dir) / "images", trainer)
+            with self._timed("save_figures"):
+                self.save(images, Path(trainer.default_root_dir) / "images", trainer)
 
     # --- the figures ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -99,52 +116,78 @@ class EvaluationSuite(pl.Callback):
         test: InMemoryImages,
         train: InMemoryImages | None = None,
         classes: list[int] | None = None,
+        pca_cache: PCABaselineCache | None = None,
     ) -> tuple[dict[str, float], Images]:
-        """All figures for `model` on `test` (probes fit on `train`); scalars and images."""
+        """All figures for `model` on `test` (probes fit on `train`); scalars and images.
+
+        `pca_cache`: where the PCA baseline's figures are reused from (None: computed)."""
+        self.timings = {}
         was_training = model.training
         model.eval()
-        x, y = self._tensors(test, None, model.device)
-        metrics: dict[str, float] = {"likelihood_on_binarized": float(_is_binary(x))}
-        is_vae = hasattr(model, "posterior")
+        with self._timed("encode"):
+            x, y = self._tensors(test, None, model.device)
+            metrics: dict[str, float] = {"likelihood_on_binarized": float(_is_binary(x))}
+            is_vae = hasattr(model, "posterior")
+            if is_vae:
+                posterior = zip(*self._map(model.posterior, x), strict=True)
+                mu, logvar = (torch.cat(p) for p in posterior)
+            else:
+                mu, logvar = torch.cat(self._map(model.encode, x)), None
         if is_vae:
-            mu, logvar = (torch.cat(p) for p in zip(*self._map(model.posterior, x), strict=True))
             metrics.update(self._latent_figures(model, x, mu, logvar))
             self._warn_about_likelihood(model, metrics["likelihood_on_binarized"])
-        else:
-            mu, logvar = torch.cat(self._map(model.encode, x)), None
         if train is not None:
-            metrics.update(self._probes(model, train, x, mu, y))
+            metrics.update(self._probes(model, train, x, mu, y, pca_cache))
         normal = classes is not None and torch.isin(y, torch.tensor(classes, device=y.device)).all()
         if normal:
             log.info(
                 "auroc skipped: data.classes=%s holds every test digit, none is anomalous", classes
             )
         elif classes is not None:
-            g = self._generator(model, 2)
-            scores = torch.cat(
-                self._map(lambda b: anomaly_scores(model, b, self.elbo_samples, g), x)
-            )
-            metrics["auroc"] = one_class_auroc(scores, y, classes)
-        images = self._figures(model, x, y, mu, logvar) if self.images else {}
+            with self._timed("anomaly"):
+                g = self._generator(model, 2)
+                scores = torch.cat(
+                    self._map(lambda b: anomaly_scores(model, b, self.elbo_samples, g), x)
+                )
+                metrics["auroc"] = one_class_auroc(scores, y, classes)
+        with self._timed("figures"):
+            images = self._figures(model, x, y, mu, logvar) if self.images else {}
         model.train(was_training)
         return metrics, images
+
+    @contextlib.contextmanager
+    def _timed(self, part: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[part] = self.timings.get(part, 0.0) + time.perf_counter() - start
 
     def _latent_figures(
         self, model: pl.LightningModule, x: Tensor, mu: Tensor, logvar: Tensor
     ) -> dict[str, float]:
         out: dict[str, float] = {}
-        idx = self._subset(len(x), self.iw_images, offset=0, name="iw_images")
-        g = self._generator(model, 0)
-        log_px = self._map(lambda b: iw_log_likelihood(model, b, self.iw_samples, g), x[idx])
-        out["iw_nll"] = -float(torch.cat(log_px).double().mean())
-        out["iw_nll_bits_per_dim"] = bits_per_dim(out["iw_nll"], x[0].numel())
-        out["active_units"] = float(active_units(mu, self.active_threshold))
-        outer = self._subset(len(x), self.mi_images, offset=1, name="mi_images").to(mu.device)
-        out["mutual_info"] = mutual_information(mu, logvar, self._generator(model, 1), outer)
+        with self._timed("iw_bound"):
+            idx = self._subset(len(x), self.iw_images, offset=0, name="iw_images")
+            g = self._generator(model, 0)
+            log_px = self._map(lambda b: iw_log_likelihood(model, b, self.iw_samples, g), x[idx])
+            out["iw_nll"] = -float(torch.cat(log_px).double().mean())
+            out["iw_nll_bits_per_dim"] = bits_per_dim(out["iw_nll"], x[0].numel())
+        with self._timed("active_units"):
+            out["active_units"] = float(active_units(mu, self.active_threshold))
+        with self._timed("mutual_info"):
+            outer = self._subset(len(x), self.mi_images, offset=1, name="mi_images").to(mu.device)
+            out["mutual_info"] = mutual_information(mu, logvar, self._generator(model, 1), outer)
         return out
 
     def _probes(
-        self, model: pl.LightningModule, train: InMemoryImages, x: Tensor, z: Tensor, y: Tensor
+        self,
+        model: pl.LightningModule,
+        train: InMemoryImages,
+        x: Tensor,
+        z: Tensor,
+        y: Tensor,
+        pca_cache: PCABaselineCache | None = None,
     ) -> dict[str, float]:
         train_x, train_y = self._tensors(
             train, self.probe_train_size, model.device, name="probe_train_size"
@@ -152,12 +195,14 @@ class EvaluationSuite(pl.Callback):
         if train_y.unique().numel() < 2:
             log.info("probes skipped: the training split holds one class, nothing to tell apart")
             return {}
-        train_z = torch.cat(self._map(model.encode, train_x))
+        with self._timed("probes_encode"):
+            train_z = torch.cat(self._map(model.encode, train_x))
 
         def arrays(z: Tensor, x: Tensor, y: Tensor) -> tuple:
             return z.cpu().numpy(), x.flatten(1).cpu().numpy(), y.cpu().numpy()
 
-        return probe_scores(arrays(train_z, train_x, train_y), arrays(z, x, y), self.knn_k)
+        train_arrays, test_arrays = arrays(train_z, train_x, train_y), arrays(z, x, y)
+        return probe_scores(train_arrays, test_arrays, self.knn_k, pca_cache, self.timings)
 
     def _figures(
         self, model: pl.LightningModule, x: Tensor, y: Tensor, mu: Tensor, logvar: Tensor | None
