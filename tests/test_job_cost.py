@@ -229,8 +229,8 @@ def test_a_callback_or_logger_set_to_null_is_left_out(make_cfg):
     """`--override callbacks.images=null` (benchmark.py: what one part costs) switches it off;
     Lightning would fail on the None at its first hook."""
     from pytorch_lightning.callbacks import LearningRateMonitor
-    from pytorch_lightning.loggers import TensorBoardLogger
 
+    from aelab.board import TensorBoardLogger
     from aelab.callbacks import ImageGrids
     from aelab.train import build_trainer
 

@@ -155,6 +155,9 @@ def preempted_sweep(slurm, tmp_path_factory, mnist_dir) -> dict:
             job = slurm_job(sweep_dir)
             subprocess.run([*command, f"{job}_{task}"], check=True, timeout=30)
         finish(proc, log_dir)
+        # the sweep has every job's result once a job's function returns, while the job may
+        # still be exiting: the scancel below must not cancel it then
+        left_the_queue(job)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -188,6 +191,31 @@ def test_a_sweep_is_one_array_job_with_a_run_folder_per_job(preempted_sweep):
         assert len(scalars(run, "val/loss")) == EPOCHS
 
 
+def left_the_queue(job: str, wait_s: float = 60.0) -> None:
+    """Wait (bounded) until no task of the array job is queued, running or completing."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        queued = subprocess.run(
+            ["squeue", "-h", "-j", job], capture_output=True, text=True, timeout=30
+        ).stdout
+        if not queued.strip():
+            return
+        time.sleep(1.0)
+
+
+def final_job_state(task: str, wait_s: float = 60.0) -> str:
+    """`scontrol show job` once the task has left COMPLETING: the sweep can see a job's results
+    while slurmd still runs its epilogue, and the state says COMPLETING for a few seconds."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        shown = subprocess.run(
+            ["scontrol", "show", "job", task], capture_output=True, text=True, timeout=30
+        ).stdout
+        if "JobState=COMPLETING" not in shown or time.monotonic() > deadline:
+            return shown
+        time.sleep(1.0)
+
+
 @pytest.mark.slow
 @pytest.mark.mnist
 @pytest.mark.parametrize("task", [0, 2], ids=["sigusr1-requeues-itself", "scontrol-requeue"])
@@ -199,9 +227,7 @@ def test_a_preempted_job_resumes_and_ends_as_if_never_stopped(preempted_sweep, t
     assert log.count("Starting with JobEnvironment") == 2, log[-3000:]
     assert job_log(sweep, f"{job}_1").count("Starting with JobEnvironment") == 1
     assert (f"requeued SLURM job {job}_{task}" in log) == (task == 0)
-    shown = subprocess.run(
-        ["scontrol", "show", "job", f"{job}_{task}"], capture_output=True, text=True, timeout=30
-    ).stdout
+    shown = final_job_state(f"{job}_{task}")
     assert "Restarts=1" in shown and "JobState=COMPLETED" in shown, shown
 
     hpc = preempted / "hpc_ckpt_1.ckpt"
