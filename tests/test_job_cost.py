@@ -112,7 +112,7 @@ def test_a_corrupt_cache_file_is_rebuilt(tmp_path, pca_fits, caplog, content):
     train, test = labelled_images()
     truth = probe_scores(train, test, k=5)
     cache = PCABaselineCache(tmp_path)
-    path = cache.path(train[1], train[2], test[1], test[2], dims=4, k=5)
+    path = cache.path((train[1], train[2], test[1], test[2]), dims=4, k=5)
     path.write_text(content)
     assert probe_scores(train, test, k=5, cache=cache) == truth
     assert (cache.computed, cache.hits, len(pca_fits)) == (1, 0, 2)
@@ -136,13 +136,13 @@ def test_jobs_racing_on_an_empty_cache_leave_one_whole_file(tmp_path, monkeypatc
         return dict(truth)
 
     monkeypatch.setattr(probes, "pca_baseline_scores", computed_together)
-    path = PCABaselineCache(tmp_path).path(x_tr, y_tr, x_te, y_te, dims=4, k=5)
+    path = PCABaselineCache(tmp_path).path((x_tr, y_tr, x_te, y_te), dims=4, k=5)
     results: list[dict[str, float]] = []
     seen: list[str] = []
     done = threading.Event()
 
     def job() -> None:
-        results.append(PCABaselineCache(tmp_path).scores(x_tr, y_tr, x_te, y_te, dims=4, k=5))
+        results.append(PCABaselineCache(tmp_path).scores((x_tr, y_tr, x_te, y_te), dims=4, k=5))
 
     def reader() -> None:
         while not done.is_set():

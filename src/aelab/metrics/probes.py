@@ -25,6 +25,8 @@ from threadpoolctl import threadpool_limits
 log = logging.getLogger(__name__)
 
 PCA_KEYS = ("linear_probe_acc_pca", "knn_acc_pca")
+# the PCA baseline's inputs: (train_x, train_y, test_x, test_y), images flattened to N x pixels
+PCAInputs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def linear_probe_accuracy(
@@ -111,7 +113,7 @@ def probe_scores(
             if cache is None:
                 out.update(pca_baseline_scores(*data, dims, k if knn else None))
             else:
-                out.update(cache.scores(*data, dims, k if knn else None))
+                out.update(cache.scores(data, dims, k if knn else None))
         if timings is not None:
             timings["probes"] = middle - start
             reused = cache is not None and cache.hits > hits
@@ -152,38 +154,23 @@ class PCABaselineCache:
         self.folder = Path(folder)
         self.computed = self.hits = 0
 
-    def path(
-        self,
-        train_x: np.ndarray,
-        train_y: np.ndarray,
-        test_x: np.ndarray,
-        test_y: np.ndarray,
-        dims: int,
-        k: int | None,
-    ) -> Path:
+    def path(self, data: PCAInputs, dims: int, k: int | None) -> Path:
         import sklearn
 
         digest = hashlib.blake2b(digest_size=10)
         digest.update(f"sklearn {sklearn.__version__}; pca seed 0;".encode())
-        for array in (train_x, train_y, test_x, test_y):
+        for array in data:
             array = np.ascontiguousarray(array)
             digest.update(f"{array.dtype}{array.shape}".encode())
             digest.update(memoryview(array).cast("B"))
         knn = "none" if k is None else str(k)
+        train_x, _, test_x, _ = data
         name = f"pca{dims}_k{knn}_{len(train_x)}x{len(test_x)}_{digest.hexdigest()}.json"
         return self.folder / name
 
-    def scores(
-        self,
-        train_x: np.ndarray,
-        train_y: np.ndarray,
-        test_x: np.ndarray,
-        test_y: np.ndarray,
-        dims: int,
-        k: int | None,
-    ) -> dict[str, float]:
+    def scores(self, data: PCAInputs, dims: int, k: int | None) -> dict[str, float]:
         """The figures of `pca_baseline_scores`, from the cache file when it holds them."""
-        path = self.path(train_x, train_y, test_x, test_y, dims, k)
+        path = self.path(data, dims, k)
         wanted = PCA_KEYS if k is not None else PCA_KEYS[:1]
         stored = self._read(path, wanted)
         if stored is not None:
@@ -191,7 +178,7 @@ class PCABaselineCache:
             return stored
         from aelab.runs import write_json_atomic  # Lightning and Hydra: only where they run
 
-        out = pca_baseline_scores(train_x, train_y, test_x, test_y, dims, k)
+        out = pca_baseline_scores(*data, dims, k)
         self.computed += 1
         try:
             write_json_atomic(path, out)
