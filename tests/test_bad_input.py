@@ -556,3 +556,18 @@ def test_eval_refuses_a_test_loop_without_batches(make_cfg):
     cfg = make_cfg("ckpt_path=missing.ckpt", "trainer.limit_test_batches=0", name="eval")
     with pytest.raises(ConfigError, match=r"^trainer\.limit_test_batches=0 is invalid"):
         evaluate(cfg)
+
+
+def test_atomic_writes_get_the_mode_of_a_plain_new_file(tmp_path):
+    """metrics.json, checkpoints and the data folder's PCA cache are readable as a plain open()
+    would make them (0o666 less the umask), not mkstemp's owner-only 0o600."""
+    mask = os.umask(0o027)
+    try:
+        plain = tmp_path / "plain"
+        plain.write_text("x")
+        runs.write_json_atomic(tmp_path / "metrics.json", {"status": "completed"})
+        runs.AtomicCheckpointIO().save_checkpoint({"global_step": 1}, tmp_path / "last.ckpt")
+    finally:
+        os.umask(mask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"plain": 0o640, "metrics.json": 0o640, "last.ckpt": 0o640}

@@ -19,10 +19,8 @@ scalar tag (`epoch`, `lr-Adam`, ...). Its server lists the hparams marked `diffe
 from __future__ import annotations
 
 import io
-import os
 import re
 import struct
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -36,6 +34,8 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
+
+from aelab.runs import write_atomic
 
 # per-unit figures: `<stage>/<name>_dim_<unit>`, one image `<stage>/<name>_per_unit` per run
 PER_UNIT = re.compile(r"^(?P<base>[^/]+/\w+?)_dim_(?P<unit>\d+)$")
@@ -122,9 +122,10 @@ class TensorBoardLogger(pl_loggers.TensorBoardLogger):
                 self._layout_written = True
         if scalars:
             super().log_metrics(scalars, step)
-        writer = self.experiment._get_file_writer()
         for tag, values in per_unit.items():
-            writer.add_summary(image_summary(tag, per_unit_png(tag, values)), step)
+            self.experiment._get_file_writer().add_summary(
+                image_summary(tag, per_unit_png(tag, values)), step
+            )
 
 
 # --- HParams ----------------------------------------------------------------------------------
@@ -272,20 +273,12 @@ def write_sweep_board(
             summaries.append(image_summary(f"report/{plot.stem}", plot.read_bytes()))
     old = [p for p in sweep.iterdir() if p.name.endswith(SWEEP_EVENTS_SUFFIX)]
     path = sweep / f"events.out.tfevents.{time.time():.6f}{SWEEP_EVENTS_SUFFIX}"
+    buffer = io.BytesIO()
+    records = RecordWriter(buffer)
+    for event in _events(summaries):
+        records.write(event)
     # a temp name without `tfevents`: TensorBoard never reads half a file
-    fd, tmp = tempfile.mkstemp(prefix=".board.", suffix=".tmp", dir=sweep)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            records = RecordWriter(f)
-            for event in _events(summaries):
-                records.write(event)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, buffer.getvalue(), suffix=".tmp", prefix=".board.")
     for stale in old:  # one sweep summary: TensorBoard would take the first one it read
         if stale != path:
             stale.unlink(missing_ok=True)

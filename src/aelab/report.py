@@ -23,10 +23,8 @@ import io
 import json
 import logging
 import math
-import os
 import statistics
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from aelab.board import write_sweep_board
-from aelab.runs import hparams_row
+from aelab.runs import hparams_row, write_atomic
 
 log = logging.getLogger(__name__)
 PROG = "aelab-report"
@@ -254,26 +252,14 @@ def _one_line(text: str, limit: int = 200) -> str:
 # --- writing --------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write through a temp file and a rename: a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _write_text(path: Path, text: str) -> Path:
-    return _write_atomic(path, lambda p: p.write_text(text))
+    return write_atomic(path, text)
 
 
 def _save_figure(fig: Figure, path: Path) -> Path:
-    return _write_atomic(path, lambda p: fig.savefig(p, format="png", dpi=120))
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
+    return write_atomic(path, png.getvalue())
 
 
 def summary_csv(jobs: Sequence[Job]) -> str:
@@ -603,9 +589,12 @@ PLOTS: dict[str, Callable[..., Figure | None]] = {
 # --- entry point ----------------------------------------------------------------------------
 
 
-def report(sweep: Path) -> list[Path]:
-    """Write the summary files and plots into `sweep`; returns the paths written."""
-    jobs = load_sweep(sweep)
+def report(sweep: Path, jobs: Sequence[Job] | None = None) -> list[Path]:
+    """Write the summary files and plots into `sweep`; returns the paths written.
+
+    `jobs`: the sweep's jobs, when the caller has loaded them (`load_sweep`).
+    """
+    jobs = load_sweep(sweep) if jobs is None else jobs
     variables = sweep_variables(jobs)
     groups = group_jobs(jobs, variables)
     written = [_write_text(sweep / "summary.csv", summary_csv(jobs))]
@@ -645,31 +634,28 @@ class WriteReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(config.hydra.sweep.dir)
         try:
-            written = report(sweep)
+            jobs = load_sweep(sweep)
+        except ReportError:
+            jobs = None  # no job folders: no job ran (the Optuna sweeper with no trials, ...)
+        try:
+            written = report(sweep, jobs)
         except Exception as err:  # noqa: BLE001 - the report must never fail the sweep itself
             log.warning(
                 "no sweep report (%s: %s); try `%s %s`", type(err).__name__, err, PROG, sweep
             )
         else:
             log.debug("wrote %s", ", ".join(p.name for p in written))
-            _print_headline(sweep)
-        try:
-            line = failed_jobs_line(sweep, load_sweep(sweep))
-        except ReportError:
-            return  # no job folders: no job ran (the Optuna sweeper with no trials, ...)
+            _print_headline(sweep, jobs)
+        line = failed_jobs_line(sweep, jobs) if jobs is not None else None
         if line is not None:
             # SystemExit, not an exception: Hydra's callbacks turn those into a warning
             print(f"aelab-{config.task_name}: error: {line}", file=sys.stderr)
             raise SystemExit(1)
 
 
-def _print_headline(sweep: Path) -> None:
+def _print_headline(sweep: Path, jobs: Sequence[Job]) -> None:
     """On the sweep's terminal: summary.md's main table, as columns, and where summary.md is."""
-    try:
-        jobs = load_sweep(sweep)
-        table = aligned_table(*headline_table(sweep, jobs, sweep_variables(jobs)))
-    except ReportError:
-        table = []
+    table = aligned_table(*headline_table(sweep, jobs, sweep_variables(jobs)))
     print("\n".join(["", *table, f"sweep report: {sweep / 'summary.md'}"]), flush=True)
 
 

@@ -41,22 +41,53 @@ from aelab.slurm import slurm_job_id
 PACKAGES = ("aelab", "torch", "torchvision", "pytorch-lightning", "hydra-core", "torchmetrics")
 
 
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write JSON through a temp file and a rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def _new_file_mode() -> int:
+    """The mode open() gives a new file (0o666 less the umask); mkstemp's own is 0o600, which
+    would hide a run's files, or a data folder's shared cache, from the user's group."""
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True, default=str)
-            f.write("\n")
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc: read it by setting it, and put it back at once
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_atomic(
+    path: str | Path, data: str | bytes | memoryview, suffix: str = "", prefix: str | None = None
+) -> Path:
+    """Write `data` (text or bytes) to a temp file beside `path` (`prefix`, default `.<name>.`),
+    sync it, rename it over `path`: a reader, a full disk or a kill never leaves half a file.
+
+    Raises OSError naming `path` (its `filename`), not the temp file, when it cannot be written.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        prefix = f".{path.name}." if prefix is None else prefix
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from err
+    try:
+        with os.fdopen(fd, "w" if isinstance(data, str) else "wb") as f:
+            f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), _new_file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
     return path
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:
+    """JSON (sorted keys, indented) through `write_atomic`."""
+    return write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
@@ -64,8 +95,8 @@ LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Every checkpoint (`last.ckpt`, the best one, SLURM's `hpc_ckpt_<n>.ckpt`, Ctrl-C's) written
-    to a temp file beside it, synced and renamed: a full disk or a kill during the write never
-    replaces a good checkpoint with part of one.
+    through `write_atomic`: a full disk or a kill during the write never replaces a good
+    checkpoint with part of one.
 
     Lightning's own writer stages the file in the system temp folder and copies it over the
     checkpoint, so a full disk truncated the checkpoint and its error named the temp file.
@@ -78,26 +109,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
-        path = Path(path)
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)  # serialised first: an error here leaves no file at all
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # a dot name: not taken for a checkpoint (Lightning resumes from `hpc_ckpt_*`)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        except OSError as err:
-            raise OSError(err.errno, err.strerror, str(path)) from err
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buffer.getbuffer())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException as err:
-            Path(tmp).unlink(missing_ok=True)
-            if isinstance(err, OSError):  # name the checkpoint, not the temp file
-                raise OSError(err.errno, err.strerror, str(path)) from err
-            raise
+        # a dot name, `.tmp`: never taken for a checkpoint (Lightning resumes from `hpc_ckpt_*`)
+        write_atomic(path, buffer.getbuffer(), suffix=".tmp")
 
 
 def run_overrides(overrides: Iterable[Any]) -> list[str]:
