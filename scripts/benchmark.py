@@ -838,7 +838,9 @@ def machine(device: str, threads: int) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per loop (default 5)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="epochs per loop (default 5; --overhead: 2)"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="first epochs left out of the median")
     parser.add_argument("--models", default="ae,vae", help="comma-separated: ae, vae")
     parser.add_argument("--repeats", type=int, default=1, help="run all loops this many times")
@@ -872,8 +874,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.warmup, args.limit_batches = 2, 1, 30
-    elif args.overhead and "--epochs" not in (argv if argv is not None else sys.argv):
-        args.epochs = 2
+    elif args.epochs is None:
+        args.epochs = 2 if args.overhead else 5
     return args
 
 

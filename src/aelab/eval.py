@@ -18,6 +18,7 @@ from aelab import CONFIG_DIR
 from aelab.callbacks import ImageGrids
 from aelab.checks import ConfigError, build, check_int, check_test_batches, exit_on_config_error
 from aelab.runs import load_checkpoint, nothing_left_if_refused, run_info, write_json_atomic
+from aelab.train import build_loggers
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -42,7 +43,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     model = get_class(ckpt["aelab"]["model_class"])(**ckpt["hyper_parameters"])
     model.load_state_dict(ckpt["state_dict"])
     model.run_config = OmegaConf.to_container(stored)
-    loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
+    loggers = build_loggers(cfg)
     trainer = pl.Trainer(
         default_root_dir=str(output_dir),
         logger=loggers or False,

@@ -97,6 +97,8 @@ def varying_keys(
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import Glob
 
+    from hydra_plugins.aelab_sweeper.baseline_sweeper import value_text
+
     items = [f"{k}={v}" for k, v in (params or {}).items()] + list(overrides)
     values: dict[str, set[str] | None] = {}  # None: too many to list
     for override in OverridesParser.create().parse_overrides(items):
@@ -114,15 +116,9 @@ def varying_keys(
     for key, value in (baseline or {}).items():
         known = values.setdefault(str(key), {_UNSET})
         if known is not None:
-            known.add(_baseline_text(value))
+            known.add(value_text(value))
     varying = {k for k, v in values.items() if v is None or len(v) > 1}
     return sorted(varying | {str(k) for k in search_space})
-
-
-def _baseline_text(value: Any) -> str:
-    if isinstance(value, bool):  # as hydra_plugins.aelab_sweeper writes the baseline job
-        return "true" if value else "false"
-    return "null" if value is None else str(value)
 
 
 def _short_names(keys: Iterable[str]) -> dict[str, str]:

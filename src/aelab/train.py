@@ -140,6 +140,12 @@ def _callback_group(callbacks: DictConfig, key: str) -> str:
     return found.group(1) if found else f"callbacks.{key}"
 
 
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    """The `logger` group's loggers; `logger.<name>=null` leaves one out."""
+    chosen = cfg.get("logger") or {}
+    return [build(c, f"logger.{k}") for k, c in chosen.items() if c is not None]
+
+
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
     """The Trainer of `cfg.trainer` with the `callbacks` and `logger` groups.
 
@@ -148,10 +154,9 @@ def build_trainer(cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
     chosen = cfg.get("callbacks") or {}
     # `callbacks.<name>=null` switches one off (Lightning would fail on a None deep in its loop)
     callbacks = [build(c, _callback_group(chosen, k)) for k, c in chosen.items() if c is not None]
-    # not a choice: the test must score the weights training ended with
-    callbacks.append(ValidateAtMaxSteps())
-    chosen = cfg.get("logger") or {}
-    loggers = [build(c, f"logger.{k}") for k, c in chosen.items() if c is not None]
+    if cfg.trainer.get("max_steps", -1) >= 0:  # the test must score the weights training ended with
+        callbacks.append(ValidateAtMaxSteps())
+    loggers = build_loggers(cfg)
     if not loggers:  # `logger=none`: Lightning's LR monitor refuses to start without a logger
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     if "plugins" not in cfg.trainer and "plugins" not in kwargs:

@@ -34,18 +34,21 @@ def with_baseline(jobs: Sequence[Sequence[str]], baseline: Mapping[str, Any]) ->
     extra: list[list[str]] = []
     for job in jobs:
         candidate = [
-            f"{item.split('=', 1)[0]}={_text(values[_key(item)])}" if _key(item) in values else item
+            f"{item.split('=', 1)[0]}={value_text(values[_key(item)])}"
+            if _key(item) in values
+            else item
             for item in job
         ]
         present = {_key(item) for item in job}
-        candidate += [f"{k}={_text(v)}" for k, v in values.items() if k not in present]
+        candidate += [f"{k}={value_text(v)}" for k, v in values.items() if k not in present]
         if tuple(candidate) not in seen:
             seen.add(tuple(candidate))
             extra.append(candidate)
     return extra + [list(job) for job in jobs]
 
 
-def _text(value: Any) -> str:
+def value_text(value: Any) -> str:
+    """A baseline value as a command-line override writes it (`true`, `null`, `0.1`)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return "null" if value is None else str(value)
