@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aelab.models.likelihood import bce_with_logits, per_image_bce
+from aelab.losses import bce_with_logits, bernoulli_nll
 
 
 def reference(logits, target):
@@ -46,7 +46,7 @@ def test_per_image_sum_matches_torch_on_an_image_batch():
     logits = torch.randn(16, 1, 28, 28, generator=g) * 3
     target = torch.rand(16, 1, 28, 28, generator=g)
     ref = reference(logits, target).flatten(1).sum(1)
-    torch.testing.assert_close(per_image_bce(logits, target).double(), ref, rtol=1e-6, atol=1e-4)
+    torch.testing.assert_close(bernoulli_nll(logits, target).double(), ref, rtol=1e-6, atol=1e-4)
 
 
 def test_low_precision_logits_are_scored_in_float32():

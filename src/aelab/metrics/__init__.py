@@ -6,12 +6,8 @@ them all (`aelab.metrics.suite.EvaluationSuite`) are imported from their modules
 model does not load those libraries.
 """
 
-# RunningMeans first: aelab.models.base imports it from here, and the estimators below import
-# aelab.models.likelihood, which initialises aelab.models (and so base) on a cold start.
-from aelab.metrics.running import RunningMeans  # isort: split
-
 from aelab.metrics.anomaly import DCAE_BASELINE_AUROC, anomaly_scores, one_class_auroc
-from aelab.metrics.likelihood import (
+from aelab.metrics.iw_bound import (
     active_units,
     bits_per_dim,
     iw_log_likelihood,
@@ -19,6 +15,7 @@ from aelab.metrics.likelihood import (
     mutual_information,
     neg_elbo_per_image,
 )
+from aelab.metrics.running import RunningMeans
 
 __all__ = [
     "DCAE_BASELINE_AUROC",

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc
 
-from aelab.metrics.likelihood import neg_elbo_per_image
+from aelab.metrics.iw_bound import neg_elbo_per_image
 
 # Ruff et al. 2018 (Deep One-Class Classification, ICML), Table 1, "DCAE" row: MNIST one-class
 # AUROC in % with digit c as the normal class, as reported.

@@ -29,7 +29,7 @@ from aelab.checks import ConfigError, check_float, check_int
 from aelab.data.mnist import InMemoryImages
 from aelab.metrics import generation
 from aelab.metrics.anomaly import anomaly_scores, one_class_auroc
-from aelab.metrics.likelihood import (
+from aelab.metrics.iw_bound import (
     active_units,
     bits_per_dim,
     iw_log_likelihood,

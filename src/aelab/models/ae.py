@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from aelab.losses import recon_nll
 from aelab.models.base import AutoencoderModule
-from aelab.models.likelihood import recon_nll
 
 
 class Autoencoder(AutoencoderModule):

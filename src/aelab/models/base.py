@@ -22,8 +22,8 @@ from torchmetrics.functional.image import (
 
 import aelab
 from aelab.checks import build, check_choice, check_float, check_int, in_group
+from aelab.losses import RECON_LOSSES, bernoulli_nll
 from aelab.metrics import RunningMeans
-from aelab.models.likelihood import RECON_LOSSES, per_image_bce
 from aelab.noise import Noise
 
 EVAL_NOISE_SEED = 1234  # the corrupted val/test inputs are the same in every run and re-evaluation
@@ -158,7 +158,7 @@ class AutoencoderModule(pl.LightningModule):
         recon = logits.sigmoid()
         values = dict(parts)
         values["recon_mse"] = (recon - x).square().flatten(1).mean(1).mean()
-        values["recon_bce"] = per_image_bce(logits, x).mean()
+        values["recon_bce"] = bernoulli_nll(logits, x).mean()
         # one name per figure in every run: psnr/ssim are the output against the clean image,
         # noise runs add the corrupted input's own figures beside them
         psnr = peak_signal_noise_ratio(recon, x, data_range=1.0, reduction="none", dim=(1, 2, 3))

@@ -8,13 +8,8 @@ import torch
 from torch import Tensor
 
 from aelab.checks import check_float
+from aelab.losses import kl_standard_normal, kl_standard_normal_per_dim, recon_nll, reparameterize
 from aelab.models.base import AutoencoderModule
-from aelab.models.likelihood import recon_nll
-
-
-def kl_to_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) per latent dimension, in nats: shape like mu."""
-    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar)
 
 
 class VAE(AutoencoderModule):
@@ -41,20 +36,13 @@ class VAE(AutoencoderModule):
     def encode(self, x: Tensor) -> Tensor:
         return self.posterior(x)[0]
 
-    @staticmethod
-    def reparameterize(
-        mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None
-    ) -> Tensor:
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + eps * (0.5 * logvar).exp()
-
     def loss(
         self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
     ) -> tuple[dict[str, Tensor], Tensor]:
         mu, logvar = self.posterior(x_in)
-        logits = self.decode(self.reparameterize(mu, logvar, generator))
+        logits = self.decode(reparameterize(mu, logvar, generator))
         recon = recon_nll(self.recon_loss, logits, target).mean()
-        kl = kl_to_standard_normal(mu, logvar).sum(1).mean()
+        kl = kl_standard_normal(mu, logvar).mean()
         parts = {"loss": recon + self.beta * kl, "recon": recon, "kl": kl, "neg_elbo": recon + kl}
         return parts, logits
 
@@ -62,7 +50,8 @@ class VAE(AutoencoderModule):
         """`kl_dim_{j}`: the rate of latent dimension j (nats, mean over images); they sum to
         `kl`, which is scored on the same (corrupted, for a noise run) inputs."""
         mu, logvar = self.posterior(x_in)
-        return {f"kl_dim_{j}": v for j, v in enumerate(kl_to_standard_normal(mu, logvar).mean(0))}
+        per_dim = kl_standard_normal_per_dim(mu, logvar).mean(0)
+        return {f"kl_dim_{j}": v for j, v in enumerate(per_dim)}
 
     def eval_logits(self, x_in: Tensor, loss_logits: Tensor) -> Tensor:
         return self.decode(self.encode(x_in))

@@ -1,10 +1,12 @@
-"""Information-theoretic figures of a VAE: the importance-weighted bound, per-dimension KL,
-active units and the mutual information I(x; z) under the aggregate posterior.
+"""Estimators on a VAE: the importance-weighted bound on log p(x), the negative ELBO, the rate
+(KL) per latent dimension, active units and the mutual information I(x; z) under the aggregate
+posterior.
 
 All take a model with `posterior(x) -> (mu, logvar)`, `decode(z) -> logits` and `recon_loss`
 (aelab's VAE), and score whatever input they are given (the suite passes clean test images).
 Per-image figures are in nats; `log p(x | z)` is the model's own reconstruction term, so the
-bounds here and the `neg_elbo` the model logs are on the same scale.
+bounds here and the `neg_elbo` the model logs are on the same scale. The densities, the KL and
+the reparameterisation are `aelab.losses`'.
 """
 
 from __future__ import annotations
@@ -14,11 +16,18 @@ from typing import Protocol
 
 import torch
 from torch import Tensor
-from torch.distributions import Normal, kl_divergence
 
-from aelab.models.likelihood import recon_nll
+from aelab.losses import (
+    LOG_2PI,
+    kl_standard_normal,
+    kl_standard_normal_per_dim,
+    log_normal,
+    log_standard_normal,
+    recon_nll,
+    reparameterize,
+    reparameterize_with_eps,
+)
 
-LOG_2PI = math.log(2 * math.pi)
 MAX_DECODED = 2**14  # images decoded per forward pass: bounds memory whatever K and the batch
 
 
@@ -43,11 +52,9 @@ def log_importance_weights(
 ) -> Tensor:
     """log w_i = log p(x, z_i) - log q(z_i | x), z_i ~ q(z | x): shape (k, batch)."""
     mu, logvar = model.posterior(x)
-    eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
-    z = mu + eps * (0.5 * logvar).exp()
-    log_q = -0.5 * (eps.square() + logvar + LOG_2PI).sum(-1)
-    log_prior = -0.5 * (z.square() + LOG_2PI).sum(-1)
-    return _log_px_given_z(model, z, x) + log_prior - log_q
+    z, eps = reparameterize_with_eps(mu, logvar, generator, samples=k)
+    log_q = log_normal(z, mu, logvar, eps=eps)
+    return _log_px_given_z(model, z, x) + log_standard_normal(z) - log_q
 
 
 def iw_log_likelihood(
@@ -77,20 +84,13 @@ def neg_elbo_per_image(
     """-ELBO = E_q[-log p(x | z)] + KL(q(z | x) || N(0, I)) per image: the recon term averaged
     over `samples` draws, the KL analytic (as the model's own `neg_elbo`)."""
     mu, logvar = model.posterior(x)
-    eps = torch.randn((samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
-    recon = -_log_px_given_z(model, mu + eps * (0.5 * logvar).exp(), x).mean(0)
-    return recon + kl_per_image_dim(mu, logvar).sum(1)
-
-
-def kl_per_image_dim(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(q(z_j | x) || N(0, 1)) for each image and latent dimension j, nats: shape like mu."""
-    posterior = Normal(mu, (0.5 * logvar).exp())
-    return kl_divergence(posterior, Normal(torch.zeros_like(mu), torch.ones_like(mu)))
+    recon = -_log_px_given_z(model, reparameterize(mu, logvar, generator, samples), x).mean(0)
+    return recon + kl_standard_normal(mu, logvar)
 
 
 def kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:
     """The rate split by latent dimension, averaged over images: shape (d,). Sums to the KL."""
-    return kl_per_image_dim(mu, logvar).mean(0)
+    return kl_standard_normal_per_dim(mu, logvar).mean(0)
 
 
 def active_units(mu: Tensor, threshold: float = 0.01) -> int:
@@ -119,10 +119,7 @@ def mutual_information(
     mu, logvar = mu.double(), logvar.double()
     n = mu.shape[0]
     rows = torch.arange(n, device=mu.device) if outer is None else outer.to(mu.device)
-    eps = torch.randn(
-        (len(rows), mu.shape[1]), generator=generator, device=mu.device, dtype=mu.dtype
-    )
-    z = mu[rows] + eps * (0.5 * logvar[rows]).exp()
+    z, eps = reparameterize_with_eps(mu[rows], logvar[rows], generator)
     inv_var = (-logvar).exp()
     # log N(z_i; mu_n, var_n) = -0.5 * sum_j (z_ij^2 / v_nj - 2 z_ij mu_nj / v_nj + c_nj)
     const = (mu.square() * inv_var + logvar + LOG_2PI).sum(1)
@@ -132,7 +129,7 @@ def mutual_information(
             for zc in z.split(chunk)
         ]
     )
-    log_qzx = -0.5 * (eps.square() + logvar[rows] + LOG_2PI).sum(1)
+    log_qzx = log_normal(z, mu[rows], logvar[rows], eps=eps)
     return float((log_qzx - log_qz).mean()) + math.log(n)
 
 
