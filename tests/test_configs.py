@@ -72,3 +72,42 @@ def test_stored_hyperparameters_are_plain(make_cfg):
             walk(v)
 
     walk(dict(model.hparams))
+
+
+def test_net_and_noise_are_built_once_and_lr_checked_once(make_cfg, monkeypatch):
+    """The model builds its net and noise and checks `optimizer.lr`; aelab-train does not too."""
+    import aelab.models.base
+    from aelab.nets import ConvNet
+
+    built: list[str] = []
+    for cls in (ConvNet, GaussianNoise):
+        init = cls.__init__
+
+        def counted(self, *args, _init=init, _name=cls.__name__, **kwargs):
+            built.append(_name)
+            _init(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", counted)
+    check_float = aelab.models.base.check_float
+
+    def counted_check(field, *args, **kwargs):
+        built.append(field)
+        return check_float(field, *args, **kwargs)
+
+    monkeypatch.setattr(aelab.models.base, "check_float", counted_check)
+    model = build_model(make_cfg("net=conv", "noise=gaussian", "optimizer.lr=0.01"))
+    assert isinstance(model.noise, GaussianNoise)
+    assert sorted(built) == ["ConvNet", "GaussianNoise", "lr"]
+
+
+def test_a_bad_target_in_a_group_the_model_builds_is_named_as_for_the_optimizer(make_cfg):
+    from aelab.checks import ConfigError
+
+    for group in ("net", "noise", "optimizer"):
+        with pytest.raises(ConfigError) as info:
+            build_model(make_cfg(f"{group}._target_=no.such.Thing"))
+        assert str(info.value) == (
+            f"{group}='no.such.Thing' is invalid: allowed a buildable config (Error locating "
+            "target 'no.such.Thing', set env var HYDRA_FULL_ERROR=1 to see chained exception. "
+            f"full_key: {group})"
+        )

@@ -39,7 +39,6 @@ from aelab.checks import (
     ConfigError,
     build,
     check_choice,
-    check_float,
     check_int,
     check_test_batches,
     exit_on_config_error,
@@ -74,22 +73,19 @@ atexit.register(gc.freeze)
 def build_model(cfg: DictConfig) -> pl.LightningModule:
     """The model from `cfg.model`, with the `net`, `noise` and `optimizer` groups handed in.
 
-    The groups are built once first, on their own, so a bad value is reported as `noise.std`
-    rather than as an error inside the model (which names them too: `net.channels`).
+    The model builds the net and the noise and checks `optimizer.lr`, naming their groups
+    (`net.channels`, `noise.std`, `optimizer.lr`); the optimizer is built here once on a stand-in
+    parameter, as torch checks its other values (weight_decay, momentum) only when training
+    starts.
 
     Raises ConfigError naming the group's field.
     """
-    for group in ("net", "noise"):
-        build(cfg[group], group)
-    if cfg.optimizer.get("lr") is not None:
-        with in_group("optimizer"):
-            check_float("lr", cfg.optimizer.lr, 0.0, low_open=True)
-    # torch checks the other values (weight_decay, momentum) only when training starts
-    build(cfg.optimizer, "optimizer", params=[torch.nn.Parameter(torch.zeros(1))])
     groups = {
         g: OmegaConf.to_container(cfg[g], resolve=True) for g in ("net", "noise", "optimizer")
     }
-    return build(cfg.model, "model", _recursive_=False, **groups)
+    model = build(cfg.model, "model", _recursive_=False, **groups)
+    build(cfg.optimizer, "optimizer", params=[torch.nn.Parameter(torch.zeros(1))])
+    return model
 
 
 def _optional_int(field: str, value: Any, low: int) -> int | None:

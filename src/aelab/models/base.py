@@ -43,6 +43,15 @@ def plain(cfg: Mapping[str, Any] | None, default: dict[str, Any]) -> dict[str, A
     return dict(cfg)
 
 
+def build_group(cfg: dict[str, Any], group: str) -> Any:
+    """`cfg` built as the node `group` of a config, as aelab-train composes it, so that hydra's
+    own messages name it (`full_key: net`), as they name the optimizer that train builds.
+
+    Raises ConfigError naming `group.field`.
+    """
+    return build(OmegaConf.create({group: cfg})[group], group)
+
+
 def ssim(images: Tensor, target: Tensor) -> Tensor:
     """Mean SSIM over the batch (per-image SSIM with torchmetrics' Gaussian window)."""
     if images.device.type != "cpu":
@@ -101,12 +110,13 @@ class AutoencoderModule(pl.LightningModule):
             ),
             logger=False,
         )
-        # the net's and the noise's values are the user's `net.*` and `noise.*`, not `model.*`
-        nets = build(net, "net")
+        # built here only (aelab-train hands the groups in): a bad value is the user's `net.*` or
+        # `noise.*`, not `model.*`
+        nets = build_group(net, "net")
         with in_group("net"):  # a net that does not fit the image shape
             self.encoder = nets.encoder(self.image_shape, self.code_factor * self.latent_dim)
             self.decoder = nets.decoder(self.latent_dim, self.image_shape)
-        self.noise: Noise = build(noise, "noise")
+        self.noise: Noise = build_group(noise, "noise")
         self.train_means, self.val_means, self.test_means = (RunningMeans() for _ in range(3))
         self.run_config: dict[str, Any] | None = (
             None  # the composed run config, kept in checkpoints
