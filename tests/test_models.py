@@ -123,3 +123,20 @@ def test_seed_architectures():
 def test_bad_model_values(kwargs, field):
     with pytest.raises(ConfigError, match=rf"^{field}="):
         VAE(**kwargs)
+
+
+@pytest.mark.parametrize("cls", [Autoencoder, VAE])
+def test_lightning_hooks_are_marked_override_and_the_marked_ones_exist(cls):
+    """@override (a type checker's promise) checked at run time: a misspelt hook would never run."""
+    ours = {
+        name: fn
+        for klass in cls.__mro__
+        if klass.__module__.startswith("aelab.")
+        for name, fn in vars(klass).items()
+        if callable(fn) and not name.startswith("__")
+    }
+    marked = {name for name, fn in ours.items() if getattr(fn, "__override__", False)}
+    assert marked <= set(dir(pl.LightningModule)), marked - set(dir(pl.LightningModule))
+    # the checkpoint hooks are being changed with the resumable epoch means (issue 13, point 2)
+    hooks = set(ours) & set(dir(pl.LightningModule)) - {"on_save_checkpoint", "on_load_checkpoint"}
+    assert hooks == marked and "training_step" in marked

