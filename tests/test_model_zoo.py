@@ -10,7 +10,7 @@ import torch
 from torch.distributions import Normal
 
 from aelab.checks import ConfigError
-from aelab.models import IWAE, VAE
+from aelab.models import IWAE, VAE, SparseAutoencoder
 
 MLP = {"_target_": "aelab.nets.MLPNet", "hidden": [64, 32]}
 
@@ -74,3 +74,42 @@ def test_iwae_five_sample_bound_is_at_least_the_elbo():
 def test_iwae_k_is_checked():
     with pytest.raises(ConfigError, match=r"^k=0 is invalid: allowed an integer >= 1"):
         IWAE(latent_dim=4, k=0, net=MLP)
+
+
+# --- sparse autoencoder -----------------------------------------------------------------------
+def sparse_model(rho: float = 0.1) -> SparseAutoencoder:
+    torch.manual_seed(0)
+    return SparseAutoencoder(latent_dim=3, rho=rho, net=MLP)
+
+
+def test_sparsity_penalty_is_zero_when_every_unit_averages_rho():
+    rho = 0.2
+    model = sparse_model(rho)
+    # activations of three units over five images, each unit's mean exactly rho
+    h = torch.tensor(
+        [[0.0, 0.2, 1.0], [0.4, 0.2, 0.0], [0.2, 0.2, 0.0], [0.1, 0.2, 0.0], [0.3, 0.2, 0.0]]
+    )
+    assert torch.allclose(h.mean(0), torch.full((3,), rho))
+    model.encode = lambda x: h  # the encoder's output, fixed
+    parts, _ = model.loss(torch.zeros(5, 1, 28, 28), torch.zeros(5, 1, 28, 28))
+    assert parts["sparsity"].item() == pytest.approx(0.0, abs=1e-6)
+    assert parts["mean_activation"].item() == pytest.approx(rho)
+    assert parts["loss"].item() == pytest.approx(parts["recon"].item())
+
+
+def test_sparsity_penalty_is_the_bernoulli_kl_otherwise():
+    model = sparse_model(0.05)
+    x = binary_batch(8)
+    with torch.no_grad():
+        parts, _ = model.loss(x, x)
+        rho_hat = model.encoder(x).sigmoid().mean(0).double()
+    expected = sum(
+        torch.distributions.kl_divergence(
+            torch.distributions.Bernoulli(probs=torch.tensor(0.05, dtype=torch.float64)),
+            torch.distributions.Bernoulli(probs=r),
+        )
+        for r in rho_hat
+    )
+    assert parts["sparsity"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert parts["sparsity"].item() > 0.1
+    assert parts["loss"].item() == pytest.approx(parts["recon"].item() + parts["sparsity"].item())

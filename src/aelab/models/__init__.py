@@ -7,6 +7,7 @@ A denoising autoencoder is an `Autoencoder` trained with noise.
 from aelab.models.ae import Autoencoder
 from aelab.models.base import AutoencoderModule
 from aelab.models.iwae import IWAE
+from aelab.models.sparse import SparseAutoencoder
 from aelab.models.vae import VAE
 
-__all__ = ["IWAE", "VAE", "Autoencoder", "AutoencoderModule"]
+__all__ = ["IWAE", "VAE", "SparseAutoencoder", "Autoencoder", "AutoencoderModule"]
