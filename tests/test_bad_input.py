@@ -24,6 +24,7 @@ CASES = [
     (["model.latent_dim=0"], "model.latent_dim=0", "an integer >= 1"),
     (["model=vae", "model.beta=-1"], "model.beta=-1", "a number in [0.0, inf)"),
     (["model=iwae", "model.k=0"], "model.k=0", "an integer >= 1"),
+    (["model=cae", "model.contraction_weight=-1"], "model.contraction_weight=-1", "[0.0, "),
     (["model=sparse_ae", "model.rho=1"], "model.rho=1", "a number in (0.0, 1.0)"),
     (["model=sparse_ae", "model.sparsity_weight=-1"], "model.sparsity_weight=-1", "[0.0, inf)"),
     (["noise=gaussian", "noise.std=-0.2"], "noise.std=-0.2", "a number in [0.0, inf)"),

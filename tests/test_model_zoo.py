@@ -10,7 +10,8 @@ import torch
 from torch.distributions import Normal
 
 from aelab.checks import ConfigError
-from aelab.models import IWAE, VAE, SparseAutoencoder
+from aelab.models import IWAE, VAE, ContractiveAutoencoder, SparseAutoencoder
+from aelab.models.contractive import jacobian_frobenius_sq
 
 MLP = {"_target_": "aelab.nets.MLPNet", "hidden": [64, 32]}
 
@@ -113,3 +114,42 @@ def test_sparsity_penalty_is_the_bernoulli_kl_otherwise():
     assert parts["sparsity"].item() == pytest.approx(expected.item(), rel=1e-5)
     assert parts["sparsity"].item() > 0.1
     assert parts["loss"].item() == pytest.approx(parts["recon"].item() + parts["sparsity"].item())
+
+
+# --- contractive autoencoder ------------------------------------------------------------------
+def jacobian_norm_per_image(encoder, x: torch.Tensor) -> torch.Tensor:
+    """The reference: torch's full Jacobian of each image's code, one image at a time."""
+    return torch.stack(
+        [
+            torch.autograd.functional.jacobian(lambda v: encoder(v[None])[0], xi).square().sum()
+            for xi in x
+        ]
+    )
+
+
+def test_contraction_is_the_autograd_jacobian_norm_of_a_small_mlp():
+    torch.manual_seed(0)
+    model = ContractiveAutoencoder(latent_dim=5, net=MLP, contraction_weight=0.5)
+    x = torch.rand(6, 1, 28, 28)
+    parts, _ = model.loss(x, x)
+    expected = jacobian_norm_per_image(model.encoder, x)
+    assert expected.min() > 0
+    torch.testing.assert_close(parts["contraction"], expected.mean(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(
+        parts["loss"], parts["recon"] + 0.5 * expected.mean(), rtol=1e-5, atol=0
+    )
+    # per image, and differentiable: the penalty's gradient reaches the encoder's weights
+    norm, _ = jacobian_frobenius_sq(model.encoder, x, create_graph=True)
+    torch.testing.assert_close(norm, expected, rtol=1e-5, atol=0)
+    norm.sum().backward()
+    assert model.encoder[1][0].weight.grad.abs().sum() > 0
+
+
+def test_contraction_under_inference_mode_as_in_lightning_evaluation():
+    torch.manual_seed(0)
+    model = ContractiveAutoencoder(latent_dim=3, net=MLP)
+    x = torch.rand(4, 1, 28, 28)
+    expected = jacobian_norm_per_image(model.encoder, x).mean()
+    with torch.inference_mode():
+        parts, _ = model.loss(x.clone(), x.clone())
+    torch.testing.assert_close(parts["contraction"], expected, rtol=1e-5, atol=0)

@@ -6,8 +6,16 @@ A denoising autoencoder is an `Autoencoder` trained with noise.
 
 from aelab.models.ae import Autoencoder
 from aelab.models.base import AutoencoderModule
+from aelab.models.contractive import ContractiveAutoencoder
 from aelab.models.iwae import IWAE
 from aelab.models.sparse import SparseAutoencoder
 from aelab.models.vae import VAE
 
-__all__ = ["IWAE", "VAE", "SparseAutoencoder", "Autoencoder", "AutoencoderModule"]
+__all__ = [
+    "IWAE",
+    "VAE",
+    "ContractiveAutoencoder",
+    "SparseAutoencoder",
+    "Autoencoder",
+    "AutoencoderModule",
+]
