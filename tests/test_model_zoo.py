@@ -10,8 +10,9 @@ import torch
 from torch.distributions import Normal
 
 from aelab.checks import ConfigError
-from aelab.models import IWAE, VAE, ContractiveAutoencoder, SparseAutoencoder
+from aelab.models import IWAE, VAE, VQVAE, ContractiveAutoencoder, SparseAutoencoder
 from aelab.models.contractive import jacobian_frobenius_sq
+from aelab.models.vqvae import codebook_figures, perplexity, quantize
 
 MLP = {"_target_": "aelab.nets.MLPNet", "hidden": [64, 32]}
 
@@ -153,3 +154,108 @@ def test_contraction_under_inference_mode_as_in_lightning_evaluation():
     with torch.inference_mode():
         parts, _ = model.loss(x.clone(), x.clone())
     torch.testing.assert_close(parts["contraction"], expected, rtol=1e-5, atol=0)
+
+
+# --- VQ-VAE -------------------------------------------------------------------------------------
+def test_perplexity_is_k_for_uniform_use_and_1_for_a_collapsed_codebook():
+    k = 8
+    uniform = torch.arange(k).repeat(5).view(10, 4)  # every code 5 times
+    assert perplexity(uniform, k) == pytest.approx(k)
+    assert perplexity(torch.full((10, 4), 3), k) == pytest.approx(1.0)
+    # two codes, used 3:1 -> exp(H) with H = -(3/4 log 3/4 + 1/4 log 1/4)
+    skewed = torch.tensor([[0, 0, 0, 5]])
+    h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert perplexity(skewed, k) == pytest.approx(math.exp(h))
+    figures = codebook_figures(uniform, k)
+    assert figures == pytest.approx(
+        {"rate_bits": 4 * 3.0, "codebook_perplexity": 8.0, "codebook_usage": 1.0}
+    )
+    assert codebook_figures(skewed, k)["codebook_usage"] == pytest.approx(2 / 8)
+
+
+def test_quantize_picks_the_nearest_codebook_vector():
+    codebook = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    z = torch.tensor([[[0.1, -0.1], [0.9, 0.4]], [[0.2, 1.2], [-5.0, 0.0]]])
+    idx, z_q = quantize(z, codebook)
+    assert idx.tolist() == [[0, 1], [2, 0]]
+    torch.testing.assert_close(z_q, codebook[idx])
+
+
+def vq_model(**kwargs) -> VQVAE:
+    torch.manual_seed(0)
+    return VQVAE(latent_dim=4, code_dim=2, codebook_size=4, net=MLP, **kwargs)
+
+
+def test_gradient_reaches_the_encoder_through_the_straight_through_estimator():
+    model = vq_model(commitment=0.0)
+    x = binary_batch(8)
+    parts, _ = model.loss(x, x)
+    parts["recon"].backward()
+    first = model.encoder[1][0].weight.grad
+    assert first is not None and first.abs().sum() > 0
+    # straight-through: d recon / d z_e is d recon / d z_q, the decoder's input gradient
+    z_e = model._code(x).detach().requires_grad_(True)
+    _, z_q = quantize(z_e, model.codebook.detach())
+    z_q = z_q.detach().requires_grad_(True)
+    recon_nll_st = model.decode((z_e + (z_q - z_e).detach()).flatten(1))
+    recon_q = model.decode(z_q.flatten(1))
+    g_e = torch.autograd.grad(recon_nll_st.sum(), z_e)[0]
+    g_q = torch.autograd.grad(recon_q.sum(), z_q)[0]
+    torch.testing.assert_close(g_e, g_q)
+    # the codebook learns from its own term only, the encoder from recon and commitment
+    assert model.codebook.grad is None
+
+
+def test_vq_loss_parts_and_ema_moves_each_code_to_its_vectors_mean():
+    model = vq_model(ema=True, ema_decay=0.0, commitment=0.5)
+    x = binary_batch(8)
+    with torch.no_grad():
+        z_e = model._code(x)
+        idx, z_q = quantize(z_e, model.codebook)
+        parts, _ = model.eval().loss(x, x)
+    sq = (z_e - z_q).square().sum((1, 2)).mean()
+    torch.testing.assert_close(parts["commitment"], sq)
+    torch.testing.assert_close(parts["loss"], parts["recon"] + 0.5 * sq)  # ema: no codebook term
+    model.train()
+    model.loss(x, x)  # one EMA update with decay 0: each used code becomes its vectors' mean
+    flat, flat_idx = z_e.reshape(-1, 2), idx.flatten()
+    for code in flat_idx.unique():
+        torch.testing.assert_close(
+            model.codebook[code], flat[flat_idx == code].mean(0), rtol=1e-4, atol=1e-6
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        (dict(code_dim=3), "code_dim=3 is invalid: allowed a divisor of model.latent_dim=4"),
+        (dict(codebook_size=1), "codebook_size=1 is invalid: allowed an integer >= 2"),
+        (dict(ema_decay=1.0), "ema_decay=1.0 is invalid: allowed a number in [0.0, 1.0)"),
+        (dict(commitment=-1), "commitment=-1 is invalid"),
+    ],
+)
+def test_bad_vq_values(kwargs, field):
+    with pytest.raises(ConfigError) as info:
+        VQVAE(latent_dim=4, net=MLP, **{"code_dim": 2, **kwargs})
+    assert str(info.value).startswith(field)
+
+
+def test_suite_scores_the_codebook_and_says_prior_samples_mean_nothing(caplog):
+    import logging
+
+    from aelab.data.mnist import InMemoryImages
+    from aelab.metrics.suite import EvaluationSuite
+
+    model = vq_model().eval()
+    x = binary_batch(50)
+    test = InMemoryImages((x * 255).to(torch.uint8), torch.arange(50) % 10)
+    suite = EvaluationSuite(iw_samples=2, mi_images=20, iw_images=20, probe_train_size=None)
+    with caplog.at_level(logging.INFO, logger="aelab.metrics.suite"):
+        metrics, images = suite.evaluate(model, test)
+    with torch.no_grad():
+        expected = codebook_figures(model.code_indices(x), 4)
+    assert expected["rate_bits"] == 2 * 2.0  # two code vectors of log2(4) bits
+    assert {k: metrics[k] for k in expected} == pytest.approx(expected)
+    assert "prior_samples" not in images and "interpolations" in images
+    lines = [r.getMessage() for r in caplog.records if "prior_samples" in r.getMessage()]
+    assert lines == ["prior_samples skipped: not meaningful for a uniform code prior (VQ-VAE)"]

@@ -36,6 +36,7 @@ from aelab.metrics.likelihood import (
     mutual_information,
 )
 from aelab.metrics.probes import PCABaselineCache, probe_scores
+from aelab.models.vqvae import codebook_figures
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,8 @@ class EvaluationSuite(pl.Callback):
                 mu, logvar = (torch.cat(p) for p in posterior)
             else:
                 mu, logvar = torch.cat(self._map(model.encode, x)), None
+        if hasattr(model, "code_indices"):  # a VQ code: its rate and codebook use
+            metrics.update(codebook_figures(torch.cat(self._map(model.code_indices, x)), model.k))
         if is_vae:
             metrics.update(self._latent_figures(model, x, mu, logvar))
             self._warn_about_likelihood(model, metrics["likelihood_on_binarized"])
@@ -222,6 +225,8 @@ class EvaluationSuite(pl.Callback):
         if hasattr(model, "sample"):
             samples = model.sample(64, generator=self._generator(model, 4))
             out["prior_samples"] = make_grid(samples.cpu(), nrow=8, pad_value=1.0)
+        elif hasattr(model, "code_indices"):
+            log.info("prior_samples skipped: not meaningful for a uniform code prior (VQ-VAE)")
         if mu.shape[1] == 2:
             out["manifold"] = generation.manifold(decode, center, scale)
             out["latent_scatter"] = generation.latent_scatter(mu, y)

@@ -10,10 +10,12 @@ from aelab.models.contractive import ContractiveAutoencoder
 from aelab.models.iwae import IWAE
 from aelab.models.sparse import SparseAutoencoder
 from aelab.models.vae import VAE
+from aelab.models.vqvae import VQVAE
 
 __all__ = [
     "IWAE",
     "VAE",
+    "VQVAE",
     "ContractiveAutoencoder",
     "SparseAutoencoder",
     "Autoencoder",
