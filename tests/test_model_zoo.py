@@ -10,7 +10,8 @@ import torch
 from torch.distributions import Normal
 
 from aelab.checks import ConfigError
-from aelab.models import IWAE, VAE, VQVAE, ContractiveAutoencoder, SparseAutoencoder
+from aelab.metrics.disentanglement import kl_decomposition, minibatch_decomposition
+from aelab.models import IWAE, VAE, VQVAE, BetaTCVAE, ContractiveAutoencoder, SparseAutoencoder
 from aelab.models.contractive import jacobian_frobenius_sq
 from aelab.models.vqvae import codebook_figures, perplexity, quantize
 
@@ -48,11 +49,11 @@ def test_iwae_with_one_sample_is_the_vae_loss_on_the_same_random_numbers():
     kl_on_sample = (q.log_prob(z) - prior.log_prob(z)).sum(1).mean()
     torch.testing.assert_close(parts_iw["loss"], parts_vae["recon"] + kl_on_sample)
     # and on average over the noise the VAE's loss (its KL analytic) is the same number
-    losses = [iwae.loss(x, x, torch.Generator().manual_seed(s))[0]["loss"] for s in range(400)]
+    losses = [iwae.loss(x, x, torch.Generator().manual_seed(s))[0]["loss"] for s in range(200)]
     losses = torch.stack(losses)
     stderr = losses.std() / math.sqrt(len(losses))
     vae_mean = torch.stack(
-        [vae.loss(x, x, torch.Generator().manual_seed(s))[0]["loss"] for s in range(400)]
+        [vae.loss(x, x, torch.Generator().manual_seed(s))[0]["loss"] for s in range(200)]
     ).mean()
     assert abs(losses.mean() - vae_mean) < 4 * stderr + 1e-3
 
@@ -259,3 +260,119 @@ def test_suite_scores_the_codebook_and_says_prior_samples_mean_nothing(caplog):
     assert "prior_samples" not in images and "interpolations" in images
     lines = [r.getMessage() for r in caplog.records if "prior_samples" in r.getMessage()]
     assert lines == ["prior_samples skipped: not meaningful for a uniform code prior (VQ-VAE)"]
+
+
+# --- beta-TCVAE and the KL's three parts ----------------------------------------------------
+def correlated_posteriors(n: int, corr: float, d: int = 3, var: float = 0.3, seed: int = 0):
+    """Posteriors N(mu_n, var I) with mu_n ~ N(0, S), S unit variances and correlation corr:
+    the aggregate is close to N(0, S + var I), whose total correlation is -1/2 log det of its
+    correlation matrix."""
+    g = torch.Generator().manual_seed(seed)
+    s = torch.full((d, d), corr, dtype=torch.float64) + (1 - corr) * torch.eye(d)
+    mu = torch.randn(n, d, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(s).T
+    logvar = torch.full((n, d), math.log(var), dtype=torch.float64)
+    cov = s + var * torch.eye(d)
+    sd = cov.diagonal().sqrt()
+    tc = -0.5 * torch.logdet(cov / sd[:, None] / sd[None]).item()
+    # dim-wise KL: each marginal N(0, 1 + var) against N(0, 1)
+    v = 1 + var
+    dim_kl = d * 0.5 * (v - 1 - math.log(v))
+    return mu, logvar, tc, dim_kl
+
+
+def test_total_correlation_of_a_correlated_gaussian_aggregate_is_its_analytic_value():
+    mu, logvar, tc, dim_kl = correlated_posteriors(3000, corr=0.7)
+    assert tc > 0.3  # a case with something to find
+    outer = torch.randperm(3000, generator=torch.Generator().manual_seed(0))[:1000]
+    parts = kl_decomposition(mu, logvar, torch.Generator().manual_seed(0), outer)
+    assert parts["total_correlation"] == pytest.approx(tc, abs=0.05)
+    assert parts["dimwise_kl"] == pytest.approx(dim_kl, abs=0.05)
+    # the three add up to the mean KL of the posteriors (up to the one-sample noise)
+    mean_kl = (0.5 * (mu.square() + logvar.exp() - 1 - logvar)).sum(1).mean().item()
+    assert sum(parts.values()) == pytest.approx(mean_kl, abs=0.1)
+    # independent dimensions: no total correlation
+    independent = kl_decomposition(*correlated_posteriors(3000, corr=0.0)[:2], outer=outer)
+    assert independent["total_correlation"] == pytest.approx(0.0, abs=0.03)
+
+
+def test_minibatch_estimators_on_the_constructed_case():
+    n, m, d = 4000, 500, 3
+    mu, logvar, tc, _ = correlated_posteriors(n, corr=0.7, d=d)
+    g = torch.Generator().manual_seed(1)
+    idx = torch.randperm(n, generator=g)[:m]
+    z = mu[idx] + torch.randn(m, d, generator=g, dtype=torch.float64) * (0.5 * logvar[idx]).exp()
+    mss = minibatch_decomposition(z, mu[idx], logvar[idx], n, "mss")
+    assert mss["tc"].mean().item() == pytest.approx(tc, abs=0.1)
+    # Chen et al.'s minibatch-weighted formula reads high by (d - 1) log N, as documented
+    mws = minibatch_decomposition(z, mu[idx], logvar[idx], n, "mws")
+    assert mws["tc"].mean().item() == pytest.approx(tc + (d - 1) * math.log(n), abs=0.15)
+    # whichever the estimator, the three add up to log q(z|x) - log p(z) per image
+    q = Normal(mu[idx], (0.5 * logvar[idx]).exp())
+    expected = (q.log_prob(z) - Normal(0.0, 1.0).log_prob(z)).sum(1)
+    for terms in (mss, mws):
+        torch.testing.assert_close(terms["mi"] + terms["tc"] + terms["dim_kl"], expected)
+
+
+@pytest.mark.parametrize("estimator", ["mss", "mws"])
+@torch.no_grad()
+def test_tcvae_with_unit_weights_is_the_vae_loss(estimator):
+    torch.manual_seed(0)
+    vae = VAE(latent_dim=4, net=MLP).eval()
+    tc = BetaTCVAE(
+        latent_dim=4, alpha=1.0, beta=1.0, gamma=1.0, estimator=estimator, dataset_size=1000,
+        net=MLP,
+    ).eval()  # fmt: skip
+    tc.load_state_dict(vae.state_dict())
+    x = binary_batch(32)
+    # on the same noise: the VAE's recon plus the KL estimated on its own sample, exactly
+    mu, logvar = vae.posterior(x)
+    z = vae.reparameterize(mu, logvar, torch.Generator().manual_seed(5))
+    q = Normal(mu, (0.5 * logvar).exp())
+    kl_on_sample = (q.log_prob(z) - Normal(0.0, 1.0).log_prob(z)).sum(1).mean()
+    parts_tc, _ = tc.loss(x, x, torch.Generator().manual_seed(5))
+    parts_vae, _ = vae.loss(x, x, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(parts_tc["loss"], parts_vae["recon"] + kl_on_sample)
+    # over the noise: the beta=1 VAE's loss, up to the estimator's (Monte Carlo) error
+    draws = [tc.loss(x, x, torch.Generator().manual_seed(s))[0]["loss"] for s in range(100)]
+    draws = torch.stack(draws)
+    vae_loss = torch.stack(
+        [vae.loss(x, x, torch.Generator().manual_seed(s))[0]["loss"] for s in range(100)]
+    ).mean()
+    assert abs(draws.mean() - vae_loss) < 4 * draws.std() / math.sqrt(len(draws)) + 1e-3
+
+
+def test_tcvae_weights_each_term_and_takes_n_from_the_data():
+    torch.manual_seed(0)
+    model = BetaTCVAE(latent_dim=3, alpha=0.5, beta=4.0, gamma=2.0, net=MLP)
+    x = binary_batch(16)
+    with pytest.raises(RuntimeError, match="model.dataset_size"):
+        model.loss(x, x)
+
+    class Data:
+        splits = {"train": torch.zeros(777)}
+
+    model.trainer = type("T", (), {"datamodule": Data()})()  # what Lightning hands setup
+    model.setup("fit")
+    assert model.dataset_size == 777
+    parts, _ = model.loss(x, x, torch.Generator().manual_seed(0))
+    expected = parts["recon"] + 0.5 * parts["mi"] + 4.0 * parts["tc"] + 2.0 * parts["dim_kl"]
+    torch.testing.assert_close(parts["loss"], expected)
+
+
+@pytest.mark.parametrize("cls", [VAE, IWAE])
+def test_every_vae_type_gets_the_three_parts_of_its_kl_as_test_figures(cls):
+    from aelab.data.mnist import InMemoryImages
+    from aelab.metrics.suite import EvaluationSuite
+
+    torch.manual_seed(0)
+    model = cls(latent_dim=3, net=MLP).eval()
+    x = binary_batch(300)
+    test = InMemoryImages((x * 255).to(torch.uint8), torch.arange(300) % 10)
+    suite = EvaluationSuite(iw_samples=2, iw_images=10, tc_images=None, images=False)
+    metrics, _ = suite.evaluate(model, test)
+    with torch.no_grad():
+        mu, logvar = model.posterior(x)
+    expected = kl_decomposition(mu, logvar, torch.Generator().manual_seed(7))  # seed*1000 + 7
+    assert {k: metrics[k] for k in expected} == pytest.approx(expected, rel=1e-4)
+    kl = (0.5 * (mu.square() + logvar.exp() - 1 - logvar)).sum(1).mean().item()
+    assert sum(expected.values()) == pytest.approx(kl, abs=0.1 + 0.1 * kl)
