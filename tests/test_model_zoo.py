@@ -376,3 +376,85 @@ def test_every_vae_type_gets_the_three_parts_of_its_kl_as_test_figures(cls):
     assert {k: metrics[k] for k in expected} == pytest.approx(expected, rel=1e-4)
     kl = (0.5 * (mu.square() + logvar.exp() - 1 - logvar)).sum(1).mean().item()
     assert sum(expected.values()) == pytest.approx(kl, abs=0.1 + 0.1 * kl)
+
+
+# --- the model_zoo experiment and its report section ------------------------------------------
+ZOO_FIGURES = {  # what each model's metrics.json must hold beside the shared figures
+    "AE": {"recon_mse", "psnr", "linear_probe_acc"},
+    "VAE": {"iw_nll", "active_units", "index_code_mi", "total_correlation", "dimwise_kl"},
+    "IWAE": {"iw_nll", "active_units", "index_code_mi", "total_correlation", "dimwise_kl"},
+    "BetaTCVAE": {"iw_nll", "mi", "tc", "dim_kl", "total_correlation", "dimwise_kl"},
+    "VQVAE": {"rate_bits", "codebook_perplexity", "codebook_usage", "commitment"},
+    "SparseAutoencoder": {"mean_activation", "sparsity"},
+    "ContractiveAutoencoder": {"contraction"},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_model_zoo_trains_every_model_and_reports_them(tmp_path, mnist_dir):
+    import json
+
+    from sweep_fixtures import TINY, run_sweep
+
+    sweep, _ = run_sweep(
+        tmp_path,
+        mnist_dir,
+        "experiment=model_zoo",
+        *TINY,
+        "threads=1",
+        "eval.iw_samples=5",
+        "eval.iw_images=100",
+        "eval.mi_images=200",
+        "eval.tc_images=100",
+        "eval.probe_train_size=1000",
+        "eval.images=false",
+    )
+    jobs = sorted(p for p in sweep.iterdir() if (p / "metrics.json").is_file())
+    assert len(jobs) == 8
+    seen = {}
+    for job in jobs:
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert metrics["status"] == "completed", job.name
+        seen[job.name] = metrics
+    kinds = {}
+    for name, metrics in seen.items():
+        cfg = (sweep / name / ".hydra" / "config.yaml").read_text()
+        target = cfg.split("_target_: aelab.models.", 1)[1].split()[0]
+        kind = {"Autoencoder": "AE"}.get(target, target)
+        kinds[kind] = kinds.get(kind, 0) + 1
+        missing = {f for f in ZOO_FIGURES[kind] if not isinstance(metrics.get(f"test/{f}"), float)}
+        assert not missing, (name, missing)
+        assert "model.latent_dim=16" in (sweep / name / ".hydra" / "overrides.yaml").read_text()
+        if kind == "VQVAE":
+            assert metrics["test/rate_bits"] == pytest.approx(4 * math.log2(64))
+    assert kinds == {"AE": 2, "VAE": 1, "IWAE": 1, "BetaTCVAE": 1, "VQVAE": 1,
+                     "SparseAutoencoder": 1, "ContractiveAutoencoder": 1}  # fmt: skip
+    summary = (sweep / "summary.md").read_text()
+    section = summary.split("## Model zoo", 1)[1].split("\n## ", 1)[0]
+    for label in ("| AE |", "| AE (gaussian noise) |", "| IWAE |", "| VQVAE |", "| BetaTCVAE |"):
+        assert label in section, label
+
+
+def test_model_zoo_section_holds_each_models_figures():
+    from types import SimpleNamespace
+
+    from aelab.zoo_report import model_zoo_section
+
+    def job(model, seed, **metrics):
+        hp = {"model": model, "noise": "none", "seed": seed}
+        return SimpleNamespace(status="completed", hparams=hp, metrics=metrics)
+
+    jobs = [
+        job("VAE", 0, **{"test/iw_nll": 100.0}),
+        job("VAE", 1, **{"test/iw_nll": 102.0}),
+        job("VQVAE", 0, **{"test/rate_bits": 24.0}),
+        SimpleNamespace(status="failed", hparams={"model": "IWAE"}, metrics={}),
+    ]
+    lines = model_zoo_section(jobs)
+    assert lines[0] == "## Model zoo"
+    assert "| model | n | iw_nll | rate_bits |" in lines
+    assert "| VAE | 2 | 101 ± 1.4 | – |" in lines
+    assert "| VQVAE | 1 | – | 24 |" in lines
+    assert model_zoo_section(jobs[:2]) == []  # one model: nothing to compare
+    assert model_zoo_section([job("AE", 0), job("VAE", 0)]) == []  # the main table's case
