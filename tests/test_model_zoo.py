@@ -458,3 +458,34 @@ def test_model_zoo_section_holds_each_models_figures():
     assert "| VQVAE | 1 | – | 24 |" in lines
     assert model_zoo_section(jobs[:2]) == []  # one model: nothing to compare
     assert model_zoo_section([job("AE", 0), job("VAE", 0)]) == []  # the main table's case
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs"),
+    [
+        (VQVAE, dict(latent_dim=4, code_dim=2, codebook_size=8, ema=True)),
+        (BetaTCVAE, dict(latent_dim=3, dataset_size=256)),
+        (IWAE, dict(latent_dim=3, k=2)),
+        (SparseAutoencoder, dict(latent_dim=3)),
+        (ContractiveAutoencoder, dict(latent_dim=3)),
+    ],
+)
+def test_checkpoints_load_weights_only_into_the_same_model(cls, kwargs, tiny_batches, tmp_path):
+    import pytorch_lightning as pl
+
+    pl.seed_everything(0)
+    model = cls(net=MLP, **kwargs)
+    trainer = pl.Trainer(
+        max_epochs=1, limit_train_batches=3, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(model, train_dataloaders=tiny_batches)
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    stored = torch.load(path, weights_only=True)
+    again = cls(**stored["hyper_parameters"])
+    again.load_state_dict(stored["state_dict"])
+    for key, value in model.state_dict().items():  # EMA buffers included
+        torch.testing.assert_close(again.state_dict()[key], value, msg=key)
+    x = next(iter(tiny_batches))[0].float() / 255
+    torch.testing.assert_close(again.eval().encode(x), model.eval().encode(x))
