@@ -24,6 +24,7 @@ CASES = [
     (["model.latent_dim=0"], "model.latent_dim=0", "an integer >= 1"),
     (["model=vae", "model.beta=-1"], "model.beta=-1", "a number in [0.0, inf)"),
     (["model=iwae", "model.k=0"], "model.k=0", "an integer >= 1"),
+    (["model=vqvae", "model.code_dim=3"], "model.code_dim=3", "a divisor of model.latent_dim=16"),
     (["model=tcvae", "model.gamma=-1"], "model.gamma=-1", "a number in [0.0, inf)"),
     (["model=tcvae", "model.estimator=x"], "model.estimator='x'", "one of mws, mss"),
     (["eval.tc_images=0"], "eval.tc_images=0", "an integer >= 1"),
