@@ -353,7 +353,7 @@ def test_tcvae_weights_each_term_and_takes_n_from_the_data():
 
     model.trainer = type("T", (), {"datamodule": Data()})()  # what Lightning hands setup
     model.setup("fit")
-    assert model.dataset_size == 777
+    assert model.dataset_size == 777 and model.hparams["dataset_size"] == 777
     parts, _ = model.loss(x, x, torch.Generator().manual_seed(0))
     expected = parts["recon"] + 0.5 * parts["mi"] + 4.0 * parts["tc"] + 2.0 * parts["dim_kl"]
     torch.testing.assert_close(parts["loss"], expected)

@@ -63,6 +63,7 @@ class BetaTCVAE(VAE):
             splits = getattr(self.trainer.datamodule, "splits", {})
             if "train" in splits:
                 self.dataset_size = len(splits["train"])
+                self.hparams["dataset_size"] = self.dataset_size  # kept in checkpoints
 
     def loss(
         self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None

@@ -38,11 +38,16 @@ def code_counts(indices: Tensor, k: int) -> Tensor:
     return torch.bincount(indices.flatten(), minlength=k)
 
 
+def perplexity_tensor(indices: Tensor, k: int) -> Tensor:
+    """exp(entropy) of the codes' empirical distribution, a 0-d tensor on indices' device."""
+    p = code_counts(indices, k).double()
+    p = p / p.sum()
+    return (-torch.xlogy(p, p).sum()).exp()
+
+
 def perplexity(indices: Tensor, k: int) -> float:
     """exp(entropy) of the codes' empirical distribution: k for uniform use, 1 for one code."""
-    p = code_counts(indices, k).double()
-    p = p[p > 0] / p.sum()
-    return float((-(p * p.log()).sum()).exp())
+    return float(perplexity_tensor(indices, k))
 
 
 def codebook_figures(indices: Tensor, k: int) -> dict[str, float]:
@@ -138,7 +143,7 @@ class VQVAE(AutoencoderModule):
             "recon": recon,
             "codebook": codebook,
             "commitment": commitment,
-            "batch_perplexity": torch.tensor(perplexity(idx, self.k)),
+            "batch_perplexity": perplexity_tensor(idx, self.k).to(recon.dtype),
         }
         return parts, logits
 
