@@ -37,6 +37,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from aelab.board import write_sweep_board
 from aelab.runs import hparams_row, write_atomic
+from aelab.zoo_report import model_zoo_section
 
 log = logging.getLogger(__name__)
 PROG = "aelab-report"
@@ -385,6 +386,7 @@ def summary_markdown(
     lines += ["Columns: " + "; ".join(described) + ".", ""] if described else []
     lines += _optuna_section(sweep)
     lines += _anomaly_section(jobs, variables)
+    lines += model_zoo_section(jobs)
     unfinished = [j for j in jobs if j.status != "completed"]
     if unfinished:
         lines += ["## Jobs that did not complete", ""]

@@ -29,6 +29,7 @@ from aelab.checks import ConfigError, check_float, check_int
 from aelab.data.mnist import InMemoryImages
 from aelab.metrics import generation
 from aelab.metrics.anomaly import anomaly_scores, one_class_auroc
+from aelab.metrics.disentanglement import kl_decomposition
 from aelab.metrics.iw_bound import (
     active_units,
     bits_per_dim,
@@ -36,6 +37,7 @@ from aelab.metrics.iw_bound import (
     mutual_information,
 )
 from aelab.metrics.probes import PCABaselineCache, probe_scores
+from aelab.models.vqvae import codebook_figures
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class EvaluationSuite(pl.Callback):
         elbo_samples: int = 10,
         active_threshold: float = 0.01,
         mi_images: int | None = 2000,
+        tc_images: int | None = 500,
         probe_train_size: int | None = 10000,
         knn_k: int = 5,
         images: bool = True,
@@ -70,6 +73,7 @@ class EvaluationSuite(pl.Callback):
         self.elbo_samples = check_int("elbo_samples", elbo_samples, 1)
         self.active_threshold = check_float("active_threshold", active_threshold, 0.0)
         self.mi_images = None if mi_images is None else check_int("mi_images", mi_images, 1)
+        self.tc_images = None if tc_images is None else check_int("tc_images", tc_images, 1)
         self.probe_train_size = (
             None if probe_train_size is None else check_int("probe_train_size", probe_train_size, 2)
         )
@@ -133,6 +137,8 @@ class EvaluationSuite(pl.Callback):
                 mu, logvar = (torch.cat(p) for p in posterior)
             else:
                 mu, logvar = torch.cat(self._map(model.encode, x)), None
+        if hasattr(model, "code_indices"):  # a VQ code: its rate and codebook use
+            metrics.update(codebook_figures(torch.cat(self._map(model.code_indices, x)), model.k))
         if is_vae:
             metrics.update(self._latent_figures(model, x, mu, logvar))
             self._warn_about_likelihood(model, metrics["likelihood_on_binarized"])
@@ -178,6 +184,9 @@ class EvaluationSuite(pl.Callback):
         with self._timed("mutual_info"):
             outer = self._subset(len(x), self.mi_images, offset=1, name="mi_images").to(mu.device)
             out["mutual_info"] = mutual_information(mu, logvar, self._generator(model, 1), outer)
+        with self._timed("kl_decomposition"):  # Chen et al.'s three parts of the KL
+            outer = self._subset(len(x), self.tc_images, offset=7, name="tc_images")
+            out.update(kl_decomposition(mu, logvar, self._generator(model, 7), outer))
         return out
 
     def _probes(
@@ -222,6 +231,8 @@ class EvaluationSuite(pl.Callback):
         if hasattr(model, "sample"):
             samples = model.sample(64, generator=self._generator(model, 4))
             out["prior_samples"] = make_grid(samples.cpu(), nrow=8, pad_value=1.0)
+        elif hasattr(model, "code_indices"):
+            log.info("prior_samples skipped: not meaningful for a uniform code prior (VQ-VAE)")
         if mu.shape[1] == 2:
             out["manifold"] = generation.manifold(decode, center, scale)
             out["latent_scatter"] = generation.latent_scatter(mu, y)

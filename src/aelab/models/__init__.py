@@ -6,6 +6,20 @@ A denoising autoencoder is an `Autoencoder` trained with noise.
 
 from aelab.models.ae import Autoencoder
 from aelab.models.base import AutoencoderModule
+from aelab.models.contractive import ContractiveAutoencoder
+from aelab.models.iwae import IWAE
+from aelab.models.sparse import SparseAutoencoder
+from aelab.models.tcvae import BetaTCVAE
 from aelab.models.vae import VAE
+from aelab.models.vqvae import VQVAE
 
-__all__ = ["VAE", "Autoencoder", "AutoencoderModule"]
+__all__ = [
+    "BetaTCVAE",
+    "IWAE",
+    "VAE",
+    "VQVAE",
+    "ContractiveAutoencoder",
+    "SparseAutoencoder",
+    "Autoencoder",
+    "AutoencoderModule",
+]
