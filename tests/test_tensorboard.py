@@ -26,7 +26,7 @@ from tensorboard.plugins.hparams import metadata as hp_metadata
 
 from aelab import board
 from aelab.report import HEADLINE, report
-from aelab.runs import hparams_row
+from aelab.run.record import hparams_row
 from aelab.train import check_trainer
 
 SWEPT = {"model", "latent_dim", "beta", "noise", "noise_level", "lr", "seed"}

@@ -35,7 +35,7 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from aelab.runs import write_atomic
+from aelab.run.atomic import write_atomic
 
 # per-unit figures: `<stage>/<name>_dim_<unit>`, one image `<stage>/<name>_per_unit` per run
 PER_UNIT = re.compile(r"^(?P<base>[^/]+/\w+?)_dim_(?P<unit>\d+)$")
@@ -141,8 +141,8 @@ def headline_metrics(metrics: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def hparams_with_flags(row: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """The HParams row (`aelab.runs.hparams_row`) and the run's flags (`likelihood_on_binarized`:
-    true or false), which are no metric."""
+    """The HParams row (`aelab.run.record.hparams_row`) and the run's flags
+    (`likelihood_on_binarized`: true or false), which are no metric."""
     flags = {f.split("/", 1)[1]: bool(metrics[f]) for f in FLAGS if f in metrics}
     return {**row, **flags}
 

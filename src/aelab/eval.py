@@ -17,7 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 from aelab import CONFIG_DIR
 from aelab.callbacks import ImageGrids
 from aelab.checks import ConfigError, build, check_int, check_test_batches, exit_on_config_error
-from aelab.runs import load_checkpoint, nothing_left_if_refused, run_info, write_json_atomic
+from aelab.run.atomic import write_json_atomic
+from aelab.run.checkpoint import load_checkpoint
+from aelab.run.folder import nothing_left_if_refused
+from aelab.run.record import run_info
 from aelab.train import build_loggers
 
 

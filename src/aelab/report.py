@@ -9,7 +9,7 @@ table when the sweep has them) and PNG plots for the variables the sweep has: re
 error vs. latent size, the rate-distortion plane of a beta sweep, PSNR vs. noise level, and a
 mosaic of every job's test reconstructions.
 
-The variables are the columns of `aelab.runs.hparams_row` (the same as TensorBoard's HParams
+The variables are the columns of `aelab.run.record.hparams_row` (the same as TensorBoard's HParams
 table) that differ between jobs, seed aside; columns that only follow the model (its preset's
 net and loss) are left out.
 """
@@ -36,7 +36,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from aelab.board import write_sweep_board
-from aelab.runs import hparams_row, write_atomic
+from aelab.run.atomic import write_atomic
+from aelab.run.record import hparams_row
 
 log = logging.getLogger(__name__)
 PROG = "aelab-report"

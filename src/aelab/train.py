@@ -35,6 +35,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from aelab import CONFIG_DIR
 from aelab.board import hparams_with_flags, write_hparams
 from aelab.callbacks import ValidateAtMaxSteps
+from aelab.checkpoint_io import AtomicCheckpointIO
 from aelab.checks import (
     ConfigError,
     build,
@@ -48,18 +49,15 @@ from aelab.checks import (
 )
 from aelab.data.source import DataSourceError
 from aelab.faults import NonFiniteLossError, RunInterrupted, last_checkpoint_path
-from aelab.runs import (
-    LAST_CHECKPOINT,
-    AtomicCheckpointIO,
-    hparams_row,
-    load_checkpoint,
+from aelab.run.atomic import write_json_atomic
+from aelab.run.checkpoint import LAST_CHECKPOINT, load_checkpoint
+from aelab.run.folder import (
     nothing_left_if_refused,
     run_folder_lock,
-    run_info,
     run_overrides,
     stored_overrides,
-    write_json_atomic,
 )
+from aelab.run.record import hparams_row, read_metrics, run_info
 from aelab.slurm import latest_hpc_checkpoint
 
 log = logging.getLogger("aelab.train")
@@ -355,11 +353,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def _completed_metrics(output_dir: Path) -> dict[str, Any] | None:
     """A run folder's metrics.json if it records a completed run, else None."""
     try:
-        recorded = json.loads((output_dir / "metrics.json").read_text())
+        recorded = read_metrics(output_dir)
     except (OSError, ValueError):
         return None
-    completed = isinstance(recorded, dict) and recorded.get("status") == "completed"
-    return recorded if completed else None
+    return recorded if recorded.get("status") == "completed" else None
 
 
 def _failed(output_dir: Path, trainer: pl.Trainer, err: NonFiniteLossError) -> NonFiniteLossError:
@@ -450,7 +447,7 @@ def _sweep_job_failed(output_dir: Path, err: Exception) -> float:
     if rank_zero_only.rank == 0:
         path = output_dir / "metrics.json"
         try:
-            stored = json.loads(path.read_text()) if path.is_file() else {}
+            stored = read_metrics(output_dir)
         except (OSError, ValueError):
             stored = {}
         if stored.get("status") != "failed":
