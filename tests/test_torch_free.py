@@ -22,6 +22,12 @@ HEAVY = ("torch", "pytorch_lightning", "lightning_fabric")
         "aelab.run.checkpoint",
         "aelab.run.sweep",
         "aelab.data.source",
+        "aelab.report",
+        "aelab.report.load",
+        "aelab.report.tables",
+        "aelab.report.plots",
+        "aelab.report.board",
+        "aelab.report.cli",
     ],
 )
 def test_importing_it_imports_no_torch(module):

@@ -33,7 +33,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from aelab import CONFIG_DIR
-from aelab.board import hparams_with_flags, write_hparams
+from aelab.board import write_hparams
 from aelab.callbacks import ValidateAtMaxSteps
 from aelab.checkpoint_io import AtomicCheckpointIO
 from aelab.checks import (
@@ -49,6 +49,7 @@ from aelab.checks import (
 )
 from aelab.data.source import DataSourceError
 from aelab.faults import NonFiniteLossError, RunInterrupted, last_checkpoint_path
+from aelab.report.board import hparams_with_flags
 from aelab.run.atomic import write_json_atomic
 from aelab.run.checkpoint import LAST_CHECKPOINT, load_checkpoint
 from aelab.run.folder import (
@@ -431,7 +432,7 @@ def main(cfg: DictConfig) -> float | None:
                 raise
             # Hydra's basic sweeper would stop the sweep after this batch, before the report,
             # and a bad value would end it at once (SystemExit): the job fails, the sweep goes
-            # on, and `aelab.report.WriteReport` exits non-zero naming it once all jobs are done
+            # on, and `aelab.report.cli.WriteReport` exits non-zero naming it once all jobs are done
             return _sweep_job_failed(Path(cfg.paths.output_dir), err)
     return metrics.get("val/loss")
 
