@@ -14,10 +14,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from aelab import CONFIG_DIR, runs
+from aelab import CONFIG_DIR
+from aelab.checkpoint_io import AtomicCheckpointIO
 from aelab.checks import ConfigError, exit_on_config_error
 from aelab.data.source import MNIST_FILES, DataSourceError
-from aelab.runs import SweepLauncherCheck
+from aelab.run import atomic
+from aelab.run.sweep import SweepLauncherCheck
 from aelab.train import build_model, train
 
 CASES = [
@@ -398,14 +400,14 @@ def test_a_truncated_idx_file_is_rebuilt_never_used(tmp_path, mnist_dir):
 
 def test_a_full_disk_leaves_no_half_written_metrics(tmp_path, monkeypatch):
     target = tmp_path / "metrics.json"
-    runs.write_json_atomic(target, {"status": "completed"})
+    atomic.write_json_atomic(target, {"status": "completed"})
 
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(runs.os, "fsync", full)
+    monkeypatch.setattr(atomic.os, "fsync", full)
     with pytest.raises(OSError):
-        runs.write_json_atomic(target, {"status": "failed", "error": "x" * 100_000})
+        atomic.write_json_atomic(target, {"status": "failed", "error": "x" * 100_000})
     assert json.loads(target.read_text()) == {"status": "completed"}  # the old file, whole
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left
 
@@ -453,11 +455,11 @@ def fill_the_disk_at(monkeypatch, write: int) -> None:
     # real os.fdopen must come back for the tests that follow
     exec(FULL_DISK, space)  # noqa: S102
     monkeypatch.setenv("FULL_AT_WRITE", str(write))
-    monkeypatch.setattr(runs.os, "fdopen", space["fdopen"])
+    monkeypatch.setattr(atomic.os, "fdopen", space["fdopen"])
 
 
 def test_a_full_disk_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    io = runs.AtomicCheckpointIO()
+    io = AtomicCheckpointIO()
     last = tmp_path / "checkpoints" / "last.ckpt"
     good = {"global_step": 5, "state_dict": {"w": torch.arange(1000.0)}}
     io.save_checkpoint(good, last)
@@ -481,7 +483,7 @@ def test_every_checkpoint_goes_through_the_atomic_writer(trainer, make_cfg):
     from aelab.train import build_trainer
 
     built = build_trainer(make_cfg(f"trainer={trainer}"), accelerator="cpu")
-    assert isinstance(built.strategy.checkpoint_io, runs.AtomicCheckpointIO)
+    assert isinstance(built.strategy.checkpoint_io, AtomicCheckpointIO)
 
 
 @pytest.mark.slow
@@ -573,8 +575,8 @@ def test_atomic_writes_get_the_mode_of_a_plain_new_file(tmp_path):
     try:
         plain = tmp_path / "plain"
         plain.write_text("x")
-        runs.write_json_atomic(tmp_path / "metrics.json", {"status": "completed"})
-        runs.AtomicCheckpointIO().save_checkpoint({"global_step": 1}, tmp_path / "last.ckpt")
+        atomic.write_json_atomic(tmp_path / "metrics.json", {"status": "completed"})
+        AtomicCheckpointIO().save_checkpoint({"global_step": 1}, tmp_path / "last.ckpt")
     finally:
         os.umask(mask)
     modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}

@@ -13,7 +13,7 @@ from hydra.utils import get_class
 
 from aelab.data.mnist import MNISTDataModule
 from aelab.metrics.suite import EvaluationSuite
-from aelab.runs import load_checkpoint
+from aelab.run.checkpoint import load_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.mnist]
 

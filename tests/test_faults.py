@@ -24,7 +24,8 @@ from aelab.data.mnist import InMemoryImages, whole_batch
 from aelab.data.resumable import ResumableLoader
 from aelab.faults import NonFiniteLossError, NonFiniteLossGuard
 from aelab.models import Autoencoder
-from aelab.runs import LAST_CHECKPOINT, run_dir, run_folder_lock
+from aelab.run.checkpoint import LAST_CHECKPOINT
+from aelab.run.folder import run_dir, run_folder_lock
 
 # --- the NaN guard, on tiny synthetic data ---------------------------------------------------
 

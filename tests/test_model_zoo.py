@@ -438,27 +438,29 @@ def test_model_zoo_trains_every_model_and_reports_them(tmp_path, mnist_dir):
 
 
 def test_model_zoo_section_holds_each_models_figures():
-    from types import SimpleNamespace
+    from pathlib import Path
 
-    from aelab.zoo_report import model_zoo_section
+    from aelab.report.load import Job, jobs_frame
+    from aelab.report.zoo import model_zoo_section
 
     def job(model, seed, **metrics):
         hp = {"model": model, "noise": "none", "seed": seed}
-        return SimpleNamespace(status="completed", hparams=hp, metrics=metrics)
+        return Job(f"{model}{seed}", Path("."), "completed", hparams=hp, metrics=metrics)
 
     jobs = [
         job("VAE", 0, **{"test/iw_nll": 100.0}),
         job("VAE", 1, **{"test/iw_nll": 102.0}),
         job("VQVAE", 0, **{"test/rate_bits": 24.0}),
-        SimpleNamespace(status="failed", hparams={"model": "IWAE"}, metrics={}),
+        Job("IWAE", Path("."), "failed", hparams={"model": "IWAE"}),
     ]
-    lines = model_zoo_section(jobs)
+    lines = model_zoo_section(jobs_frame(jobs))
     assert lines[0] == "## Model zoo"
     assert "| model | n | iw_nll | rate_bits |" in lines
     assert "| VAE | 2 | 101 ± 1.4 | – |" in lines
     assert "| VQVAE | 1 | – | 24 |" in lines
-    assert model_zoo_section(jobs[:2]) == []  # one model: nothing to compare
-    assert model_zoo_section([job("AE", 0), job("VAE", 0)]) == []  # the main table's case
+    assert model_zoo_section(jobs_frame(jobs[:2])) == []  # one model: nothing to compare
+    # the main table's case
+    assert model_zoo_section(jobs_frame([job("AE", 0), job("VAE", 0)])) == []
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import open_dict
 
 from aelab import CONFIG_DIR
-from aelab.runs import ARGV_ENV, RecordCommandLine, _git_state, run_info
+from aelab.run.record import ARGV_ENV, RecordCommandLine, _git_state, run_info
 from aelab.train import record_run
 
 REPO = Path(__file__).resolve().parents[1]

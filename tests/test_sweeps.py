@@ -45,7 +45,7 @@ from aelab.resolvers import (
     varying_keys,
     varying_overrides,
 )
-from aelab.runs import RecordSweep, _job_count, progress_line
+from aelab.run.sweep import RecordSweep, _job_count, progress_line
 from aelab.search import TrialSeededTPESampler
 from aelab.train import build_model
 from hydra_plugins.aelab_sweeper.baseline_sweeper import with_baseline

@@ -26,7 +26,8 @@ from tensorboard.plugins.hparams import metadata as hp_metadata
 
 from aelab import board
 from aelab.report import HEADLINE, report
-from aelab.runs import hparams_row
+from aelab.report import board as sweep_board
+from aelab.run.record import hparams_row
 from aelab.train import check_trainer
 
 SWEPT = {"model", "latent_dim", "beta", "noise", "noise_level", "lr", "seed"}
@@ -206,7 +207,7 @@ def test_a_single_run_gets_its_own_columns_and_its_flag_as_an_hparam(tmp_path, m
     row = hparams_row(OmegaConf.to_container(cfg, resolve=True))
     metrics = {"val/loss": 2.0, "test/loss": 1.0, "test/kl": 0.5, "test/kl_dim_0": 0.5}
     metrics |= {"test/likelihood_on_binarized": 0.0, "test/recon_bce": 9.0}
-    row = board.hparams_with_flags(row, metrics)
+    row = sweep_board.hparams_with_flags(row, metrics)
     assert row["likelihood_on_binarized"] is False
     logger = board.TensorBoardLogger(str(tmp_path), name="tb", version="")
     board.write_hparams(logger, row, metrics, experiment=True)
@@ -241,7 +242,7 @@ def fake_sweep(root: Path, name: str, betas: tuple[float, ...]) -> Path:
         logger.log_metrics({"train/loss": 95.0, "val/loss": metrics["val/loss"]}, step=10)
         logger.log_metrics({k: v for k, v in metrics.items() if k.startswith("test/")}, 10)
         row = hparams_row(OmegaConf.to_container(cfg, resolve=True))
-        board.write_hparams(logger, board.hparams_with_flags(row, metrics), metrics, False)
+        board.write_hparams(logger, sweep_board.hparams_with_flags(row, metrics), metrics, False)
         logger.finalize("success")
     return sweep
 
@@ -250,7 +251,7 @@ def test_a_beta_sweep_gets_its_columns_and_the_rate_distortion_image(tmp_path):
     sweep = fake_sweep(tmp_path, "beta", (0.5, 4.0))
     report(sweep)
     report(sweep)  # made again: still one sweep summary
-    assert len(list(sweep.glob(f"*{board.SWEEP_EVENTS_SUFFIX}"))) == 1
+    assert len(list(sweep.glob(f"*{sweep_board.SWEEP_EVENTS_SUFFIX}"))) == 1
     assert not list(sweep.glob(".board.*"))
     experiment = experiment_of(sweep)
     assert experiment["differs"] == {"beta"} and experiment["hparams"][0] == "beta"

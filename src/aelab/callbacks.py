@@ -182,6 +182,6 @@ class PhaseTimer(pl.Callback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._mark(f"teardown_{getattr(stage, 'value', stage)}")
         if self.path is not None and trainer.is_global_zero:
-            from aelab.runs import write_json_atomic
+            from aelab.run.atomic import write_json_atomic
 
             write_json_atomic(self.path, {"marks": self.marks, "parts": self.parts})

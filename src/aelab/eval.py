@@ -15,10 +15,12 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from aelab import CONFIG_DIR
-from aelab.callbacks import ImageGrids
 from aelab.checks import ConfigError, build, check_int, check_test_batches, exit_on_config_error
-from aelab.runs import load_checkpoint, nothing_left_if_refused, run_info, write_json_atomic
-from aelab.train import build_loggers
+from aelab.run.atomic import write_json_atomic
+from aelab.run.checkpoint import load_checkpoint
+from aelab.run.folder import nothing_left_if_refused
+from aelab.run.record import run_info
+from aelab.train import build_trainer
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -43,14 +45,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     model = get_class(ckpt["aelab"]["model_class"])(**ckpt["hyper_parameters"])
     model.load_state_dict(ckpt["state_dict"])
     model.run_config = OmegaConf.to_container(stored)
-    loggers = build_loggers(cfg)
-    trainer = pl.Trainer(
-        default_root_dir=str(output_dir),
-        logger=loggers or False,
-        callbacks=[ImageGrids(), build(cfg.eval, "eval")],
-        enable_model_summary=False,
-        **{k: v for k, v in cfg.trainer.items() if v is not None},
-    )
+    trainer = build_trainer(cfg)  # as aelab-train does: `trainer`, `callbacks`, `logger`
     write_json_atomic(output_dir / "run.json", run_info())
     metrics = {k: float(v) for k, v in trainer.test(model, datamodule=datamodule)[0].items()}
     write_json_atomic(

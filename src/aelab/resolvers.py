@@ -18,8 +18,8 @@ def _unique_suffix() -> str:
 
 
 def _run_dir(*args: Any) -> str:
-    """A new run folder, or with `resume` the one to continue (see `aelab.runs.run_dir`)."""
-    from aelab.runs import run_dir  # not at import: aelab.runs needs torch
+    """A new run folder, or with `resume` the one to continue (see `aelab.run.folder.run_dir`)."""
+    from aelab.run.folder import run_dir  # not at import: `import aelab` registers these
 
     return run_dir(*args)
 
@@ -70,7 +70,7 @@ def _escape_all(text: str) -> str:
     return "".join(_escape(c) for c in text)
 
 
-# A sweep's plan, for its jobs: `aelab.runs.RecordSweep` sets it (JSON: `varying`, the keys the
+# A sweep's plan, for its jobs: `aelab.run.sweep.RecordSweep` sets it (JSON: `varying`, the keys the
 # sweep varies; `jobs`, how many jobs it runs or null) before any job starts. A job's config is
 # composed from that job's overrides alone and has lost the sweep's `a=1,2`; launchers that run
 # jobs elsewhere (joblib's loky workers, submitit under SLURM) pass the environment on.
@@ -191,7 +191,7 @@ def sweep_plan() -> dict[str, Any] | None:
 def _sweep_job_dirname(*, _root_: Any) -> str:
     """`hydra.sweep.subdir`: `job_dirname` of this job's number and the overrides that vary
     across the sweep (`varying_overrides`), or all its overrides (`override_dirname`) when no
-    sweep plan was recorded (a Hydra config without `aelab.runs.RecordSweep`).
+    sweep plan was recorded (a Hydra config without `aelab.run.sweep.RecordSweep`).
 
     The overrides are read as written, not resolved: an override whose value is an
     interpolation (`+tag='${oc.env:USER}'`) names the folder by what was typed, and one that

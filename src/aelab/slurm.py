@@ -16,7 +16,6 @@ step counter, the TensorBoard run and the checkpoints carry on.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import signal
 import subprocess
@@ -27,6 +26,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 from lightning_fabric.plugins.environments import SLURMEnvironment
+
+from aelab.run.record import slurm_job_id
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +56,6 @@ def latest_hpc_checkpoint(folder: str | Path) -> Path | None:
         if (m := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", p.name))
     }
     return found[max(found)] if found else None
-
-
-def slurm_job_id() -> str:
-    """This job as `scontrol` names it: `<array job>_<task>` for a task of an array."""
-    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
-    if array_job is not None:
-        return f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-    return os.environ["SLURM_JOB_ID"]
 
 
 class SlurmRequeue(pl.Callback):

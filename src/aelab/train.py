@@ -33,8 +33,9 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from aelab import CONFIG_DIR
-from aelab.board import hparams_with_flags, write_hparams
+from aelab.board import write_hparams
 from aelab.callbacks import ValidateAtMaxSteps
+from aelab.checkpoint_io import AtomicCheckpointIO
 from aelab.checks import (
     ConfigError,
     build,
@@ -47,18 +48,16 @@ from aelab.checks import (
 )
 from aelab.data.source import DataSourceError
 from aelab.faults import NonFiniteLossError, RunInterrupted, last_checkpoint_path
-from aelab.runs import (
-    LAST_CHECKPOINT,
-    AtomicCheckpointIO,
-    hparams_row,
-    load_checkpoint,
+from aelab.report.board import hparams_with_flags
+from aelab.run.atomic import write_json_atomic
+from aelab.run.checkpoint import LAST_CHECKPOINT, load_checkpoint
+from aelab.run.folder import (
     nothing_left_if_refused,
     run_folder_lock,
-    run_info,
     run_overrides,
     stored_overrides,
-    write_json_atomic,
 )
+from aelab.run.record import hparams_row, read_metrics, run_info
 from aelab.slurm import latest_hpc_checkpoint
 
 log = logging.getLogger("aelab.train")
@@ -351,11 +350,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def _completed_metrics(output_dir: Path) -> dict[str, Any] | None:
     """A run folder's metrics.json if it records a completed run, else None."""
     try:
-        recorded = json.loads((output_dir / "metrics.json").read_text())
+        recorded = read_metrics(output_dir)
     except (OSError, ValueError):
         return None
-    completed = isinstance(recorded, dict) and recorded.get("status") == "completed"
-    return recorded if completed else None
+    return recorded if recorded.get("status") == "completed" else None
 
 
 def _failed(output_dir: Path, trainer: pl.Trainer, err: NonFiniteLossError) -> NonFiniteLossError:
@@ -430,7 +428,7 @@ def main(cfg: DictConfig) -> float | None:
                 raise
             # Hydra's basic sweeper would stop the sweep after this batch, before the report,
             # and a bad value would end it at once (SystemExit): the job fails, the sweep goes
-            # on, and `aelab.report.WriteReport` exits non-zero naming it once all jobs are done
+            # on, and `aelab.report.cli.WriteReport` exits non-zero naming it once all jobs are done
             return _sweep_job_failed(Path(cfg.paths.output_dir), err)
     return metrics.get("val/loss")
 
@@ -446,7 +444,7 @@ def _sweep_job_failed(output_dir: Path, err: Exception) -> float:
     if rank_zero_only.rank == 0:
         path = output_dir / "metrics.json"
         try:
-            stored = json.loads(path.read_text()) if path.is_file() else {}
+            stored = read_metrics(output_dir)
         except (OSError, ValueError):
             stored = {}
         if stored.get("status") != "failed":

@@ -22,10 +22,14 @@ import sys
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+from aelab.run.atomic import write_atomic
+
+if TYPE_CHECKING:
+    import torch
 
 try:  # numpy >= 2 (importing numpy.core there only warns)
     from numpy._core import multiarray as _multiarray
@@ -70,6 +74,8 @@ def read_idx(path: str | Path) -> torch.Tensor:
             header (the message names the file).
         OSError: the file cannot be read.
     """
+    import torch  # here only: `import aelab.data.source` (the run bookkeeping's) stays torch-free
+
     path = Path(path)
     data = bytearray(path.read_bytes())
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or data[3] not in (1, 3):
@@ -86,7 +92,8 @@ def read_idx(path: str | Path) -> torch.Tensor:
 
 
 def _idx_bytes(array: np.ndarray | torch.Tensor) -> bytes:
-    arr = array.numpy(force=True) if isinstance(array, torch.Tensor) else np.asarray(array)
+    # a torch tensor has `.numpy`; an ndarray has not
+    arr = array.numpy(force=True) if hasattr(array, "numpy") else np.asarray(array)
     if arr.dtype != np.uint8 or arr.ndim not in (1, 3):
         raise DataSourceError(f"IDX needs uint8 of 1 or 3 dims, got {arr.dtype} {arr.shape}")
     header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(n.to_bytes(4, "big") for n in arr.shape)
@@ -94,13 +101,10 @@ def _idx_bytes(array: np.ndarray | torch.Tensor) -> bytes:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    """`write_atomic` (readers never see half a file); its OSError as a DataSourceError."""
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise DataSourceError(f"{path}: cannot write ({e.strerror or e})") from e
 
 

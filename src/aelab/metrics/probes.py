@@ -176,7 +176,7 @@ class PCABaselineCache:
         if stored is not None:
             self.hits += 1
             return stored
-        from aelab.runs import write_json_atomic  # Lightning and Hydra: only where they run
+        from aelab.run.atomic import write_json_atomic
 
         out = pca_baseline_scores(*data, dims, k)
         self.computed += 1

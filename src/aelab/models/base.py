@@ -26,9 +26,9 @@ from aelab.checks import build, check_choice, check_float, check_int, in_group
 from aelab.losses import RECON_LOSSES, bernoulli_nll
 from aelab.metrics import RunningMeans
 from aelab.noise import Noise
+from aelab.run.checkpoint import CHECKPOINT_KEY
 
 EVAL_NOISE_SEED = 1234  # the corrupted val/test inputs are the same in every run and re-evaluation
-CHECKPOINT_KEY = "aelab"
 
 DEFAULT_NET = {"_target_": "aelab.nets.MLPNet", "hidden": [128, 64]}
 DEFAULT_NOISE = {"_target_": "aelab.noise.Noise"}

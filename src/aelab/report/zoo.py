@@ -1,13 +1,15 @@
 """The "Model zoo" section of a sweep report: one row per model, the figures that tell the
-model family apart (each model's own test figures beside the shared ones). Self-contained: it
-reads the jobs' `hparams` and `metrics` only, so the report can call it wherever it lives."""
+model family apart (each model's own test figures beside the shared ones). From `load_sweep`'s
+DataFrame, grouped as the main table is (`aelab.report.tables.group_jobs`)."""
 
 from __future__ import annotations
 
 import math
-import statistics
-from collections.abc import Sequence
 from typing import Any
+
+import pandas as pd
+
+from aelab.report.groups import column, completed, group_jobs, group_stats
 
 ZOO_FIGURES = {
     "test/recon_mse": "pixel-mean squared error",
@@ -28,40 +30,45 @@ ZOO_FIGURES = {
 }
 
 
-def _label(hparams: dict[str, Any]) -> str:
-    noise = hparams.get("noise", "none")
-    model = str(hparams.get("model", "?"))
-    return model if noise in ("none", None) else f"{model} ({noise} noise)"
+def _label(model: Any, noise: Any) -> str:
+    return str(model) if noise in ("none", None) else f"{model} ({noise} noise)"
 
 
-def _cell(values: list[float]) -> str:
-    if not values:
+def _cell(stats: tuple[float, float, int] | None) -> str:
+    if stats is None:
         return "–"
-    mean = statistics.fmean(values)
+    mean, std, n = stats
     text = f"{mean:.4g}" if math.isfinite(mean) else str(mean)
-    return text + (f" ± {statistics.stdev(values):.2g}" if len(values) > 1 else "")
+    return text + (f" ± {std:.2g}" if n > 1 else "")
 
 
-def model_zoo_section(jobs: Sequence[Any]) -> list[str]:
+def model_zoo_section(jobs: pd.DataFrame) -> list[str]:
     """Markdown lines; none unless the completed jobs hold at least two kinds of model, one of
-    them beyond the AE and the VAE (their comparisons have the report's main table)."""
-    done = [j for j in jobs if j.status == "completed"]
-    models: dict[str, list[Any]] = {}
-    for job in done:
-        models.setdefault(_label(job.hparams), []).append(job)
-    kinds = {j.hparams.get("model") for j in done}
+    them beyond the AE and the VAE (their comparisons have the report's main table).
+
+    `jobs`: `load_sweep`'s DataFrame; one row per model (with its noise), in order of first
+    appearance, each figure's mean ± std over that model's completed jobs that have it."""
+    done = completed(jobs)
+    kinds = set(column(done, "model"))
     if len(kinds) < 2 or kinds <= {"AE", "VAE"}:
         return []
-    figures = [f for f in ZOO_FIGURES if any(f in j.metrics for j in done)]
+    labels = map(_label, done["model"], column(done, "noise"))
+    done = done.assign(model=list(labels))
+    figures = [f for f in ZOO_FIGURES if f in done and done[f].notna().any()]
+    groups = group_jobs(done.drop(columns=["noise"], errors="ignore"), ["model"])
+    order = {name: i for i, name in enumerate(dict.fromkeys(done["model"]))}
+    rows = sorted(
+        (
+            [
+                str(groups.at[i, ("model", "")]),
+                str(groups.at[i, ("n", "")]),
+                *(_cell(group_stats(groups, i, f)) for f in figures),
+            ]
+            for i in groups.index
+        ),
+        key=lambda row: order[row[0]],
+    )
     header = ["model", "n", *(f.removeprefix("test/") for f in figures)]
-    rows = [
-        [
-            name,
-            str(len(group)),
-            *(_cell([j.metrics[f] for j in group if f in j.metrics]) for f in figures),
-        ]
-        for name, group in models.items()
-    ]
     lines = [
         "## Model zoo",
         "",

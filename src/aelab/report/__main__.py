@@ -1,0 +1,5 @@
+"""`python -m aelab.report <sweep dir>`: the same as `aelab-report`."""
+
+from aelab.report.cli import main
+
+main()

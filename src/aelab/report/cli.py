@@ -1,0 +1,118 @@
+"""`aelab-report <sweep dir>`, and the same report written when a sweep ends (`WriteReport`):
+summary.csv, summary.md, the plots and the sweep's TensorBoard event file, into the sweep."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from hydra.experimental.callback import Callback
+from matplotlib.figure import Figure
+from omegaconf import DictConfig
+
+from aelab.report.board import write_sweep_board
+from aelab.report.groups import group_jobs, sweep_variables
+from aelab.report.load import NotASweepError, load_sweep
+from aelab.report.plots import PLOTS, plot_mosaic
+from aelab.report.tables import (
+    aligned_table,
+    failed_jobs_line,
+    headline_table,
+    summary_csv,
+    summary_markdown,
+)
+from aelab.run.atomic import write_atomic
+
+log = logging.getLogger("aelab.report")
+PROG = "aelab-report"
+
+
+def _save_figure(fig: Figure, path: Path) -> Path:
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
+    return write_atomic(path, png.getvalue())
+
+
+def report(sweep: Path, jobs: pd.DataFrame | None = None) -> list[Path]:
+    """Write the summary files and plots into `sweep`; returns the paths written.
+
+    `jobs`: the sweep's jobs, when the caller has loaded them (`load_sweep`). Raises
+    NotASweepError naming the folder when it holds no job; OSError when it cannot be written.
+    """
+    sweep = Path(sweep)
+    jobs = load_sweep(sweep) if jobs is None else jobs
+    variables = sweep_variables(jobs)
+    groups = group_jobs(jobs, variables)
+    written = [write_atomic(sweep / "summary.csv", summary_csv(jobs))]
+    plots = []
+    for name, plot in PLOTS.items():
+        fig = plot(groups, variables)
+        if fig is not None:
+            plots.append(_save_figure(fig, sweep / name))
+    mosaic = plot_mosaic(jobs, variables)
+    if mosaic is not None:
+        plots.append(_save_figure(mosaic, sweep / "reconstructions.png"))
+    md = summary_markdown(sweep, jobs, variables, plots)
+    written.append(write_atomic(sweep / "summary.md", md))
+    board = write_sweep_board(sweep, jobs, variables, plots)  # TensorBoard: columns, plots
+    return written + plots + ([board] if board is not None else [])
+
+
+def print_headline(sweep: Path, jobs: pd.DataFrame) -> None:
+    """On the sweep's terminal: summary.md's main table, as columns, and where summary.md is."""
+    table = aligned_table(*headline_table(sweep, jobs, sweep_variables(jobs)))
+    print("\n".join(["", *table, f"sweep report: {sweep / 'summary.md'}"]), flush=True)
+
+
+class WriteReport(Callback):
+    """Hydra callback (conf/hydra/default.yaml): the report, written when a sweep ends; then, if
+    a job did not complete, one line naming them on stderr and exit status 1.
+
+    Every job has run by then: `aelab-train` turns a sweep job's error into a failed job
+    (metrics.json) instead of letting it end the sweep.
+    """
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        try:
+            jobs = load_sweep(sweep)
+        except NotASweepError:
+            jobs = None  # no job folders: no job ran (the Optuna sweeper with no trials, ...)
+        try:
+            written = report(sweep, jobs)
+        except Exception as err:  # noqa: BLE001 - the report must never fail the sweep itself
+            log.warning(
+                "no sweep report (%s: %s); try `%s %s`", type(err).__name__, err, PROG, sweep
+            )
+        else:
+            log.debug("wrote %s", ", ".join(p.name for p in written))
+            print_headline(sweep, jobs)
+        line = failed_jobs_line(sweep, jobs) if jobs is not None else None
+        if line is not None:
+            # SystemExit, not an exception: Hydra's callbacks turn those into a warning
+            print(f"aelab-{config.task_name}: error: {line}", file=sys.stderr)
+            raise SystemExit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: one line naming what was written, or one error line and exit 2."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Summarise a sweep folder of aelab-train -m: summary.csv, summary.md, plots.",
+    )
+    parser.add_argument(
+        "sweep_dir", type=Path, help="e.g. outputs/multiruns/<day>/<time>_<tag>_train"
+    )
+    args = parser.parse_args(argv)
+    try:
+        written = report(args.sweep_dir)
+    except NotASweepError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"{PROG}: wrote {', '.join(p.name for p in written)} in {args.sweep_dir}")

@@ -1,0 +1,158 @@
+"""A sweep folder as one pandas DataFrame: one row per job, its hyper-parameters (the HParams
+row: swept values, seed, the rest), its status and error, and every metric of its metrics.json.
+
+`load_sweep` is `aelab.load_sweep`; the report (`aelab.report.tables`, `.plots`) works on it.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from aelab.run.record import hparams_row, read_metrics
+
+# the first columns of the DataFrame; then the hyper-parameters, then the metrics
+JOB_COLUMNS = ("job", "status", "error")
+
+
+class NotASweepError(ValueError):
+    """The folder is no sweep of `aelab-train -m`: missing, not a folder, or without job folders.
+    The message names the folder and what was expected; `folder` holds it."""
+
+    def __init__(self, folder: Path, message: str) -> None:
+        super().__init__(message)
+        self.folder = folder
+
+
+@dataclass
+class Job:
+    """One job folder of the sweep: its status, hyper-parameters and final metrics."""
+
+    name: str
+    path: Path
+    status: str  # completed | failed | interrupted | unfinished
+    error: str = ""
+    hparams: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def job_dirs(sweep: Path) -> list[Path]:
+    """The job folders of a sweep (those holding `.hydra/config.yaml`), in job order.
+
+    Raises NotASweepError naming `sweep` when it is not a folder or holds no job folder (with a
+    hint when it is a single run, or holds sweeps one level down).
+    """
+    sweep = Path(sweep)
+    if not sweep.is_dir():
+        raise NotASweepError(sweep, f"{sweep} is not a folder")
+    jobs = [d for d in sweep.iterdir() if (d / ".hydra" / "config.yaml").is_file()]
+    if not jobs:
+        hint = ""
+        if (sweep / ".hydra").is_dir():
+            hint = " (it is a single run; pass the folder of a sweep: outputs/multiruns/...)"
+        else:
+            inner = sorted({p.parents[2] for p in sweep.glob("*/*/.hydra/config.yaml")})
+            if inner:
+                hint = f" (sweeps inside it: {', '.join(str(p) for p in inner[:3])})"
+        raise NotASweepError(
+            sweep,
+            f"no sweep jobs in {sweep}: expected job folders with .hydra/config.yaml, "
+            f"as written by `aelab-train -m`{hint}",
+        )
+
+    def order(d: Path) -> tuple[int, str]:
+        num = d.name.split("_", 1)[0]
+        return (int(num) if num.isdigit() else sys.maxsize, d.name)
+
+    return sorted(jobs, key=order)
+
+
+def _config(path: Path) -> dict[str, Any]:
+    """The stored config as plain data, each top-level node resolved where it can be (paths need
+    Hydra's runtime and stay as written)."""
+    cfg = OmegaConf.load(path)
+    out: dict[str, Any] = {}
+    for key in cfg:
+        try:
+            node = cfg[key]
+            out[key] = (
+                OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+            )
+        except (OmegaConfBaseException, ValueError):
+            out[key] = OmegaConf.to_container(cfg, resolve=False)[key]
+    return out
+
+
+def load_job(path: Path) -> Job:
+    """One job folder: no metrics.json is `unfinished`, an unreadable one `failed`."""
+    job = Job(path.name, path, "unfinished", "no metrics.json: still running, or stopped")
+    try:
+        job.hparams = hparams_row(_config(path / ".hydra" / "config.yaml"))
+    except (OmegaConfBaseException, KeyError, TypeError, ValueError, ImportError) as err:
+        job.error = f"unreadable config: {type(err).__name__}: {err}"
+    try:
+        data = read_metrics(path)
+    except FileNotFoundError:
+        return job
+    except (OSError, ValueError) as err:  # NotMetricsError too: JSON, but no object
+        job.status, job.error = "failed", f"unreadable metrics.json: {err}"
+        return job
+    job.status = str(data.get("status", "completed"))  # or failed, interrupted
+    resume = f"to continue: {data['resume']}" if data.get("resume") else ""
+    job.error = str(data.get("error") or resume)
+    job.metrics = {
+        k: float(v)
+        for k, v in data.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    return job
+
+
+def _ordered_keys(rows: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(k for row in rows for k in row))
+
+
+def jobs_frame(jobs: list[Job], sweep: Path | None = None) -> pd.DataFrame:
+    """The jobs as one DataFrame (see `load_sweep`)."""
+    hparams = [k for k in _ordered_keys([j.hparams for j in jobs]) if k not in JOB_COLUMNS]
+    # metrics.json's figures are `stage/name` or `step`: none has an HParams field's name
+    metrics = sorted(
+        (k for k in _ordered_keys([j.metrics for j in jobs]) if k not in hparams),
+        key=lambda k: (not k.startswith("test/"), k),
+    )
+    head = pd.DataFrame(
+        [[j.name, j.status, j.error] for j in jobs], columns=list(JOB_COLUMNS), dtype=object
+    )
+    # as written (an int stays an int, a missing field is None): the report prints them as is
+    values = pd.DataFrame([j.hparams for j in jobs], columns=hparams, dtype=object)
+    values = values.where(values.notna(), None)
+    figures = pd.DataFrame([j.metrics for j in jobs], columns=metrics, dtype=float)
+    frame = pd.concat([head, values, figures], axis=1)
+    frame["path"] = [j.path for j in jobs]
+    frame.attrs.update(
+        sweep=None if sweep is None else Path(sweep), hparams=hparams, metrics=metrics
+    )
+    return frame
+
+
+def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
+    """A sweep folder of `aelab-train -m` as a DataFrame, one row per job in job order.
+
+    Columns: `job` (the folder's name), `status` (completed, failed, interrupted, or unfinished:
+    no metrics.json), `error` (why it did not complete; "" otherwise), the HParams row's fields
+    (`model`, `latent_dim`, `beta`, `noise`, `noise_level`, `seed`, ...: as the config has them,
+    None where a job's model lacks one), every numeric figure of metrics.json (`val/*`,
+    `test/*`: float, NaN where a job has none), and `path` (the job folder). `attrs` names the
+    `hparams` and `metrics` columns and holds the `sweep` folder.
+
+    Raises NotASweepError (a ValueError) naming the folder when it is missing, not a folder, or
+    holds no job folder.
+    """
+    sweep = Path(sweep_dir)
+    return jobs_frame([load_job(d) for d in job_dirs(sweep)], sweep)

@@ -1,0 +1,12 @@
+"""A run's bookkeeping, without torch or Lightning (`aelab-report` and the resolvers use it).
+
+- `atomic`: the one atomic writer (`write_atomic`, `write_json_atomic`).
+- `folder`: where a run's folder is (new, or the one to resume), its lock, the output-folder
+  check, and clearing a refused run's folder.
+- `record`: run.json (command line, versions, commit, SLURM), the HParams row, metrics.json
+  reading (`read_metrics`).
+- `checkpoint`: the checkpoint key, `last.ckpt`'s place, weights-only loading.
+- `sweep`: Hydra callbacks of a sweep: the launcher check, its plan, the progress lines.
+
+Nothing is imported here: `aelab.data.source` uses `atomic`, and `folder` needs it back.
+"""

@@ -1,0 +1,41 @@
+"""Checkpoints written by aelab-train: the key of aelab's own entry, where `last.ckpt` is, and
+loading one weights-only (torch is imported only there)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aelab.checks import ConfigError
+
+# a checkpoint's own entry: {"config": the composed run config, "model_class": "module.Class"}
+CHECKPOINT_KEY = "aelab"
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint written by aelab-train, loaded weights-only (a pickle is code) on the CPU.
+
+    Raises ConfigError (`ckpt_path`) for a missing file, a file torch cannot load weights-only
+    (naming the refused global), or a checkpoint without aelab's entry or a state_dict.
+    """
+    import torch  # here only: the rest of aelab.run stays torch-free
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("ckpt_path", str(path), "an existing checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not our checkpoint"
+        # the line naming the refused global (a pickle calling os.system: posix.system)
+        found = [ln.strip() for ln in str(err).splitlines() if "unsupported global" in ln.lower()]
+        reason = found[0] if found else f"not a torch checkpoint: {type(err).__name__}"
+        raise ConfigError(
+            "ckpt_path",
+            str(path),
+            f"a checkpoint written by aelab-train (loading failed: {reason})",
+        ) from None
+    meta = ckpt.get(CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
+    if not isinstance(meta, dict) or not meta.get("config") or "state_dict" not in ckpt:
+        raise ConfigError("ckpt_path", str(path), "a checkpoint written by aelab-train")
+    return ckpt

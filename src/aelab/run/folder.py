@@ -1,0 +1,154 @@
+"""Where a run's folder is (a new one, or the one to resume), one process at a time in it, a
+check that it can be made, and no folder left behind by a run refused for bad input."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from aelab.checks import ConfigError
+from aelab.data.source import DataSourceError
+from aelab.run.atomic import write_json_atomic
+from aelab.run.checkpoint import LAST_CHECKPOINT
+
+
+def run_overrides(overrides: Iterable[Any]) -> list[str]:
+    """The command-line overrides that define a run: all but `resume=...`."""
+    return [str(o) for o in overrides if str(o).lstrip("+~").split("=", 1)[0] != "resume"]
+
+
+def stored_overrides(run_dir: str | Path) -> list[str] | None:
+    """The overrides a run folder was started with (`.hydra/overrides.yaml`); None: not a run."""
+    try:
+        stored = yaml.safe_load((Path(run_dir) / ".hydra" / "overrides.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return run_overrides(stored) if isinstance(stored, list) else None
+
+
+def run_dir(resume: Any, overrides: Iterable[Any], runs_root: str, new: str) -> str:
+    """`hydra.run.dir`: a new folder, or the folder of the run to continue.
+
+    resume=true: the newest run under `runs_root` started with the same overrides that holds
+    `checkpoints/last.ckpt`; resume=<run dir>: that folder, if it was started with the same
+    overrides. Otherwise a new folder, and `aelab-train` says why it cannot resume.
+    """
+    new_dir = f"{runs_root}/{new}"
+    if resume is None or resume is False:
+        return new_dir
+    wanted = run_overrides(overrides)
+    if resume is True:
+        found = sorted(Path(runs_root).glob(f"*/*/{LAST_CHECKPOINT}"), reverse=True)
+        candidates = [ckpt.parents[1] for ckpt in found]
+    else:
+        candidates = [Path(str(resume))]
+    for folder in candidates:
+        if (folder / LAST_CHECKPOINT).is_file() and stored_overrides(folder) == wanted:
+            return str(folder)
+    return new_dir
+
+
+@contextlib.contextmanager
+def run_folder_lock(folder: str | Path) -> Iterator[None]:
+    """Train in the run folder only while no other process does (two `resume=true` of one run,
+    or a resume while the run still goes). The kernel drops the lock however the process ends.
+
+    Raises ConfigError (`resume`) when another process holds it.
+    """
+    with open(Path(folder) / ".lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            allowed = "a run folder no other process is training in"
+            raise ConfigError("resume", str(folder), allowed) from None
+        yield
+
+
+class OutputFolderCheck(Callback):
+    """Hydra callback: before Hydra makes the run (or sweep) folder, make sure it can.
+
+    Otherwise Hydra fails deep inside with a traceback; this says it in one line (exit status 2).
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(config: DictConfig, key: str) -> None:
+        HydraConfig.instance().set_config(config)  # `${hydra:...}` in the paths resolves from it
+        folder = Path(str(OmegaConf.select(config, key)))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as err:
+            error = ConfigError(
+                "paths.log_dir",
+                OmegaConf.select(config, "paths.log_dir"),
+                f"a folder runs can be written in ({folder}: {err.strerror})",
+            )
+            print(f"aelab-{config.task_name}: error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+
+HYDRA_RECORDS = ("config.yaml", "hydra.yaml", "overrides.yaml")  # what Hydra puts in .hydra/
+
+
+@contextlib.contextmanager
+def nothing_left_if_refused() -> Iterator[None]:
+    """A run refused for bad input (ConfigError, DataSourceError) leaves no folder behind.
+
+    Hydra makes the run folder before the task starts; while it holds only Hydra's own files
+    (.hydra/, the job's log, the run lock) those are removed, then the folder if empty. A folder
+    holding anything else (checkpoints: a resumed run) is never touched. A sweep's job folder
+    stays, with metrics.json `"status": "failed"` and the reason, for the sweep's report.
+    """
+    try:
+        yield
+    except (ConfigError, DataSourceError) as err:
+        if HydraConfig.initialized():
+            error = str(err) if isinstance(err, ConfigError) else f"data.data_dir: {err}"
+            _discard_refused(Path(HydraConfig.get().runtime.output_dir), error)
+        raise
+
+
+def _discard_refused(folder: Path, error: str) -> None:
+    root = logging.getLogger()
+    logs = [
+        h
+        for h in root.handlers
+        if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == folder
+    ]
+    own = {".hydra", ".lock", *(Path(h.baseFilename).name for h in logs)}
+    try:
+        if not {p.name for p in folder.iterdir()} <= own:
+            return
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            write_json_atomic(folder / "metrics.json", {"status": "failed", "error": error})
+            return
+        for handler in logs:  # the log file is open: close it before it goes
+            handler.close()
+            root.removeHandler(handler)
+        for name in own - {".hydra"}:
+            (folder / name).unlink(missing_ok=True)
+        for name in HYDRA_RECORDS:
+            (folder / ".hydra" / name).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            (folder / ".hydra").rmdir()
+        folder.rmdir()
+    except OSError:  # whatever could not go stays (not empty, or not ours to remove)
+        return

@@ -1,0 +1,203 @@
+"""What a run records about itself: run.json (how to reproduce it), the HParams row (what tells
+it apart from other runs), and reading metrics.json back (`read_metrics`, its one reader)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from hydra.utils import get_class
+from omegaconf import DictConfig
+
+PACKAGES = ("aelab", "torch", "torchvision", "pytorch-lightning", "hydra-core", "torchmetrics")
+METRICS_FILE = "metrics.json"
+
+
+# --- metrics.json -----------------------------------------------------------------------------
+
+
+class NotMetricsError(ValueError):
+    """metrics.json holds JSON, but not an object of figures."""
+
+
+def read_metrics(folder: str | Path) -> dict[str, Any]:
+    """A run folder's metrics.json: `status` (completed when absent: written before it had one),
+    `error`, `resume`, `step` and the figures (`val/*`, `test/*`, floats).
+
+    Raises FileNotFoundError when there is none (a run still going, or stopped hard), ValueError
+    when it is not JSON (NotMetricsError: JSON, not an object), OSError when it cannot be read.
+    """
+    data = json.loads((Path(folder) / METRICS_FILE).read_text())
+    if not isinstance(data, dict):
+        raise NotMetricsError(f"not a JSON object but {type(data).__name__}")
+    return data
+
+
+# --- run.json -----------------------------------------------------------------------------------
+
+
+def _git_state(root: str | Path | None = None) -> dict[str, Any]:
+    """The commit of `root` (default: this checkout) and whether files differ from it; files git
+    ignores (.gitignore: build outputs, wheels) do not count. None for both outside a git tree."""
+    root = Path(__file__).resolve().parents[3] if root is None else Path(root)
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = (
+            subprocess.run(
+                ["git", "status", "--porcelain"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
+            ).stdout.strip()
+            != ""
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+ARGV_ENV = "AELAB_ARGV"
+
+
+class RecordCommandLine(Callback):
+    """Hydra callback: a sweep's command line, for its jobs' `run.json`.
+
+    Jobs that another process runs (submitit's under SLURM or `submitit_local`, joblib's workers)
+    see that process's own `sys.argv`. They inherit the sweep's environment (sbatch passes it
+    on), so the user's line travels in `AELAB_ARGV` (JSON), set here before any job starts.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ[ARGV_ENV] = json.dumps(sys.argv)
+
+
+def command_line() -> list[str]:
+    """The user's command line: `sys.argv`, or in a sweep's job the sweep's (`AELAB_ARGV`)."""
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if multirun and ARGV_ENV in os.environ:
+        try:
+            argv = json.loads(os.environ[ARGV_ENV])
+        except ValueError:
+            argv = None
+        if isinstance(argv, list) and all(isinstance(a, str) for a in argv):
+            return argv
+    return list(sys.argv)
+
+
+def under_slurm() -> bool:
+    """Started by SLURM (srun or sbatch), as Lightning's `SLURMEnvironment.detect()` tells it: a
+    job name of `bash` or `interactive` marks an interactive allocation, which does not count."""
+    return "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in (
+        "bash",
+        "interactive",
+    )
+
+
+def slurm_job_id() -> str:
+    """This job as `scontrol` names it: `<array job>_<task>` for a task of an array."""
+    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    if array_job is not None:
+        return f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return os.environ["SLURM_JOB_ID"]
+
+
+def run_info() -> dict[str, Any]:
+    """What a rerun needs beyond the config: the command line, versions, the code's commit, and
+    under SLURM the job and how often SLURM restarted it (`SLURM_RESTART_COUNT`)."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    info: dict[str, Any] = {
+        "argv": command_line(),
+        "python": sys.version.split()[0],
+        "packages": versions,
+        "git": _git_state(),
+    }
+    if under_slurm():
+        info["slurm"] = {
+            "job": slurm_job_id() if "SLURM_JOB_ID" in os.environ else None,
+            "restarts": int(os.environ.get("SLURM_RESTART_COUNT") or 0),
+        }
+    return info
+
+
+# --- the HParams row --------------------------------------------------------------------------
+
+
+def _short(target: str) -> str:
+    return target.rsplit(".", 1)[-1]
+
+
+MODEL_NAMES = {"Autoencoder": "AE"}  # the class name shown, where it is not the usual one
+
+
+def _fields(group: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    return {f"{prefix}{k}": v for k, v in group.items() if not k.startswith("_")}
+
+
+def _training_length(trainer: Mapping[str, Any]) -> dict[str, int]:
+    """`max_epochs` as a number (-1: no epoch limit, as Lightning writes it; null is the same once
+    `max_steps` is set), and `max_steps` where it ends the run."""
+    max_epochs = trainer.get("max_epochs")
+    max_steps = trainer.get("max_steps")
+    length = {"max_epochs": -1 if max_epochs is None else int(max_epochs)}
+    if max_steps is not None and max_steps >= 0:
+        length["max_steps"] = int(max_steps)
+    return length
+
+
+def hparams_row(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The hyper-parameters that tell runs apart, flat and readable: TensorBoard's HParams columns
+    and the variables of `aelab-report`.
+
+    Model fields by their own names (`latent_dim`, `beta`), the corruption as `noise` (kind) and
+    `noise_level` (std or p) for every noise, other groups' fields as `group.field`; no paths.
+    Values are numbers or strings (lists as text); a field a model lacks (an AE's beta) is absent.
+    Raises KeyError for a config without one of the groups, ImportError for a noise class that
+    cannot be imported.
+    """
+    model, net, noise, optimizer = cfg["model"], cfg["net"], cfg["noise"], cfg["optimizer"]
+    name = _short(model["_target_"])
+    row: dict[str, Any] = {"model": MODEL_NAMES.get(name, name), **_fields(model)}
+    row["noise"] = getattr(get_class(noise["_target_"]), "kind", _short(noise["_target_"]))
+    row["noise_level"] = float(noise.get("std", noise.get("p", 0.0)))
+    row["net"] = _short(net["_target_"])
+    row.update(_fields(net, "net."))
+    row["optimizer"] = _short(optimizer["_target_"])
+    row["lr"] = optimizer.get("lr")
+    row.update(_fields({k: v for k, v in optimizer.items() if k != "lr"}, "optimizer."))
+    data = cfg["data"]
+    row.update(
+        batch_size=data["batch_size"],
+        binarize=data["binarize"],
+        classes=str(data["classes"]),
+        seed=cfg["seed"],
+        **_training_length(cfg["trainer"]),
+    )
+    # numbers and text only; a list prints the same from an OmegaConf ListConfig
+    return {
+        k: v if isinstance(v, str | int | float) else str(v)
+        for k, v in row.items()
+        if v is not None
+    }
