@@ -42,7 +42,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = build(data_cfg, "data")
     model = get_class(ckpt["aelab"]["model_class"])(**ckpt["hyper_parameters"])
     model.load_state_dict(ckpt["state_dict"])
-    model.run_config = OmegaConf.to_container(stored)
     loggers = build_loggers(cfg)
     trainer = pl.Trainer(
         default_root_dir=str(output_dir),

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
+from typing_extensions import override
 
 from aelab.checks import ConfigError, check_float, check_int
 from aelab.data.mnist import InMemoryImages
@@ -85,6 +86,7 @@ class EvaluationSuite(pl.Callback):
         self.timings: dict[str, float] = {}
 
     # --- Lightning hook -------------------------------------------------------------------------
+    @override
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         datamodule = trainer.datamodule
         splits = getattr(datamodule, "splits", {})
