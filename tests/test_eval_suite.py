@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from aelab import CONFIG_DIR
 from aelab.callbacks.eval_suite import EvaluationSuite
 from aelab.checks import ConfigError, build
-from aelab.data.mnist import InMemoryImages, whole_batch
+from aelab.data.mnist import InMemoryImages, InMemorySplits, whole_batch
 from aelab.models import VAE, Autoencoder
 from aelab.models.base import EVAL_NOISE_SEED
 from aelab.train import build_trainer
@@ -37,8 +37,8 @@ VAE_KEYS = {"iw_nll", "iw_nll_bits_per_dim", "active_units", "mutual_info"}
 IMAGES = {"interpolations", "traversals", "prior_samples", "manifold", "latent_scatter"}
 
 
-class TinyData(pl.LightningDataModule):
-    """Synthetic digits-like blobs in the MNIST datamodule's shape (`splits`, `classes`)."""
+class TinyData(InMemorySplits, pl.LightningDataModule):
+    """Synthetic digits-like blobs behind the MNIST datamodule's seam (`splits`, `classes`)."""
 
     def __init__(self, classes: list[int] | None = None, binary: bool = False) -> None:
         super().__init__()

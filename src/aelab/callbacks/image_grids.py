@@ -44,10 +44,9 @@ class ImageGrids(pl.Callback):
     @staticmethod
     def _first_batch(trainer: pl.Trainer, split: str) -> Tensor | None:
         datamodule = trainer.datamodule
-        if datamodule is None or split not in getattr(datamodule, "splits", {}):
+        if not hasattr(datamodule, "fixed_batch") or not datamodule.split_size(split):
             return None
-        dataset = datamodule.splits[split]
-        return dataset.__getitems__(list(range(min(16, len(dataset)))))[0]
+        return datamodule.fixed_batch(split)[0]
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
