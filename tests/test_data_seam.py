@@ -7,7 +7,14 @@ import pytest
 import torch
 from conftest import synthetic_images
 
-from aelab.data.mnist import FIXED_DRAW_SEED, InMemoryImages, MNISTDataModule
+from aelab.data.mnist import (
+    FIXED_DRAW_SEED,
+    N_TRAIN,
+    SPLIT_SEED,
+    VAL_SIZE,
+    InMemoryImages,
+    MNISTDataModule,
+)
 from aelab.data.resumable import EpochSampler, ResumableLoader, derive_seed
 
 
@@ -83,3 +90,11 @@ def test_a_resumable_loader_without_seed_or_sampler_is_refused():
 
 def test_the_datamodule_gets_the_runs_seed(make_cfg):
     assert make_cfg("seed=5").data.seed == 5
+
+
+def test_the_split_constants_are_the_configs_defaults(make_cfg):
+    # scripts/benchmark.py imports them to rebuild aelab's training split
+    cfg = make_cfg()
+    assert (cfg.data.val_size, cfg.data.split_seed) == (VAL_SIZE, SPLIT_SEED) == (5000, 0)
+    dm = MNISTDataModule(download=False)
+    assert (dm.val_size, dm.split_seed, N_TRAIN) == (5000, 0, 60_000)

@@ -29,7 +29,9 @@ BINARIZE_SEED = 2024  # fixed: every run sees the same binarized val/test sets
 # the one draw `split_tensors` takes of a dynamically binarized split when given no seed: the
 # evaluation suite's own with its default `eval.seed=0` (seed * 1000 + 6)
 FIXED_DRAW_SEED = 6
-N_TRAIN = 60_000
+N_TRAIN = 60_000  # the official training set, which the train/val split divides
+VAL_SIZE = 5000  # its default validation part (`data.val_size`), drawn with SPLIT_SEED
+SPLIT_SEED = 0
 
 
 class InMemoryImages(Dataset):
@@ -163,11 +165,11 @@ class MNISTDataModule(InMemorySplits, pl.LightningDataModule):
         data_dir: str = "data",
         batch_size: int = 64,
         eval_batch_size: int = 1000,
-        val_size: int = 5000,
+        val_size: int = VAL_SIZE,
         binarize: str = "none",
         classes: Sequence[int] | None = None,
         num_workers: int = 0,
-        split_seed: int = 0,
+        split_seed: int = SPLIT_SEED,
         download: bool = True,
         on_device: bool = True,
         seed: int = 0,
