@@ -78,7 +78,6 @@ from torch import Tensor, nn
 REPO = Path(__file__).resolve().parents[1]
 RESULT = "BENCHMARK-RESULT "
 BATCH_SIZE = 64
-VAL_SIZE, SPLIT_SEED = 5000, 0  # aelab's split (conf/data/mnist.yaml)
 LOOPS = {  # name -> (model, kind); the table keeps this order
     "seed AE": ("ae", "seed"),
     "in-memory AE": ("ae", "memory"),
@@ -269,6 +268,7 @@ def run_seed(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
 
 def training_split(data_dir: Path) -> Tensor:
     """aelab's 55k training images (uint8, N x 784): the same split as aelab.data.mnist."""
+    from aelab.data.mnist import SPLIT_SEED, VAL_SIZE
     from aelab.data.source import read_idx
 
     images = read_idx(data_dir / "MNIST" / "raw" / "train-images-idx3-ubyte")
@@ -298,6 +298,7 @@ def run_aelab(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     from omegaconf import open_dict
 
     from aelab import CONFIG_DIR
+    from aelab.data.mnist import N_TRAIN, VAL_SIZE
     from aelab.train import train
 
     class EpochTimer(pl.Callback):
@@ -325,7 +326,7 @@ def run_aelab(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         def on_train_end(self, trainer, pl_module) -> None:
             self.marks[-1]["end"] = self._now(pl_module)
 
-    timer = _TIMER["aelab"] = EpochTimer()  # Hydra builds it from the config: timer_callback
+    timer = EpochTimer()
     out = Path(tempfile.mkdtemp(prefix="aelab-benchmark-"))
     overrides = [
         f"model={args.model}",
@@ -351,13 +352,12 @@ def run_aelab(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         with open_dict(cfg):
             cfg.paths.output_dir = str(out / "run")  # Hydra would have made it
             del cfg.hydra
-            cfg.callbacks["benchmark_timer"] = {"_target_": "__main__.timer_callback"}
-        metrics = train(cfg)
+        metrics = train(cfg, extra_callbacks=[timer])
     finally:
         shutil.rmtree(out, ignore_errors=True)
     marks = timer.marks
     rss = [m["rss"] for m in marks if "rss" in m]
-    n_train = min(60_000 - VAL_SIZE, (args.limit_batches or 60_000) * BATCH_SIZE)
+    n_train = min(N_TRAIN - VAL_SIZE, (args.limit_batches or N_TRAIN) * BATCH_SIZE)
     result = {
         "times": [m.get("train_end", m["end"]) - m["start"] for m in marks],
         "times_with_val": [m["end"] - m["start"] for m in marks],
@@ -371,14 +371,6 @@ def run_aelab(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         if args.model == "vae":
             result["test_neg_elbo"] = metrics["test/neg_elbo"]
     return result
-
-
-_TIMER: dict[str, Any] = {}
-
-
-def timer_callback() -> Any:
-    """The EpochTimer `run_aelab` made, for Hydra to instantiate from the config (`_target_`)."""
-    return _TIMER["aelab"]
 
 
 # --- --overhead: one aelab-train job, phase by phase ---------------------------------------------

@@ -15,6 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from aelab import CONFIG_DIR
+from aelab.callbacks import RunConfigInCheckpoints
 from aelab.checkpoint_io import AtomicCheckpointIO
 from aelab.checks import ConfigError, exit_on_config_error
 from aelab.data.source import MNIST_FILES, DataSourceError
@@ -237,8 +238,9 @@ def save_checkpoint(make_cfg, path, *overrides: str) -> str:
     """A checkpoint as aelab-train writes it (weights, hyper-parameters, config), of that model."""
     cfg = make_cfg(*overrides)
     model = build_model(cfg)
-    model.run_config = OmegaConf.to_container(cfg, resolve=True)
     ckpt = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+    config = RunConfigInCheckpoints(OmegaConf.to_container(cfg, resolve=True))
+    config.on_save_checkpoint(None, model, ckpt)  # Lightning's order: callbacks, then the model
     model.on_save_checkpoint(ckpt)
     torch.save(ckpt, path)
     return str(path)

@@ -11,8 +11,8 @@ import pytest
 import pytorch_lightning as pl
 from hydra.utils import get_class
 
+from aelab.callbacks.eval_suite import EvaluationSuite
 from aelab.data.mnist import MNISTDataModule
-from aelab.metrics.suite import EvaluationSuite
 from aelab.run.checkpoint import load_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.mnist]

@@ -23,9 +23,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.data import DataLoader
 
 from aelab import CONFIG_DIR
+from aelab.callbacks.eval_suite import EvaluationSuite
 from aelab.checks import ConfigError, build
-from aelab.data.mnist import InMemoryImages, whole_batch
-from aelab.metrics.suite import EvaluationSuite
+from aelab.data.mnist import InMemoryImages, InMemorySplits, whole_batch
 from aelab.models import VAE, Autoencoder
 from aelab.models.base import EVAL_NOISE_SEED
 from aelab.train import build_trainer
@@ -37,8 +37,8 @@ VAE_KEYS = {"iw_nll", "iw_nll_bits_per_dim", "active_units", "mutual_info"}
 IMAGES = {"interpolations", "traversals", "prior_samples", "manifold", "latent_scatter"}
 
 
-class TinyData(pl.LightningDataModule):
-    """Synthetic digits-like blobs in the MNIST datamodule's shape (`splits`, `classes`)."""
+class TinyData(InMemorySplits, pl.LightningDataModule):
+    """Synthetic digits-like blobs behind the MNIST datamodule's seam (`splits`, `classes`)."""
 
     def __init__(self, classes: list[int] | None = None, binary: bool = False) -> None:
         super().__init__()
@@ -194,7 +194,7 @@ def test_one_line_says_which_figures_a_run_of_this_kind_does_not_get(caplog):
     suite = EvaluationSuite(**FAST)
     one = TinyData(classes=[3])
     every = list(range(10))
-    with caplog.at_level(logging.INFO, logger="aelab.metrics.suite"):
+    with caplog.at_level(logging.INFO, logger="aelab.callbacks.eval_suite"):
         metrics, images = suite.evaluate(model, one.splits["test"], one.splits["train"], every)
     lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert "auroc" not in metrics and not set(metrics) & PROBE_KEYS
@@ -212,7 +212,7 @@ def test_a_budget_over_the_split_uses_all_of_it_and_says_so(caplog):
     test = TinyData().splits["test"]
     every = EvaluationSuite(**FAST, images=False).evaluate(model, test)[0]
     suite = EvaluationSuite(**{**FAST, "iw_images": 10**6}, images=False)
-    with caplog.at_level(logging.INFO, logger="aelab.metrics.suite"):
+    with caplog.at_level(logging.INFO, logger="aelab.callbacks.eval_suite"):
         clipped = suite.evaluate(model, test)[0]
     assert clipped["iw_nll"] == every["iw_nll"]
     messages = [r.getMessage() for r in caplog.records]
@@ -268,7 +268,7 @@ def test_grey_levels_are_flagged_and_binary_data_is_not(caplog):
     for binary, flag in ((False, 0.0), (True, 1.0)):
         data = TinyData(binary=binary)
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="aelab.metrics.suite"):
+        with caplog.at_level(logging.WARNING, logger="aelab.callbacks.eval_suite"):
             metrics, _ = suite.evaluate(model, data.splits["test"], data.splits["train"])
         assert metrics["likelihood_on_binarized"] == flag
         warned = any("grey levels" in r.getMessage() for r in caplog.records)
@@ -294,7 +294,7 @@ def test_figures_are_reproducible_and_depend_on_the_seed():
 def test_mse_vae_is_warned_about(caplog):
     model = VAE(latent_dim=2, net=SMALL, recon_loss="mse")
     data = TinyData(binary=True)
-    with caplog.at_level(logging.WARNING, logger="aelab.metrics.suite"):
+    with caplog.at_level(logging.WARNING, logger="aelab.callbacks.eval_suite"):
         EvaluationSuite(**FAST, images=False).evaluate(model, data.splits["test"])
     assert any("recon_loss=mse" in r.getMessage() for r in caplog.records)
 
@@ -455,7 +455,7 @@ QUICK = [
 ]
 BREAK_THE_SUITE = (
     "import sys\n"
-    "from aelab.metrics.suite import EvaluationSuite\n"
+    "from aelab.callbacks.eval_suite import EvaluationSuite\n"
     "def broken(*args): raise ValueError('no figure today')\n"
     "EvaluationSuite.evaluate = broken\n"
     "from aelab.train import main\n"

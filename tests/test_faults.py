@@ -19,10 +19,10 @@ from conftest import synthetic_images
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DistributedSampler
 
+from aelab.callbacks.faults import NonFiniteLossError, NonFiniteLossGuard
 from aelab.checks import ConfigError
 from aelab.data.mnist import InMemoryImages, whole_batch
 from aelab.data.resumable import ResumableLoader
-from aelab.faults import NonFiniteLossError, NonFiniteLossGuard
 from aelab.models import Autoencoder
 from aelab.run.checkpoint import LAST_CHECKPOINT
 from aelab.run.folder import run_dir, run_folder_lock

@@ -22,7 +22,8 @@ from pytorch_lightning.trainer.connectors.checkpoint_connector import _Checkpoin
 from sweep_fixtures import assert_headline_table, assert_progress_line
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from aelab.slurm import SlurmRequeue, hpc_checkpoint_path
+from aelab.callbacks.slurm import SlurmRequeue
+from aelab.slurm import hpc_checkpoint_path
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts" / "slurm"

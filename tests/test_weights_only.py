@@ -17,10 +17,10 @@ from conftest import synthetic_images
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
+from aelab.callbacks.faults import GracefulInterrupt
+from aelab.callbacks.slurm import SlurmRequeue, StoppedBySlurm
 from aelab.data.mnist import InMemoryImages, whole_batch
-from aelab.faults import GracefulInterrupt
 from aelab.models import Autoencoder
-from aelab.slurm import SlurmRequeue, StoppedBySlurm
 from aelab.train import fit_and_test
 
 NOT_SET = "`weights_only` was not set"
@@ -38,9 +38,7 @@ class TinyData(pl.LightningDataModule):
 
 
 def tiny_model() -> Autoencoder:
-    model = Autoencoder(latent_dim=4, net={"_target_": "aelab.nets.MLPNet", "hidden": [16]})
-    model.run_config = {}
-    return model
+    return Autoencoder(latent_dim=4, net={"_target_": "aelab.nets.MLPNet", "hidden": [16]})
 
 
 def tiny_trainer(folder: Path, *callbacks: pl.Callback, epochs: int = 1) -> pl.Trainer:

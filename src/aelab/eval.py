@@ -44,7 +44,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = build(data_cfg, "data")
     model = get_class(ckpt["aelab"]["model_class"])(**ckpt["hyper_parameters"])
     model.load_state_dict(ckpt["state_dict"])
-    model.run_config = OmegaConf.to_container(stored)
     trainer = build_trainer(cfg)  # as aelab-train does: `trainer`, `callbacks`, `logger`
     write_json_atomic(output_dir / "run.json", run_info())
     metrics = {k: float(v) for k, v in trainer.test(model, datamodule=datamodule)[0].items()}

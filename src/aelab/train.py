@@ -16,6 +16,7 @@ import math
 import re
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,9 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from aelab import CONFIG_DIR
 from aelab.board import write_hparams
-from aelab.callbacks import ValidateAtMaxSteps
+from aelab.callbacks.faults import NonFiniteLossError, RunInterrupted, last_checkpoint_path
+from aelab.callbacks.run_config import RunConfigInCheckpoints
+from aelab.callbacks.validate import ValidateAtMaxSteps
 from aelab.checkpoint_io import AtomicCheckpointIO
 from aelab.checks import (
     ConfigError,
@@ -47,7 +50,6 @@ from aelab.checks import (
     refusal,
 )
 from aelab.data.source import DataSourceError
-from aelab.faults import NonFiniteLossError, RunInterrupted, last_checkpoint_path
 from aelab.report.board import hparams_with_flags
 from aelab.run.atomic import write_json_atomic
 from aelab.run.checkpoint import LAST_CHECKPOINT, load_checkpoint
@@ -141,8 +143,11 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
     return [build(c, f"logger.{k}") for k, c in chosen.items() if c is not None]
 
 
-def build_trainer(cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
-    """The Trainer of `cfg.trainer` with the `callbacks` and `logger` groups.
+def build_trainer(
+    cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = (), **kwargs: Any
+) -> pl.Trainer:
+    """The Trainer of `cfg.trainer` with the `callbacks` and `logger` groups, and
+    `extra_callbacks` after them (callbacks given as objects, not built from the config).
 
     Raises ConfigError naming the group's field, also for Lightning's own refusals.
     """
@@ -151,6 +156,7 @@ def build_trainer(cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
     callbacks = [build(c, _callback_group(chosen, k)) for k, c in chosen.items() if c is not None]
     if cfg.trainer.get("max_steps", -1) >= 0:  # the test must score the weights training ended with
         callbacks.append(ValidateAtMaxSteps())
+    callbacks.extend(extra_callbacks)
     loggers = build_loggers(cfg)
     if not loggers:  # `logger=none`: Lightning's LR monitor refuses to start without a logger
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
@@ -283,11 +289,11 @@ def fit_and_test(
     return metrics
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[str, float]:
     """Fit, test the best checkpoint, and write `metrics.json` and the HParams row.
 
     `metrics.json` also records a run that failed (NaN loss, an error while testing) or was
-    stopped (Ctrl-C).
+    stopped (Ctrl-C). `extra_callbacks` join the `callbacks` group's (e.g. a benchmark's timer).
     """
     check_trainer(cfg.trainer)
     if cfg.test:
@@ -299,8 +305,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     datamodule = build(cfg.data, "data")
     model = build_model(cfg)
-    model.run_config = OmegaConf.to_container(cfg, resolve=True)
-    trainer = build_trainer(cfg)
+    run_config = OmegaConf.to_container(cfg, resolve=True)
+    trainer = build_trainer(
+        cfg, extra_callbacks=[RunConfigInCheckpoints(run_config), *extra_callbacks]
+    )
     ckpt_path, start_step = resume_path(cfg, model)
     finished = _completed_metrics(output_dir) if cfg.get("resume") else None
     # DDP's other processes share the folder and write nothing in it
@@ -334,7 +342,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if not writer:
         return metrics
     write_json_atomic(output_dir / "metrics.json", {"status": "completed", **metrics})
-    row = hparams_with_flags(hparams_row(model.run_config), metrics)
+    row = hparams_with_flags(hparams_row(run_config), metrics)
     # a sweep's job writes no HParams columns: the sweep writes them over all its jobs at its
     # end (one job's would stand for every job of the sweep until then)
     in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN

@@ -26,7 +26,12 @@ log = logging.getLogger(__name__)
 
 BINARIZE = ("none", "dynamic", "static")
 BINARIZE_SEED = 2024  # fixed: every run sees the same binarized val/test sets
-N_TRAIN = 60_000
+# the one draw `split_tensors` takes of a dynamically binarized split when given no seed: the
+# evaluation suite's own with its default `eval.seed=0` (seed * 1000 + 6)
+FIXED_DRAW_SEED = 6
+N_TRAIN = 60_000  # the official training set, which the train/val split divides
+VAL_SIZE = 5000  # its default validation part (`data.val_size`), drawn with SPLIT_SEED
+SPLIT_SEED = 0
 
 
 class InMemoryImages(Dataset):
@@ -57,6 +62,27 @@ class InMemoryImages(Dataset):
         x = self.images.index_select(0, idx).float().div_(255.0)
         return x, self.labels.index_select(0, idx)
 
+    def tensors(
+        self, indices: Tensor | None = None, seed: int | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Images float B x C x H x W in [0, 1] and labels long B, where the images live.
+
+        `indices`: which images, in that order (None: all). A dynamically binarized split gets
+        one draw from a generator seeded with `seed` (None: `FIXED_DRAW_SEED`), the same every
+        call. Raises IndexError for an index outside [0, len).
+        """
+        n = len(self)
+        idx = torch.arange(n) if indices is None else torch.as_tensor(indices, dtype=torch.long)
+        bad = idx[(idx < 0) | (idx >= n)]
+        if bad.numel():
+            raise IndexError(f"index {int(bad[0])} is out of range for {n} images")
+        device = self.images.device
+        x = self.images[idx.to(device)].float().div_(255.0)
+        if self.dynamic_binarize:
+            seed = FIXED_DRAW_SEED if seed is None else seed
+            x = torch.bernoulli(x, generator=torch.Generator(device=device).manual_seed(seed))
+        return x, self.labels[idx.to(self.labels.device)].long()
+
     def finish_batch(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         """The random part of serving a batch, from the global torch RNG."""
         if not self.dynamic_binarize:
@@ -83,13 +109,55 @@ def whole_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
     return batch
 
 
-class MNISTDataModule(pl.LightningDataModule):
+class InMemorySplits:
+    """The public seam between a datamodule of `InMemoryImages` splits (`self.splits`) and its
+    users (the callbacks): a split's size and tensors, and a fixed batch.
+
+    A datamodule of other data offers the same names: `image_shape` (C, H, W), `classes`,
+    `data_dir`, `split_size`, `split_tensors`, `fixed_batch`.
+    """
+
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    splits: dict[str, InMemoryImages]
+
+    def split_size(self, split: str) -> int:
+        """Images in `split`; 0 when it does not exist or is not set up."""
+        found = self.splits.get(split)
+        return 0 if found is None else len(found)
+
+    def split_tensors(
+        self, split: str, indices: Tensor | None = None, *, seed: int | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Images float B x C x H x W in [0, 1] (binarized where the datamodule binarizes the
+        split: one fixed draw, from `seed` when given) and labels long B, on the datamodule's
+        device; `indices` picks and orders them (None: all).
+
+        Raises ValueError for a split that does not exist or is not set up (naming the ones
+        that are), IndexError for an index out of range.
+        """
+        found = self.splits.get(split)
+        if found is None:
+            allowed = ", ".join(self.splits) or "none (not set up)"
+            raise ValueError(f"split {split!r} is not available: allowed {allowed}")
+        try:
+            return found.tensors(indices, seed)
+        except IndexError as err:
+            raise IndexError(f"split {split!r}: {err}") from None
+
+    def fixed_batch(self, split: str, n: int = 16) -> tuple[Tensor, Tensor]:
+        """The first `n` images of `split` (fewer if it holds fewer) and their labels, as
+        `split_tensors` gives them: the same in every run. Raises as `split_tensors`."""
+        return self.split_tensors(split, torch.arange(min(n, self.split_size(split))))
+
+
+class MNISTDataModule(InMemorySplits, pl.LightningDataModule):
     """MNIST train/val split from the official 60k (fixed seed), the official 10k test set.
 
     `classes` keeps only those digits in train and val (one-class training); the test set always
     holds all ten, so anomaly detection can score it. `binarize`: none (grey levels in [0, 1]),
     dynamic (a new Bernoulli draw per batch while training; val/test binarized once with a fixed
-    seed), static (everything binarized once with a fixed seed).
+    seed), static (everything binarized once with a fixed seed). `seed`: the order of the
+    training batches and their random numbers (aelab-train hands in the run's `seed`).
     """
 
     def __init__(
@@ -97,13 +165,14 @@ class MNISTDataModule(pl.LightningDataModule):
         data_dir: str = "data",
         batch_size: int = 64,
         eval_batch_size: int = 1000,
-        val_size: int = 5000,
+        val_size: int = VAL_SIZE,
         binarize: str = "none",
         classes: Sequence[int] | None = None,
         num_workers: int = 0,
-        split_seed: int = 0,
+        split_seed: int = SPLIT_SEED,
         download: bool = True,
         on_device: bool = True,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.data_dir = Path(data_dir)
@@ -116,6 +185,7 @@ class MNISTDataModule(pl.LightningDataModule):
         self.split_seed = split_seed
         self.download = download
         self.on_device = on_device
+        self.seed = check_int("seed", seed, 0)
         self.splits: dict[str, InMemoryImages] = {}
 
     @staticmethod
@@ -180,6 +250,7 @@ class MNISTDataModule(pl.LightningDataModule):
             self.setup()
         dataset = self.splits[split]
         # the shuffled loader is resumable mid-epoch and replays each batch's randomness exactly
+        resumable = {"seed": self.seed} if shuffle else {}
         return (ResumableLoader if shuffle else DataLoader)(
             dataset,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
@@ -187,6 +258,7 @@ class MNISTDataModule(pl.LightningDataModule):
             collate_fn=whole_batch,
             persistent_workers=self.num_workers > 0,
             multiprocessing_context=worker_start_method() if self.num_workers else None,
+            **resumable,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,11 +30,6 @@ def derive_seed(*keys: int) -> int:
     """A well-mixed 63-bit seed from integers in [0, 2**64) (BLAKE2b: ~1 us, the same anywhere)."""
     digest = hashlib.blake2b(b"".join(k.to_bytes(8, "little") for k in keys), digest_size=8)
     return int.from_bytes(digest.digest(), "little") >> 1
-
-
-def run_seed() -> int:
-    """The run's seed: what `pl.seed_everything` recorded, else torch's initial seed."""
-    return int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed()))
 
 
 def seed_global_rng(seed: int) -> None:
@@ -73,7 +67,9 @@ class EpochSampler(Sampler[int]):
 class ResumableLoader(DataLoader):
     """`DataLoader(shuffle=True)` whose place in the epoch is saved in Lightning checkpoints.
 
-    Under DDP Lightning re-creates it with a DistributedSampler; it is then a plain loader.
+    `seed`: the run's (the datamodule hands it in); the order and the random numbers of every
+    batch derive from it. Under DDP Lightning re-creates it with a DistributedSampler; it is then
+    a plain loader. Raises ValueError without a seed or a sampler.
     """
 
     def __init__(
@@ -85,7 +81,9 @@ class ResumableLoader(DataLoader):
         **kwargs: Any,
     ) -> None:
         if sampler is None:
-            sampler = EpochSampler(len(dataset), run_seed() if seed is None else seed)
+            if seed is None:
+                raise ValueError("ResumableLoader needs seed= (the run's seed) or a sampler")
+            sampler = EpochSampler(len(dataset), seed)
         super().__init__(dataset, *args, sampler=sampler, **kwargs)
         self.position = (0, 0)  # (epoch, batches of it handed out)
         self._resume: tuple[int, int] | None = None

@@ -1,9 +1,9 @@
 """Metrics: running means of per-image figures, the likelihood and information estimators, and
 one-class AUROC.
 
-The probes (scikit-learn), the generation figures (matplotlib) and the test-time suite that runs
-them all (`aelab.metrics.suite.EvaluationSuite`) are imported from their modules, so importing a
-model does not load those libraries.
+The probes (scikit-learn) and the generation figures (matplotlib) are imported from their
+modules, so importing a model does not load those libraries; the test-time suite that runs them
+all is a callback, `aelab.callbacks.EvaluationSuite`.
 """
 
 from aelab.metrics.anomaly import DCAE_BASELINE_AUROC, anomaly_scores, one_class_auroc

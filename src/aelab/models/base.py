@@ -29,6 +29,7 @@ from aelab.noise import Noise
 from aelab.run.checkpoint import CHECKPOINT_KEY
 
 EVAL_NOISE_SEED = 1234  # the corrupted val/test inputs are the same in every run and re-evaluation
+TRAIN_MEANS_KEY = "aelab_train_means"  # the epoch's training sums so far, for resume
 
 DEFAULT_NET = {"_target_": "aelab.nets.MLPNet", "hidden": [128, 64]}
 DEFAULT_NOISE = {"_target_": "aelab.noise.Noise"}
@@ -139,9 +140,8 @@ class AutoencoderModule(pl.LightningModule):
             self.decoder = nets.decoder(self.latent_dim, self.image_shape)
         self.noise: Noise = build_group(noise, "noise")
         self.train_means, self.val_means, self.test_means = (RunningMeans() for _ in range(3))
-        self.run_config: dict[str, Any] | None = (
-            None  # the composed run config, kept in checkpoints
-        )
+        # the training sums of an epoch a checkpoint was saved in, until training starts again
+        self._resumed_train_means: dict[str, Any] | None = None
         # the `val/*` figures of the last validation, as the checkpoint loaded last held them
         self.last_validation: dict[str, float] = {}
 
@@ -279,18 +279,34 @@ class AutoencoderModule(pl.LightningModule):
             os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
         return instantiate(self.hparams["optimizer"], params=self.parameters())
 
+    @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stored = checkpoint.get(CHECKPOINT_KEY) or {}
         checkpoint[CHECKPOINT_KEY] = {
             "version": aelab.__version__,
             "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
-            "config": self.run_config,
+            # the composed run config: aelab.callbacks.RunConfigInCheckpoints writes it
+            "config": stored.get("config"),
             # a run resumed after its last validation validates no more, yet reports these
             "validation": self._validation_figures(),
         }
+        # a run resumed mid-epoch logs the same `train/*` epoch means as one that never stopped
+        sums = {k: v.cpu() for k, v in self.train_means.sums.items()}
+        checkpoint[TRAIN_MEANS_KEY] = {"sums": sums, "weights": dict(self.train_means.weights)}
 
+    @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         stored = checkpoint.get(CHECKPOINT_KEY) or {}
         self.last_validation = dict(stored.get("validation") or {})
+        self._resumed_train_means = checkpoint.get(TRAIN_MEANS_KEY)
+
+    @override
+    def on_train_start(self) -> None:
+        # here, not on loading: the model is on its device only now
+        resumed, self._resumed_train_means = self._resumed_train_means, None
+        if resumed is not None:
+            self.train_means.sums = {k: v.to(self.device) for k, v in resumed["sums"].items()}
+            self.train_means.weights = dict(resumed["weights"])
 
     def _validation_figures(self) -> dict[str, float]:
         trainer = self._trainer  # None: saved by hand, outside a Trainer

@@ -60,9 +60,9 @@ class BetaTCVAE(VAE):
 
     def setup(self, stage: str) -> None:
         if self.dataset_size is None:
-            splits = getattr(self.trainer.datamodule, "splits", {})
-            if "train" in splits:
-                self.dataset_size = len(splits["train"])
+            size = getattr(self.trainer.datamodule, "split_size", lambda split: 0)("train")
+            if size > 0:
+                self.dataset_size = size
                 self.hparams["dataset_size"] = self.dataset_size  # kept in checkpoints
 
     def loss(

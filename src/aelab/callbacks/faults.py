@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor
+from typing_extensions import override
 
 from aelab.checks import check_int
 
@@ -61,16 +62,19 @@ class NonFiniteLossGuard(pl.Callback):
         self._batch: Any = None
         self._batch_idx = 0
 
+    @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.requested is None:
             on_cpu = trainer.strategy.root_device.type == "cpu"
             self.every = 1 if on_cpu else self.ACCELERATOR_EVERY
 
+    @override
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         self._batch, self._batch_idx = batch, batch_idx  # only for the message
 
+    @override
     def on_before_backward(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Tensor
     ) -> None:
@@ -88,9 +92,11 @@ class NonFiniteLossGuard(pl.Callback):
         if step % self.every == 0:
             self.check(trainer, pl_module, loss)
 
+    @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.check(trainer, pl_module)
 
+    @override
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
@@ -136,13 +142,14 @@ class GracefulInterrupt(pl.Callback):
     where Lightning takes its own step checkpoints, so a resumed run continues exactly (Python's
     KeyboardInterrupt lands anywhere, e.g. half-way through an optimizer step). A second Ctrl-C
     stops at once; the last checkpoint is then the one written before. (SIGTERM/SIGUSR1 under
-    SLURM are `aelab.slurm`'s.)
+    SLURM are `aelab.callbacks.SlurmRequeue`'s.)
     """
 
     def __init__(self) -> None:
         self.requested = False
         self._previous: Any = None
 
+    @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._on_sigint)
@@ -161,6 +168,7 @@ class GracefulInterrupt(pl.Callback):
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
 
+    @override
     def on_train_batch_end(
         self,
         trainer: pl.Trainer,
@@ -175,11 +183,13 @@ class GracefulInterrupt(pl.Callback):
             trainer.save_checkpoint(last_checkpoint_path(trainer), weights_only=False)
             raise KeyboardInterrupt
 
+    @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore()
         if self.requested:  # came during the last validation: last.ckpt is already final
             raise KeyboardInterrupt
 
+    @override
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:

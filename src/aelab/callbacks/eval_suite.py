@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytorch_lightning as pl
 import torch
@@ -24,9 +25,9 @@ from matplotlib.figure import Figure
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
+from typing_extensions import override
 
 from aelab.checks import ConfigError, check_float, check_int
-from aelab.data.mnist import InMemoryImages
 from aelab.metrics import generation
 from aelab.metrics.anomaly import anomaly_scores, one_class_auroc
 from aelab.metrics.disentanglement import kl_decomposition
@@ -42,6 +43,32 @@ from aelab.models.vqvae import codebook_figures
 log = logging.getLogger(__name__)
 
 Images = dict[str, Tensor | Figure]
+
+
+class Split(Protocol):
+    """The images the suite scores: an `aelab.data.mnist.InMemoryImages`, or a datamodule's
+    split through its public seam (`DatamoduleSplit`)."""
+
+    def __len__(self) -> int: ...
+
+    def tensors(
+        self, indices: Tensor | None = None, seed: int | None = None
+    ) -> tuple[Tensor, Tensor]: ...
+
+
+class DatamoduleSplit:
+    """One split of a datamodule, through `split_size` and `split_tensors`."""
+
+    def __init__(self, datamodule: Any, name: str) -> None:
+        self.datamodule, self.name = datamodule, name
+
+    def __len__(self) -> int:
+        return self.datamodule.split_size(self.name)
+
+    def tensors(
+        self, indices: Tensor | None = None, seed: int | None = None
+    ) -> tuple[Tensor, Tensor]:
+        return self.datamodule.split_tensors(self.name, indices, seed=seed)
 
 
 class EvaluationSuite(pl.Callback):
@@ -89,19 +116,20 @@ class EvaluationSuite(pl.Callback):
         self.timings: dict[str, float] = {}
 
     # --- Lightning hook -------------------------------------------------------------------------
+    @override
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         datamodule = trainer.datamodule
-        splits = getattr(datamodule, "splits", {})
-        if "test" not in splits:
+        if not hasattr(datamodule, "split_tensors") or not datamodule.split_size("test"):
             log.warning("evaluation suite skipped: the datamodule has no test split")
             return
+        test, train = (DatamoduleSplit(datamodule, name) for name in ("test", "train"))
         classes = getattr(datamodule, "classes", None)
         data_dir = getattr(datamodule, "data_dir", None)
         cache = None
         if self.pca_cache and data_dir is not None:
             cache = PCABaselineCache(Path(data_dir) / "cache" / "pca_baselines")
         metrics, images = self.evaluate(
-            pl_module, splits["test"], splits.get("train"), classes, cache
+            pl_module, test, train if len(train) else None, classes, cache
         )
         # under DDP every process scores the whole test set with the same seeded generators, so
         # the figures are equal; synced with max (exact for equal values) as the model's means are
@@ -117,8 +145,8 @@ class EvaluationSuite(pl.Callback):
     def evaluate(
         self,
         model: pl.LightningModule,
-        test: InMemoryImages,
-        train: InMemoryImages | None = None,
+        test: Split,
+        train: Split | None = None,
         classes: list[int] | None = None,
         pca_cache: PCABaselineCache | None = None,
     ) -> tuple[dict[str, float], Images]:
@@ -192,7 +220,7 @@ class EvaluationSuite(pl.Callback):
     def _probes(
         self,
         model: pl.LightningModule,
-        train: InMemoryImages,
+        train: Split,
         x: Tensor,
         z: Tensor,
         y: Tensor,
@@ -288,14 +316,12 @@ class EvaluationSuite(pl.Callback):
         return torch.randperm(n, generator=g)[:size]
 
     def _tensors(
-        self, split: InMemoryImages, size: int | None, device: torch.device, name: str = ""
+        self, split: Split, size: int | None, device: torch.device, name: str = ""
     ) -> tuple[Tensor, Tensor]:
         """Images in [0, 1] and labels; a dynamically binarized split gets one fixed draw."""
-        idx = self._subset(len(split), size, offset=5, name=name).to(split.images.device)
-        x = split.images[idx].to(device).float().div_(255.0)
-        if split.dynamic_binarize:
-            x = torch.bernoulli(x, generator=self._generator_on(device, 6))
-        return x, split.labels[idx].to(device)
+        idx = self._subset(len(split), size, offset=5, name=name)
+        x, y = split.tensors(idx, seed=self.seed * 1000 + 6)
+        return x.to(device), y.to(device)
 
     def _map(self, fn: Callable[[Tensor], object], x: Tensor) -> list:
         return [fn(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
