@@ -14,7 +14,7 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from aelab import CONFIG_DIR
+from aelab import CONFIG_PATH
 from aelab.callbacks import ImageGrids
 from aelab.checks import ConfigError, build, check_int, check_test_batches, exit_on_config_error
 from aelab.runs import load_checkpoint, nothing_left_if_refused, run_info, write_json_atomic
@@ -65,7 +65,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
 def main(cfg: DictConfig) -> None:
     with exit_on_config_error("aelab-eval"), nothing_left_if_refused():
         evaluate(cfg)

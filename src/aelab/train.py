@@ -32,7 +32,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from aelab import CONFIG_DIR
+from aelab import CONFIG_PATH
 from aelab.board import hparams_with_flags, write_hparams
 from aelab.callbacks import ValidateAtMaxSteps
 from aelab.checks import (
@@ -406,7 +406,7 @@ def _say_where(output_dir: Path, trainer: pl.Trainer, metrics: dict[str, float])
     print("\n".join(lines), flush=True)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     with exit_on_config_error("aelab-train"), nothing_left_if_refused():
         try:
