@@ -6,6 +6,7 @@ aelab-eval ckpt_path=... eval.iw_samples=5000 eval.iw_images=null   # Burda et a
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -16,7 +17,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from aelab import CONFIG_PATH
 from aelab.callbacks import ImageGrids
-from aelab.checks import ConfigError, build, check_int, check_test_batches, exit_on_config_error
+from aelab.checks import (
+    ConfigError,
+    build,
+    check_int,
+    check_search_path,
+    check_test_batches,
+    exit_on_config_error,
+)
 from aelab.runs import load_checkpoint, nothing_left_if_refused, run_info, write_json_atomic
 from aelab.train import build_loggers
 
@@ -65,8 +73,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def main() -> None:
+    """aelab-eval: the command line's config folders checked first (as aelab-train does)."""
+    with exit_on_config_error("aelab-eval"):
+        check_search_path(sys.argv[1:])
+    hydra_main()
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     with exit_on_config_error("aelab-eval"), nothing_left_if_refused():
         evaluate(cfg)
 

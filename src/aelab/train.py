@@ -41,11 +41,13 @@ from aelab.checks import (
     check_choice,
     check_float,
     check_int,
+    check_search_path,
     check_test_batches,
     exit_on_config_error,
     in_group,
     refusal,
 )
+from aelab.contract import check_model, check_model_target
 from aelab.data.source import DataSourceError
 from aelab.faults import NonFiniteLossError, RunInterrupted, last_checkpoint_path
 from aelab.runs import (
@@ -77,8 +79,10 @@ def build_model(cfg: DictConfig) -> pl.LightningModule:
     The groups are built once first, on their own, so a bad value is reported as `noise.std`
     rather than as an error inside the model (which names them too: `net.channels`).
 
-    Raises ConfigError naming the group's field.
+    Raises ConfigError naming the group's field, or `model._target_` for a target that cannot
+    be imported or is not an aelab model (`aelab.contract`).
     """
+    check_model_target(cfg.model.get("_target_"))
     for group in ("net", "noise"):
         build(cfg[group], group)
     if cfg.optimizer.get("lr") is not None:
@@ -89,7 +93,8 @@ def build_model(cfg: DictConfig) -> pl.LightningModule:
     groups = {
         g: OmegaConf.to_container(cfg[g], resolve=True) for g in ("net", "noise", "optimizer")
     }
-    return build(cfg.model, "model", _recursive_=False, **groups)
+    model = build(cfg.model, "model", _recursive_=False, **groups)
+    return check_model(model, cfg.model.get("_target_"))
 
 
 def _optional_int(field: str, value: Any, low: int) -> int | None:
@@ -406,8 +411,16 @@ def _say_where(output_dir: Path, trainer: pl.Trainer, metrics: dict[str, float])
     print("\n".join(lines), flush=True)
 
 
+def main() -> None:
+    """aelab-train: the command line's config folders checked first (Hydra would report a
+    missing `--config-dir` with a traceback hint and skip a missing `hydra.searchpath`)."""
+    with exit_on_config_error("aelab-train"):
+        check_search_path(sys.argv[1:])
+    hydra_main()
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     with exit_on_config_error("aelab-train"), nothing_left_if_refused():
         try:
             metrics = train(cfg)
