@@ -12,3 +12,20 @@ CONFIG_DIR = str(_CHECKOUT_CONF)
 CONFIG_PATH = CONFIG_DIR if (_CHECKOUT_CONF / "train.yaml").is_file() else "pkg://aelab.conf"
 
 register_resolvers()
+
+# The Python API (`aelab.load_run`, `aelab.load_sweep`), imported on first use: `import aelab`
+# (every entry point, the torch-free report) stays free of torch and Lightning
+_API = {
+    "load_run": "aelab.api",
+    "Run": "aelab.api",
+    "RunFolderError": "aelab.api",
+    "load_sweep": "aelab.report.load",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'aelab' has no attribute {name!r}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 import pytorch_lightning as pl
@@ -29,6 +30,14 @@ from aelab.runs import load_checkpoint, nothing_left_if_refused, run_info, write
 from aelab.train import build_loggers
 
 
+def model_from_checkpoint(ckpt: dict[str, Any]) -> pl.LightningModule:
+    """The model a checkpoint holds (`aelab.runs.load_checkpoint`'s dict: weights-only), built
+    from its stored class and hyper-parameters, with its weights; on the CPU, in train mode."""
+    model = get_class(ckpt["aelab"]["model_class"])(**ckpt["hyper_parameters"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model
+
+
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Score `cfg.ckpt_path` on the test set; writes run.json and metrics.json in the run folder.
 
@@ -48,8 +57,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
 
     datamodule = build(data_cfg, "data")
-    model = get_class(ckpt["aelab"]["model_class"])(**ckpt["hyper_parameters"])
-    model.load_state_dict(ckpt["state_dict"])
+    model = model_from_checkpoint(ckpt)
     model.run_config = OmegaConf.to_container(stored)
     loggers = build_loggers(cfg)
     trainer = pl.Trainer(
