@@ -3,16 +3,23 @@ classes that are not aelab models; the suite's skips for what a model or datamod
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+import pytorch_lightning as pl
 import torch
+from conftest import synthetic_images
+from torch.utils.data import DataLoader, TensorDataset
 
+from aelab.callbacks import ImageGrids
 from aelab.checks import ConfigError, check_search_path
 from aelab.contract import check_model
+from aelab.metrics.suite import EvaluationSuite
+from aelab.models import VAE, Autoencoder
 from aelab.train import build_model
 
 REPO_SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
@@ -144,3 +151,101 @@ def test_data_target_that_cannot_be_imported_names_it(make_cfg):
 def test_factory_returning_something_else_is_refused(user_module):
     with pytest.raises(ConfigError, match=r"it returned Linear, lacking encode\(\), decode\(\)"):
         check_model(torch.nn.Linear(2, 2), "my_models.linear")
+
+
+# --- the suite on a user's model and datamodule --------------------------------------------------
+class ContractData(pl.LightningDataModule):
+    """A user's datamodule as README's "Bring your own data" asks: splits through split_size /
+    split_tensors / fixed_batch, no `splits` attribute, classes null."""
+
+    image_shape = (1, 28, 28)
+    classes = None
+    data_dir = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        (x, y), (tx, ty) = synthetic_images(300, seed=0), synthetic_images(200, seed=1)
+        self._data = {"train": (x, y), "test": (tx, ty)}
+
+    def split_size(self, split: str) -> int:
+        return len(self._data[split][1]) if split in self._data else 0
+
+    def split_tensors(self, split, indices=None):
+        if split not in self._data:
+            raise ValueError(f"no split {split!r}")
+        x, y = self._data[split]
+        if indices is not None:
+            x, y = x[indices], y[indices]
+        return x.float() / 255, y
+
+    def fixed_batch(self, split, n=16):
+        return self.split_tensors(split, torch.arange(min(n, self.split_size(split))))
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(*self.split_tensors("test")), batch_size=64)
+
+
+class LoadersOnly(pl.LightningDataModule):
+    """Only what Lightning needs: a test loader of (x, y)."""
+
+    def test_dataloader(self) -> DataLoader:
+        x, y = synthetic_images(100, seed=1)
+        return DataLoader(TensorDataset(x.float() / 255, y), batch_size=50)
+
+
+FAST = dict(iw_samples=5, iw_images=None, mi_images=None, probe_train_size=None, batch_size=64)
+SMALL = {"_target_": "aelab.nets.MLPNet", "hidden": [32]}
+
+
+def _test(model, data, root, caplog):
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        default_root_dir=str(root),
+        logger=False,
+        callbacks=[ImageGrids(), EvaluationSuite(**FAST)],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    with caplog.at_level(logging.INFO, logger="aelab.metrics.suite"):
+        metrics = trainer.test(model, datamodule=data, verbose=False)[0]
+    lines = [r.getMessage() for r in caplog.records if r.name == "aelab.metrics.suite"]
+    return metrics, [line for line in lines if "skipped" in line]
+
+
+def test_model_without_posterior_on_a_contract_datamodule(tmp_path, caplog):
+    torch.manual_seed(0)
+    model = Autoencoder(latent_dim=2, net=SMALL)
+    assert not hasattr(model, "posterior") and not hasattr(model, "sample")
+    metrics, lines = _test(model, ContractData(), tmp_path, caplog)
+    # probes from the datamodule's train split and labels, likelihood figures and AUROC left out
+    assert {f"test/{k}" for k in ("linear_probe_acc", "knn_acc")} <= set(metrics)
+    assert 0.0 <= metrics["test/knn_acc"] <= 1.0
+    assert not {"test/iw_nll", "test/active_units", "test/mutual_info", "test/auroc"} & set(metrics)
+    assert lines == [
+        "likelihood figures (iw_nll, active_units, mutual_info) skipped: Autoencoder has no "
+        "posterior(x)",
+        "auroc skipped: the datamodule's classes is null (no normal class)",
+        "prior_samples figure skipped: Autoencoder has no sample(n, generator)",
+    ]
+    images = {p.name for p in (tmp_path / "images").iterdir()}
+    # the grids from fixed_batch("test"); latent_dim=2 gives the manifold and the scatter
+    assert images == {
+        "test_reconstructions.png",
+        "gen_interpolations.png",
+        "gen_traversals.png",
+        "gen_manifold.png",
+        "gen_latent_scatter.png",
+    }
+
+
+def test_datamodule_with_only_loaders_skips_the_suite_in_one_line(tmp_path, caplog):
+    torch.manual_seed(0)
+    metrics, lines = _test(VAE(latent_dim=2, net=SMALL), LoadersOnly(), tmp_path, caplog)
+    # the model's own test figures stand; the suite's are left out, said once
+    assert {"test/loss", "test/recon", "test/kl", "test/psnr"} <= set(metrics)
+    assert not {"test/iw_nll", "test/knn_acc", "test/linear_probe_acc"} & set(metrics)
+    assert lines == [
+        "evaluation suite skipped: the datamodule offers no test split to score "
+        "(split_size('test') > 0 and split_tensors(); README: Bring your own data)"
+    ]
+    assert not (tmp_path / "images").exists()

@@ -45,10 +45,15 @@ class ImageGrids(pl.Callback):
     @staticmethod
     def _first_batch(trainer: pl.Trainer, split: str) -> Tensor | None:
         datamodule = trainer.datamodule
-        if datamodule is None or split not in getattr(datamodule, "splits", {}):
-            return None
-        dataset = datamodule.splits[split]
-        return dataset.__getitems__(list(range(min(16, len(dataset)))))[0]
+        if datamodule is not None and split in getattr(datamodule, "splits", {}):
+            dataset = datamodule.splits[split]
+            return dataset.__getitems__(list(range(min(16, len(dataset)))))[0]
+        if hasattr(datamodule, "fixed_batch"):  # a datamodule of the user's (README)
+            try:
+                return datamodule.fixed_batch(split, 16)[0]
+            except ValueError:  # no such split
+                return None
+        return None
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:

@@ -87,10 +87,15 @@ class EvaluationSuite(pl.Callback):
     # --- Lightning hook -------------------------------------------------------------------------
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         datamodule = trainer.datamodule
-        splits = getattr(datamodule, "splits", {})
+        splits = suite_splits(datamodule)
         if "test" not in splits:
-            log.warning("evaluation suite skipped: the datamodule has no test split")
+            log.warning(
+                "evaluation suite skipped: the datamodule offers no test split to score "
+                "(split_size('test') > 0 and split_tensors(); README: Bring your own data)"
+            )
             return
+        if "train" not in splits:
+            log.info("probes skipped: the datamodule offers no train split to fit them on")
         classes = getattr(datamodule, "classes", None)
         data_dir = getattr(datamodule, "data_dir", None)
         cache = None
@@ -113,8 +118,8 @@ class EvaluationSuite(pl.Callback):
     def evaluate(
         self,
         model: pl.LightningModule,
-        test: InMemoryImages,
-        train: InMemoryImages | None = None,
+        test: Split,
+        train: Split | None = None,
         classes: list[int] | None = None,
         pca_cache: PCABaselineCache | None = None,
     ) -> tuple[dict[str, float], Images]:
@@ -132,6 +137,11 @@ class EvaluationSuite(pl.Callback):
                 posterior = zip(*self._map(model.posterior, x), strict=True)
                 mu, logvar = (torch.cat(p) for p in posterior)
             else:
+                log.info(
+                    "likelihood figures (iw_nll, active_units, mutual_info) skipped: %s has no "
+                    "posterior(x)",
+                    type(model).__name__,
+                )
                 mu, logvar = torch.cat(self._map(model.encode, x)), None
         if is_vae:
             metrics.update(self._latent_figures(model, x, mu, logvar))
@@ -143,7 +153,9 @@ class EvaluationSuite(pl.Callback):
             log.info(
                 "auroc skipped: data.classes=%s holds every test digit, none is anomalous", classes
             )
-        elif classes is not None:
+        elif classes is None:
+            log.info("auroc skipped: the datamodule's classes is null (no normal class)")
+        else:
             with self._timed("anomaly"):
                 g = self._generator(model, 2)
                 scores = torch.cat(
@@ -183,7 +195,7 @@ class EvaluationSuite(pl.Callback):
     def _probes(
         self,
         model: pl.LightningModule,
-        train: InMemoryImages,
+        train: Split,
         x: Tensor,
         z: Tensor,
         y: Tensor,
@@ -222,6 +234,10 @@ class EvaluationSuite(pl.Callback):
         if hasattr(model, "sample"):
             samples = model.sample(64, generator=self._generator(model, 4))
             out["prior_samples"] = make_grid(samples.cpu(), nrow=8, pad_value=1.0)
+        else:
+            log.info(
+                "prior_samples figure skipped: %s has no sample(n, generator)", type(model).__name__
+            )
         if mu.shape[1] == 2:
             out["manifold"] = generation.manifold(decode, center, scale)
             out["latent_scatter"] = generation.latent_scatter(mu, y)
@@ -277,9 +293,12 @@ class EvaluationSuite(pl.Callback):
         return torch.randperm(n, generator=g)[:size]
 
     def _tensors(
-        self, split: InMemoryImages, size: int | None, device: torch.device, name: str = ""
+        self, split: Split, size: int | None, device: torch.device, name: str = ""
     ) -> tuple[Tensor, Tensor]:
         """Images in [0, 1] and labels; a dynamically binarized split gets one fixed draw."""
+        if isinstance(split, SplitView):
+            x, y = split.tensors(self._subset(len(split), size, offset=5, name=name))
+            return x.to(device).float(), y.to(device)
         idx = self._subset(len(split), size, offset=5, name=name).to(split.images.device)
         x = split.images[idx].to(device).float().div_(255.0)
         if split.dynamic_binarize:
@@ -294,6 +313,35 @@ class EvaluationSuite(pl.Callback):
 
     def _generator_on(self, device: torch.device, offset: int) -> torch.Generator:
         return torch.Generator(device=device).manual_seed(self.seed * 1000 + offset)
+
+
+class SplitView:
+    """One split of a datamodule that offers `split_size(split)` and `split_tensors(split,
+    indices)` (README: Bring your own data), in the suite's terms: its length and its images
+    (float, B x C x H x W in [0, 1]) and labels (long, B) at given indices."""
+
+    def __init__(self, datamodule: pl.LightningDataModule, name: str) -> None:
+        self.datamodule, self.name = datamodule, name
+
+    def __len__(self) -> int:
+        return int(self.datamodule.split_size(self.name))
+
+    def tensors(self, indices: Tensor) -> tuple[Tensor, Tensor]:
+        return self.datamodule.split_tensors(self.name, indices)
+
+
+Split = InMemoryImages | SplitView
+
+
+def suite_splits(datamodule: pl.LightningDataModule | None) -> dict[str, Split]:
+    """The train and test splits the suite scores: the in-memory `splits` of aelab's own
+    datamodules, else those a datamodule offers through `split_size`/`split_tensors` (a split
+    of size 0 is absent); none for a datamodule with only its dataloaders."""
+    if hasattr(datamodule, "splits"):
+        return {k: v for k, v in datamodule.splits.items() if k in ("train", "test")}
+    if not (hasattr(datamodule, "split_size") and hasattr(datamodule, "split_tensors")):
+        return {}
+    return {s: SplitView(datamodule, s) for s in ("train", "test") if datamodule.split_size(s)}
 
 
 def _is_binary(x: Tensor) -> bool:
