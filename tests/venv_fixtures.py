@@ -72,17 +72,22 @@ class Installed:
         return str(self.venv / "bin" / name)
 
 
+_INSTALLED: dict[str, Installed] = {}  # module-level: every test module gets the same venv
+
+
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory) -> Installed:
     """aelab's wheel and the example package (built from a copy, not editable) in a new venv."""
-    root = tmp_path_factory.mktemp("installed")
-    wheel = build_wheel(root / "wheel")
-    venv = make_venv(root / "venv")
-    pip_install(venv, str(wheel))
-    examples = root / "aelab_examples"
-    _copy_tree(EXAMPLES, examples)
-    pip_install(venv, "--no-build-isolation", str(examples))
-    return Installed(root, wheel, venv)
+    if "venv" not in _INSTALLED:
+        root = tmp_path_factory.mktemp("installed")
+        wheel = build_wheel(root / "wheel")
+        venv = make_venv(root / "venv")
+        pip_install(venv, str(wheel))
+        examples = root / "aelab_examples"
+        _copy_tree(EXAMPLES, examples)
+        pip_install(venv, "--no-build-isolation", str(examples))
+        _INSTALLED["venv"] = Installed(root, wheel, venv)
+    return _INSTALLED["venv"]
 
 
 def wheel_names(wheel: Path) -> set[str]:
