@@ -249,3 +249,40 @@ def test_datamodule_with_only_loaders_skips_the_suite_in_one_line(tmp_path, capl
         "(split_size('test') > 0 and split_tensors(); README: Bring your own data)"
     ]
     assert not (tmp_path / "images").exists()
+
+
+@pytest.mark.parametrize("how", ["--config-dir", "hydra.searchpath"])
+def test_user_config_folder_composes_beside_aelabs(tmp_path, how):
+    conf = tmp_path / "my_conf"
+    (conf / "model").mkdir(parents=True)
+    (conf / "data").mkdir()
+    (conf / "model" / "my_ae.yaml").write_text(
+        "# @package _global_\nmodel:\n  _target_: my_models.MyAE\n  latent_dim: 5\n"
+    )
+    (conf / "data" / "my_images.yaml").write_text("_target_: my_data.Images\nfolder: /x\n")
+    where = (
+        ["--config-dir", str(conf)]
+        if how == "--config-dir"
+        else [f"hydra.searchpath=[file://{conf}]"]
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "aelab.train",
+        *where,
+        "model=my_ae",
+        "data=my_images",
+        "--cfg",
+        "job",
+    ]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    import yaml
+
+    cfg = yaml.safe_load(done.stdout)
+    assert cfg["model"] == {"_target_": "my_models.MyAE", "latent_dim": 5}
+    assert cfg["data"] == {"_target_": "my_data.Images", "folder": "/x"}
+    # aelab's own groups are still there, as composed by default
+    assert cfg["trainer"]["max_epochs"] == 10 and cfg["net"]["_target_"] == "aelab.nets.MLPNet"
