@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 data: $(STAMP)
-	$(BIN)/python scripts/prepare_data.py --data-dir $(DATA)
+	$(BIN)/aelab-prepare-data --data-dir $(DATA)
 
 train: data
 	$(BIN)/aelab-train $(ARGS)

@@ -5,21 +5,31 @@ For notebooks: `aelab.load_sweep(sweep_dir)`, a sweep as a pandas DataFrame (one
 """
 
 from pathlib import Path
-from typing import Any
 
 from aelab.resolvers import register_resolvers
 
 __version__ = "0.1.0"
-# The Hydra configs live beside src/ in the repository (an editable install, as `make` does).
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+# The Hydra configs: conf/ at the top of the repository in a checkout (an editable install, as
+# `make` does, or PYTHONPATH=src); a wheel carries the same files as the package `aelab.conf`.
+_CHECKOUT_CONF = Path(__file__).resolve().parents[2] / "conf"
+CONFIG_DIR = str(_CHECKOUT_CONF)
+CONFIG_PATH = CONFIG_DIR if (_CHECKOUT_CONF / "train.yaml").is_file() else "pkg://aelab.conf"
 
 register_resolvers()
 
+# The Python API (`aelab.load_run`, `aelab.load_sweep`), imported on first use: `import aelab`
+# (every entry point, the torch-free report) stays free of torch and Lightning
+_API = {
+    "load_run": "aelab.api",
+    "Run": "aelab.api",
+    "RunFolderError": "aelab.api",
+    "load_sweep": "aelab.report.load",
+}
 
-def __getattr__(name: str) -> Any:
-    # loaded when first used: pandas and the report's modules cost a notebook, not every run
-    if name == "load_sweep":
-        from aelab.report.load import load_sweep
 
-        return load_sweep
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def __getattr__(name: str) -> object:
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'aelab' has no attribute {name!r}")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from aelab.data.source import DataSourceError
@@ -111,12 +113,70 @@ def build(cfg: Any, group: str, **kwargs: Any) -> Any:
         if isinstance(cause, ConfigError):
             raise cause.under(group) from None
         target = cfg.get("_target_", cfg)
+        if isinstance(cause, ImportError) and str(err).startswith("Error locating target"):
+            raise import_refusal(group, target, cause) from err
         if cause is not None:  # the library's own refusal: name the field it names
             named = refusal(cause, cfg, group, f"what {target} accepts")
             if named is not None:
                 raise named from err
         reason = " ".join(str(err).split())
         raise ConfigError(group, target, f"a buildable config ({reason})", grouped=True) from err
+
+
+def import_refusal(group: str, target: Any, err: ImportError) -> ConfigError:
+    """A `_target_` that cannot be imported, naming it and the import's own error (Hydra wraps
+    that error: `No module named 'my_models'`, a missing class, a syntax error in the module)."""
+    inner = err.__cause__ or err
+    reason = " ".join(f"{type(inner).__name__}: {inner}".split())
+    return ConfigError(
+        f"{group}._target_", target, f"an importable class or function ({reason})", grouped=True
+    )
+
+
+def _search_path_entries(argv: Sequence[str]) -> Iterator[tuple[str, str]]:
+    """The config folders a command line adds: (`--config-dir`, DIR) and (`hydra.searchpath`,
+    entry) pairs."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = iter(argv)
+    for arg in args:
+        if arg in ("--config-dir", "-cd"):
+            value = next(args, None)
+            if value is not None:  # argparse says what is missing
+                yield "--config-dir", value
+        elif arg.startswith("--config-dir="):
+            yield "--config-dir", arg.split("=", 1)[1]
+        elif arg.lstrip("+").startswith("hydra.searchpath="):
+            try:
+                (override,) = OverridesParser.create().parse_overrides([arg])
+            except Exception:  # noqa: BLE001 - Hydra's parser reports a malformed override
+                continue
+            value = override.value()
+            for entry in value if isinstance(value, list) else [value]:
+                yield "hydra.searchpath", str(entry)
+
+
+def check_search_path(argv: Sequence[str]) -> None:
+    """Config folders given on the command line must exist: Hydra refuses a missing
+    `--config-dir` with a traceback hint and silently skips a missing `hydra.searchpath` entry.
+
+    `file://DIR` and plain entries are folders (relative to the current one); `pkg://NAME` an
+    importable package. Raises ConfigError naming the option and the entry.
+    """
+    for option, entry in _search_path_entries(argv):
+        if entry.startswith("pkg://"):
+            name = entry[len("pkg://") :].replace("/", ".")
+            try:
+                found = importlib.util.find_spec(name) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                raise ConfigError(option, entry, f"an importable config package (no {name})")
+            continue
+        folder = Path(entry.removeprefix("file://")).expanduser()
+        if not folder.is_dir():
+            why = "not a folder" if folder.exists() else "it does not exist"
+            raise ConfigError(option, entry, f"a folder of configs ({folder}: {why})")
 
 
 def refusal(

@@ -6,7 +6,9 @@ aelab-eval ckpt_path=... eval.iw_samples=5000 eval.iw_images=null   # Burda et a
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 import pytorch_lightning as pl
@@ -14,13 +16,28 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from aelab import CONFIG_DIR
-from aelab.checks import ConfigError, build, check_int, check_test_batches, exit_on_config_error
+from aelab import CONFIG_PATH
+from aelab.checks import (
+    ConfigError,
+    build,
+    check_int,
+    check_search_path,
+    check_test_batches,
+    exit_on_config_error,
+)
 from aelab.run.atomic import write_json_atomic
 from aelab.run.checkpoint import load_checkpoint
 from aelab.run.folder import nothing_left_if_refused
 from aelab.run.record import run_info
 from aelab.train import build_trainer
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> pl.LightningModule:
+    """The model a checkpoint holds (`aelab.run.checkpoint.load_checkpoint`'s dict: weights-only),
+    built from its stored class and hyper-parameters, with its weights; on the CPU, train mode."""
+    model = get_class(ckpt["aelab"]["model_class"])(**ckpt["hyper_parameters"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -42,8 +59,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
 
     datamodule = build(data_cfg, "data")
-    model = get_class(ckpt["aelab"]["model_class"])(**ckpt["hyper_parameters"])
-    model.load_state_dict(ckpt["state_dict"])
+    model = model_from_checkpoint(ckpt)
     trainer = build_trainer(cfg)  # as aelab-train does: `trainer`, `callbacks`, `logger`
     write_json_atomic(output_dir / "run.json", run_info())
     metrics = {k: float(v) for k, v in trainer.test(model, datamodule=datamodule)[0].items()}
@@ -59,8 +75,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
-def main(cfg: DictConfig) -> None:
+def main() -> None:
+    """aelab-eval: the command line's config folders checked first (as aelab-train does)."""
+    with exit_on_config_error("aelab-eval"):
+        check_search_path(sys.argv[1:])
+    hydra_main()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
+def hydra_main(cfg: DictConfig) -> None:
     with exit_on_config_error("aelab-eval"), nothing_left_if_refused():
         evaluate(cfg)
 

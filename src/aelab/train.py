@@ -33,7 +33,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from aelab import CONFIG_DIR
+from aelab import CONFIG_PATH
 from aelab.board import write_hparams
 from aelab.callbacks.faults import NonFiniteLossError, RunInterrupted, last_checkpoint_path
 from aelab.callbacks.run_config import RunConfigInCheckpoints
@@ -44,11 +44,13 @@ from aelab.checks import (
     build,
     check_choice,
     check_int,
+    check_search_path,
     check_test_batches,
     exit_on_config_error,
     in_group,
     refusal,
 )
+from aelab.contract import check_model, check_model_target
 from aelab.data.source import DataSourceError
 from aelab.report.board import hparams_with_flags
 from aelab.run.atomic import write_json_atomic
@@ -79,14 +81,16 @@ def build_model(cfg: DictConfig) -> pl.LightningModule:
     parameter, as torch checks its other values (weight_decay, momentum) only when training
     starts.
 
-    Raises ConfigError naming the group's field.
+    Raises ConfigError naming the group's field, or `model._target_` for a target that cannot
+    be imported or is not an aelab model (`aelab.contract`).
     """
+    check_model_target(cfg.model.get("_target_"))
     groups = {
         g: OmegaConf.to_container(cfg[g], resolve=True) for g in ("net", "noise", "optimizer")
     }
     model = build(cfg.model, "model", _recursive_=False, **groups)
     build(cfg.optimizer, "optimizer", params=[torch.nn.Parameter(torch.zeros(1))])
-    return model
+    return check_model(model, cfg.model.get("_target_"))
 
 
 def _optional_int(field: str, value: Any, low: int) -> int | None:
@@ -408,8 +412,16 @@ def _say_where(output_dir: Path, trainer: pl.Trainer, metrics: dict[str, float])
     print("\n".join(lines), flush=True)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def main() -> None:
+    """aelab-train: the command line's config folders checked first (Hydra would report a
+    missing `--config-dir` with a traceback hint and skip a missing `hydra.searchpath`)."""
+    with exit_on_config_error("aelab-train"):
+        check_search_path(sys.argv[1:])
+    hydra_main()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+def hydra_main(cfg: DictConfig) -> float | None:
     with exit_on_config_error("aelab-train"), nothing_left_if_refused():
         try:
             metrics = train(cfg)

