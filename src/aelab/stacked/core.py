@@ -21,8 +21,8 @@ figures are computed by the single run's code.
 
 from __future__ import annotations
 
-import copy
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +31,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 from torch import Tensor
-from torch.func import functional_call, stack_module_state, vmap
+from torch.optim.adam import adam
 
 from aelab.checks import build
 from aelab.data.resumable import EpochSampler, derive_seed, seed_global_rng
@@ -39,8 +39,7 @@ from aelab.models.base import AutoencoderModule
 from aelab.models.likelihood import recon_nll
 from aelab.models.vae import VAE, kl_to_standard_normal
 from aelab.stacked.grouping import NotStackable, shape_key, why_not_stackable
-
-SUBMODULES = ("encoder", "decoder")
+from aelab.stacked.nets import StackedNets
 
 
 @dataclass
@@ -53,7 +52,8 @@ class StackedMember:
     best_state: dict[str, Tensor] | None = None
     best_epoch: int | None = None
     best_val: float = math.inf
-    history: list[dict[str, Any]] = field(default_factory=list)  # per epoch: epoch, step, figures
+    # per epoch: epoch, step, figures (train/*, val/*), train_seconds (the stack's loop)
+    history: list[dict[str, Any]] = field(default_factory=list)
     failed: str | None = None  # the NaN guard's message
     failed_step: int | None = None
     global_step: int = 0
@@ -76,58 +76,75 @@ def _num_batches(limit: Any, total: int) -> int:
     return int(total * float(limit))
 
 
-class StackedAdam:
-    """Adam / AdamW over stacked parameters with a learning rate and weight decay per member.
+def per_member(values: Tensor, like: Tensor) -> Tensor:
+    """(M,) values shaped to broadcast over a stacked (M, ...) tensor."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
 
-    The same arithmetic as `torch.optim.Adam`'s single-tensor step (`foreach=False`): moments by
-    `lerp_`/`addcmul_`, bias corrections from the step count, `addcdiv_` update. `alive` (M,
-    bool) freezes members: their gradient is taken as zero and their step size as zero, so
-    their weights stay as they are.
+
+class StackedAdam:
+    """Adam / AdamW over stacked parameters, each member with its own learning rate and weight
+    decay: torch's own functional Adam (`torch.optim.adam.adam`, fused where the device has the
+    kernel, as aelab's `optimizer.fused=true`) steps each member's slices as the tensors of its
+    own model, with its own moments and step count. Members sharing (lr, weight decay) go in one
+    call. `alive` (M, bool) freezes members: their slices are left out of the step.
     """
 
     def __init__(
         self,
-        params: Sequence[Tensor],
-        lr: Tensor,
+        members: Sequence[Sequence[Tensor]],
+        lr: Sequence[float],
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
-        weight_decay: Tensor | None = None,
+        weight_decay: Sequence[float] | None = None,
         decoupled: bool = False,
+        fused: bool | None = True,
     ) -> None:
-        self.params = list(params)
-        self.lr = lr
+        self.members = [list(m) for m in members]
+        self.lr = [float(v) for v in lr]
+        self.weight_decay = [float(v) for v in weight_decay or [0.0] * len(self.members)]
         self.beta1, self.beta2 = betas
         self.eps = eps
-        self.weight_decay = weight_decay
         self.decoupled = decoupled
-        self.step_count = 0
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-
-    @staticmethod
-    def _per_member(values: Tensor, like: Tensor) -> Tensor:
-        return values.view(-1, *([1] * (like.dim() - 1)))
+        device = self.members[0][0].device
+        self.fused = fused and device.type in ("cpu", "cuda")
+        self.exp_avg = [[torch.zeros_like(p) for p in m] for m in self.members]
+        self.exp_avg_sq = [[torch.zeros_like(p) for p in m] for m in self.members]
+        self.steps = [
+            [torch.zeros((), device=device if self.fused else "cpu") for _ in m]
+            for m in self.members
+        ]
+        self.groups: dict[tuple[float, float], list[int]] = {}
+        for k, key in enumerate(zip(self.lr, self.weight_decay, strict=True)):
+            self.groups.setdefault(key, []).append(k)
 
     @torch.no_grad()
-    def step(self, grads: Sequence[Tensor], alive: Tensor | None = None) -> None:
-        self.step_count += 1
-        t = self.step_count
-        bias1 = 1 - self.beta1**t
-        bias2_sqrt = math.sqrt(1 - self.beta2**t)
-        lr = self.lr if alive is None else self.lr * alive
-        for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True):
-            if alive is not None:
-                g = torch.where(self._per_member(alive, g), g, 0.0)
-            if self.weight_decay is not None:
-                wd = self._per_member(self.weight_decay, p)
-                if self.decoupled:
-                    p.mul_(1 - self._per_member(lr, p) * wd)
-                else:
-                    g = g + p * wd
-            m.lerp_(g, 1 - self.beta1)
-            v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
-            denom = (v.sqrt() / bias2_sqrt).add_(self.eps)
-            p.sub_(self._per_member(lr / bias1, p) * m / denom)
+    def step(self, grads: Sequence[Sequence[Tensor]], alive: Sequence[bool] | None = None) -> None:
+        """`grads[k]`: member k's gradients, like its parameters (any strides)."""
+        # the fused kernel reads a gradient as laid out like its parameter: a stacked matmul's
+        # weight gradient comes transposed in memory
+        grads = [[g if g.is_contiguous() else g.contiguous() for g in gs] for gs in grads]
+        for (lr, wd), ks in self.groups.items():
+            ks = [k for k in ks if alive is None or alive[k]]
+            if not ks:
+                continue
+            adam(
+                [p for k in ks for p in self.members[k]],
+                [g for k in ks for g in grads[k]],
+                [m for k in ks for m in self.exp_avg[k]],
+                [v for k in ks for v in self.exp_avg_sq[k]],
+                [],
+                [s for k in ks for s in self.steps[k]],
+                fused=self.fused,
+                foreach=False if not self.fused else None,
+                decoupled_weight_decay=self.decoupled,
+                amsgrad=False,
+                beta1=self.beta1,
+                beta2=self.beta2,
+                lr=lr,
+                weight_decay=wd,
+                eps=self.eps,
+                maximize=False,
+            )
 
 
 def clip_stacked(grads: list[Tensor], clip: Tensor, algorithm: str) -> list[Tensor]:
@@ -137,14 +154,14 @@ def clip_stacked(grads: list[Tensor], clip: Tensor, algorithm: str) -> list[Tens
     if algorithm == "value":
         return [
             torch.maximum(
-                torch.minimum(g, StackedAdam._per_member(clip, g)),
-                -StackedAdam._per_member(clip, g),
+                torch.minimum(g, per_member(clip, g)),
+                -per_member(clip, g),
             )
             for g in grads
         ]
     norms = torch.stack([g.flatten(1).norm(2, dim=1) for g in grads], dim=1).norm(2, dim=1)
     coef = (clip / (norms + 1e-6)).clamp(max=1.0)
-    return [g * StackedAdam._per_member(coef, g) for g in grads]
+    return [g * per_member(coef, g) for g in grads]
 
 
 def _member_value(cfg: DictConfig, dotted: str, default: Any) -> Any:
@@ -203,41 +220,22 @@ def train_stacked(
         model.to(device)
     is_vae = isinstance(models[0], VAE)
 
-    # stacked parameters: one leaf tensor per parameter name, (M, *shape)
-    stacked: dict[str, tuple[dict[str, Tensor], dict[str, Tensor], Any]] = {}
-    params: list[Tensor] = []
-    names: list[tuple[str, str]] = []
-    for sub in SUBMODULES:
-        p, b = stack_module_state([getattr(m, sub) for m in models])
-        base = copy.deepcopy(getattr(models[0], sub)).to("meta")
-        stacked[sub] = (p, b, base)
-        for name, tensor in p.items():
-            params.append(tensor)
-            names.append((sub, name))
-
-    def run(sub: str, inputs: Tensor) -> Tensor:
-        p, b, base = stacked[sub]
-
-        def one(p1: dict[str, Tensor], b1: dict[str, Tensor], x1: Tensor) -> Tensor:
-            return functional_call(base, (p1, b1), (x1,))
-
-        return vmap(one)(p, b, inputs)
-
-    def per_member(dotted: str, default: float) -> Tensor:
-        values = [float(_member_value(c, dotted, default) or default) for c in cfgs]
-        return torch.tensor(values, device=device)
+    nets = StackedNets(models, device)
+    params = nets.leaves
 
     opt_cfg = first.optimizer
-    lr = per_member("optimizer.lr", 1e-3)
     decoupled = opt_cfg._target_.endswith("AdamW")
-    wd = per_member("optimizer.weight_decay", 0.01 if decoupled else 0.0)
     optimizer = StackedAdam(
-        params,
-        lr,
+        [nets.member(k) for k in range(m_count)],
+        [float(_member_value(c, "optimizer.lr", 1e-3)) for c in cfgs],
         betas=tuple(opt_cfg.get("betas") or (0.9, 0.999)),
         eps=float(opt_cfg.get("eps") or 1e-8),
-        weight_decay=wd if bool((wd != 0).any()) or decoupled else None,
+        weight_decay=[
+            float(_member_value(c, "optimizer.weight_decay", 0.01 if decoupled else 0.0))
+            for c in cfgs
+        ],
         decoupled=decoupled,
+        fused=bool(opt_cfg.get("fused", True)) or None,
     )
     clip_values = [c.trainer.get("gradient_clip_val") for c in cfgs]
     clipping = any(v for v in clip_values)
@@ -269,6 +267,7 @@ def train_stacked(
             orders.append(list(iter(sampler)))
         sums: dict[str, Tensor] = {}
         seen = 0
+        started = time.perf_counter()
         for index in range(n_batches):
             if 0 <= max_steps <= step:
                 break
@@ -284,13 +283,14 @@ def train_stacked(
                     eps.append(torch.randn(x.shape[0], latent, device=device, dtype=x.dtype))
             x = torch.stack(xs)
             x_in = torch.stack(x_ins)
-            code = run("encoder", x_in)
+            weights = nets.params()
+            code = nets.run("encoder", weights["encoder"], x_in)
             if is_vae:
                 mu, logvar = code.chunk(2, dim=-1)
                 z = mu + torch.stack(eps) * (0.5 * logvar).exp()
             else:
                 z = code
-            logits = run("decoder", z)
+            logits = nets.run("decoder", weights["decoder"], z)
             recon = recon_nll(models[0].recon_loss, logits.flatten(0, 1), x.flatten(0, 1))
             recon = recon.view(m_count, -1).mean(1)
             parts = {"recon": recon}
@@ -321,17 +321,25 @@ def train_stacked(
             grads = list(torch.autograd.grad(torch.where(alive, loss, 0.0).sum(), params))
             if clipping:
                 grads = clip_stacked(grads, clip, clip_algorithm)
-            optimizer.step(grads, None if bool(alive.all()) else alive)
+            optimizer.step(
+                [[g[k] for g in grads] for k in range(m_count)],
+                None if bool(alive.all()) else alive.tolist(),
+            )
             step += 1
             weight = x.shape[1]
             seen += weight
             for n, v in parts.items():
                 v = v.detach() * weight
                 sums[n] = sums[n] + v if n in sums else v
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_seconds = time.perf_counter() - started
         for member in members:
             if member.failed is None:
                 member.global_step = step
-        _copy_back(members, stacked, alive)
+        for k, member in enumerate(members):
+            # a frozen member keeps its last finite weights: the stack no longer updates them
+            nets.copy_to(k, member.model)
         figures = [{} for _ in members]
         if seen:
             for n, v in sums.items():
@@ -354,7 +362,14 @@ def train_stacked(
                     member.best_state = _cpu_state(member.model)
         for k, member in enumerate(members):
             if member.failed is None or figures[k]:
-                member.history.append({"epoch": epoch, "step": step, "figures": figures[k]})
+                member.history.append(
+                    {
+                        "epoch": epoch,
+                        "step": step,
+                        "figures": figures[k],
+                        "train_seconds": train_seconds,  # the whole stack's training loop
+                    }
+                )
         if on_epoch is not None:
             on_epoch(members, epoch)
         if stop:
@@ -366,23 +381,6 @@ def train_stacked(
 
 def _cpu_state(model: AutoencoderModule) -> dict[str, Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-
-@torch.no_grad()
-def _copy_back(
-    members: list[StackedMember],
-    stacked: dict[str, tuple[dict[str, Tensor], dict[str, Tensor], Any]],
-    alive: Tensor,
-) -> None:
-    """Each member's slice of the stacked weights into its ordinary model (a frozen member keeps
-    its last finite weights: the stack never updated them)."""
-    for k, member in enumerate(members):
-        for sub, (p, b, _) in stacked.items():
-            module = getattr(member.model, sub)
-            for name, tensor in module.named_parameters():
-                tensor.copy_(p[name][k])
-            for name, tensor in module.named_buffers():
-                tensor.copy_(b[name][k])
 
 
 @torch.no_grad()
