@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -153,3 +154,111 @@ def test_each_member_equals_its_job_run_alone(tmp_path, mnist_dir, common, varyi
             assert value == pytest.approx(metrics[key], rel=1e-4), key
         stored = json.loads((tmp_path / "single0" / "metrics.json").read_text())
         assert stored["status"] == "completed"
+
+
+# --- the launcher: hydra/launcher=stacked ---------------------------------------------------------
+SWEEP = [
+    "trainer=cpu",
+    "trainer.deterministic=true",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "data.eval_batch_size=100",
+    "threads=1",
+    "model=dae",
+    "seed=1,2,3",
+]
+
+
+def _tensorboard_tags(folder: Path) -> tuple[set[str], set[str]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder / "tb"))
+    events.Reload()
+    return set(events.Tags()["scalars"]), set(events.Tags()["images"])
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_stacked_sweep_writes_each_job_as_the_unstacked_sweep_does(tmp_path, mnist_dir):
+    from hydra.utils import get_class
+    from sweep_fixtures import run_sweep
+
+    from aelab.runs import load_checkpoint
+
+    plain, _ = run_sweep(tmp_path / "plain", mnist_dir, *SWEEP)
+    stacked, out = run_sweep(tmp_path / "stacked", mnist_dir, "hydra/launcher=stacked", *SWEEP)
+    assert "stacking 3 jobs: #0 " in out
+    names = sorted(p.name for p in plain.iterdir() if (p / "metrics.json").is_file())
+    assert len(names) == 3
+    assert sorted(p.name for p in stacked.iterdir() if (p / "metrics.json").is_file()) == names
+    for k, name in enumerate(names):
+        alone = json.loads((plain / name / "metrics.json").read_text())
+        mine = json.loads((stacked / name / "metrics.json").read_text())
+        assert mine["status"] == alone["status"] == "completed"
+        assert set(mine) == set(alone)
+        for key, value in alone.items():
+            if key != "status":
+                assert mine[key] == pytest.approx(value, rel=1e-4, abs=1e-6), (name, key)
+        info = json.loads((stacked / name / "run.json").read_text())
+        assert info["stacked"]["group"] == [0, 1, 2] and info["stacked"]["member"] == k
+        assert "stacked" not in json.loads((plain / name / "run.json").read_text())
+        assert (stacked / name / ".hydra" / "config.yaml").is_file()
+        # the checkpoint loads as an ordinary single model, as aelab-eval loads it
+        ckpt = load_checkpoint(stacked / name / "checkpoints" / "last.ckpt")
+        model = get_class(ckpt["aelab"]["model_class"])(**ckpt["hyper_parameters"])
+        model.load_state_dict(ckpt["state_dict"])
+        assert ckpt["aelab"]["config"]["seed"] == k + 1
+        reference = load_checkpoint(plain / name / "checkpoints" / "last.ckpt")["state_dict"]
+        for key, value in reference.items():
+            error = (model.state_dict()[key] - value).norm() / value.norm()
+            assert error < 1e-4, (name, key)
+        best = sorted(p.name for p in (plain / name / "checkpoints").iterdir())
+        assert sorted(p.name for p in (stacked / name / "checkpoints").iterdir()) == best
+        assert _tensorboard_tags(stacked / name) == _tensorboard_tags(plain / name)
+    assert (stacked / "summary.md").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_max_models_below_one_is_refused_in_one_line(tmp_path, mnist_dir):
+    from sweep_fixtures import run_sweep_streams
+
+    _, _, err = run_sweep_streams(
+        tmp_path,
+        mnist_dir,
+        "hydra/launcher=stacked",
+        "hydra.launcher.max_models=0",
+        "seed=1,2",
+        returncode=2,
+    )
+    assert err.strip().splitlines()[-1] == (
+        "aelab-train: error: hydra.launcher.max_models=0 is invalid: allowed an integer >= 1"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_sweep_with_nothing_to_stack_says_why_and_runs_unstacked(tmp_path, mnist_dir):
+    from sweep_fixtures import TINY, run_sweep_streams
+
+    sweep, _, err = run_sweep_streams(
+        tmp_path,
+        mnist_dir,
+        "hydra/launcher=stacked",
+        *TINY,
+        "test=false",
+        "optimizer=adam,sgd",
+        "model.latent_dim=2,3",
+    )
+    line = next(ln for ln in err.splitlines() if "hydra/launcher=stacked" in ln)
+    assert line.startswith("aelab-train: hydra/launcher=stacked: no two of the 4 jobs can be ")
+    assert "no other job of the sweep has its shape" in line
+    assert "optimizer._target_=torch.optim.SGD: the stacked step has Adam and AdamW" in line
+    assert line.endswith("running them one by one")
+    jobs = [p for p in sweep.iterdir() if (p / "metrics.json").is_file()]
+    assert len(jobs) == 4
+    for job in jobs:
+        assert json.loads((job / "metrics.json").read_text())["status"] == "completed"
+        assert "stacked" not in json.loads((job / "run.json").read_text())

@@ -338,6 +338,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         return metrics
     if not writer:
         return metrics
+    complete_run(output_dir, trainer, model, metrics)
+    return metrics
+
+
+def complete_run(
+    output_dir: Path, trainer: pl.Trainer, model: pl.LightningModule, metrics: dict[str, float]
+) -> None:
+    """A completed run's closing writes: metrics.json, the HParams row, the loggers flushed and
+    closed, the closing lines (also for a member of a stacked sweep, `aelab.stacked`)."""
     write_json_atomic(output_dir / "metrics.json", {"status": "completed", **metrics})
     row = hparams_with_flags(hparams_row(model.run_config), metrics)
     # a sweep's job writes no HParams columns: the sweep writes them over all its jobs at its
@@ -349,7 +358,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
             write_hparams(logger, row, metrics, experiment=not in_sweep)
         logger.finalize("success")  # flush and close the event file
     _say_where(output_dir, trainer, metrics)
-    return metrics
 
 
 def _completed_metrics(output_dir: Path) -> dict[str, Any] | None:

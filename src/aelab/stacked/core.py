@@ -200,7 +200,7 @@ def _limit(cfg: DictConfig, key: str) -> Any:
 def train_stacked(
     cfgs: Sequence[DictConfig],
     device: str | torch.device = "cpu",
-    on_epoch: Callable[[list[StackedMember], int], None] | None = None,
+    on_epoch: Callable[[list[StackedMember], int, Any], None] | None = None,
     validate: bool = True,
 ) -> list[StackedMember]:
     """Train the members of one stack for the configs' `trainer.max_epochs` (and `max_steps`).
@@ -208,6 +208,9 @@ def train_stacked(
     `cfgs`: composed run configs that differ only in stackable values (`grouping.STACKABLE`).
     Returns one StackedMember per config, in order, with its last weights, its best by
     `val/loss` (as the run's ModelCheckpoint keeps them) and its per-epoch figures.
+
+    `on_epoch(members, epoch, datamodule)` runs after each epoch (its validation included), with
+    each member's model holding that epoch's weights.
 
     Raises NotStackable naming why the configs cannot share a stack.
     """
@@ -371,7 +374,7 @@ def train_stacked(
                     }
                 )
         if on_epoch is not None:
-            on_epoch(members, epoch)
+            on_epoch(members, epoch, datamodule)
         if stop:
             break
     for member in members:
