@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -154,6 +155,35 @@ def test_each_member_equals_its_job_run_alone(tmp_path, mnist_dir, common, varyi
             assert value == pytest.approx(metrics[key], rel=1e-4), key
         stored = json.loads((tmp_path / "single0" / "metrics.json").read_text())
         assert stored["status"] == "completed"
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_diverged_member_is_frozen_and_failed_where_its_run_alone_fails(tmp_path, mnist_dir):
+    from aelab.faults import NonFiniteLossError
+    from aelab.train import train
+    from tests.conftest import compose_cfg
+
+    short = [*TINY, "model=vae", "trainer.max_epochs=1", "++trainer.limit_train_batches=4"]
+    healthy, diverging = short, [*short, "optimizer.lr=1e4"]  # logvar explodes: kl=inf
+    alone = []
+    for k, overrides in enumerate([healthy, diverging]):
+        folder = tmp_path / f"single{k}"
+        folder.mkdir()
+        with contextlib.suppress(NonFiniteLossError):  # the diverging one fails, as it should
+            train(compose_cfg(overrides, folder))
+        alone.append(folder)
+    failed = json.loads((alone[1] / "metrics.json").read_text())
+    assert failed["status"] == "failed"
+    members = train_stacked([compose_cfg(o, tmp_path / "s") for o in (healthy, diverging)])
+    assert members[1].failed_step == failed["step"]
+    # the single run recomputes the parts on fresh noise: only the place must agree
+    assert failed["error"].startswith(members[1].failed.split(": loss=")[0] + ": loss=")
+    assert members[0].failed is None  # the other member went on, as if alone
+    state = torch.load(alone[0] / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    for name, value in state.items():
+        assert (members[0].last_state[name] - value).norm() / value.norm() < 1e-4, name
+    assert all(torch.isfinite(v).all() for v in members[1].last_state.values())
 
 
 # --- the launcher: hydra/launcher=stacked ---------------------------------------------------------

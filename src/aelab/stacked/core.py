@@ -296,7 +296,6 @@ def train_stacked(
             logits = nets.run("decoder", weights["decoder"], z)
             recon = recon_nll(models[0].recon_loss, logits.flatten(0, 1), x.flatten(0, 1))
             recon = recon.view(m_count, -1).mean(1)
-            parts = {"recon": recon}
             if is_vae:
                 kl = kl_to_standard_normal(mu, logvar).sum(-1).mean(1)
                 parts = {
@@ -312,10 +311,11 @@ def train_stacked(
             newly_bad = alive & ~finite
             if bool(newly_bad.any()):
                 for k in newly_bad.nonzero().flatten().tolist():
-                    shown = {n: round(float(v[k]), 4) for n, v in parts.items()}
+                    shown = ", ".join(f"{n}={float(v[k].detach()):.6g}" for n, v in parts.items())
+                    # the single run's NonFiniteLossGuard message, from the step's own parts
                     members[k].failed = (
-                        f"non-finite training loss at step {step} (epoch {epoch}, batch "
-                        f"{index}): {shown}"
+                        f"training stopped: non-finite loss at step {step} (epoch {epoch}, "
+                        f"batch {index}): {shown}"
                     )
                     members[k].failed_step = step
                 alive = alive & finite
