@@ -8,6 +8,7 @@
     python scripts/benchmark.py --models vae --loops aelab --override callbacks.images=null
                                                   # what one part of aelab's run costs
     python scripts/benchmark.py --overhead --threads 1   # where one job's wall time goes
+    python scripts/benchmark.py --stacked 1,4,8,16 --threads 1   # M jobs stacked vs one by one
 
 Loops, each in its own subprocess (so each peak RSS is that loop's own), on the same MNIST files:
 
