@@ -292,3 +292,28 @@ def test_a_sweep_with_nothing_to_stack_says_why_and_runs_unstacked(tmp_path, mni
     for job in jobs:
         assert json.loads((job / "metrics.json").read_text())["status"] == "completed"
         assert "stacked" not in json.loads((job / "run.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_diverged_member_fails_its_job_and_the_sweep_goes_on(tmp_path, mnist_dir):
+    from sweep_fixtures import TINY, run_sweep
+
+    sweep, out = run_sweep(
+        tmp_path,
+        mnist_dir,
+        "hydra/launcher=stacked",
+        *TINY,
+        "test=false",
+        "model=vae",
+        "optimizer.lr=0.001,10000",
+        returncode=1,  # the report names the failed job
+    )
+    assert "stacking 2 jobs" in out
+    fine = json.loads((sweep / "0_lr=0.001" / "metrics.json").read_text())
+    failed = json.loads((sweep / "1_lr=10000" / "metrics.json").read_text())
+    assert fine["status"] == "completed" and math.isfinite(fine["val/loss"])
+    assert failed["status"] == "failed" and failed["step"] == 1
+    assert failed["error"].startswith("training stopped: non-finite loss at step 1 (epoch 0, ")
+    assert (sweep / "0_lr=0.001" / "checkpoints" / "last.ckpt").is_file()
+    assert not (sweep / "1_lr=10000" / "checkpoints").exists()
