@@ -186,6 +186,31 @@ def test_a_diverged_member_is_frozen_and_failed_where_its_run_alone_fails(tmp_pa
     assert all(torch.isfinite(v).all() for v in members[1].last_state.values())
 
 
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_stack_stopped_after_a_step_holds_the_weights_of_that_step(tmp_path, mnist_dir):
+    from aelab.train import train
+    from tests.conftest import compose_cfg
+
+    one_epoch = [*TINY, "model=dae", "trainer.max_epochs=1"]
+    folder = tmp_path / "two_batches"
+    folder.mkdir()
+    train(compose_cfg([*one_epoch, "++trainer.limit_train_batches=2"], folder))
+    asked = []
+
+    def after_two_steps() -> bool:  # Ctrl-C during the second step
+        asked.append(1)
+        return len(asked) == 2
+
+    cfgs = [compose_cfg([*one_epoch, f"seed={s}"], tmp_path / "s") for s in (42, 7)]
+    members = train_stacked(cfgs, stop_requested=after_two_steps)
+    assert [m.interrupted_step for m in members] == [2, 2]
+    assert all(m.history == [] and m.best_state is None for m in members)  # no validation
+    state = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    for name, value in state.items():
+        assert (members[0].last_state[name] - value).norm() / value.norm() < 1e-4, name
+
+
 # --- the launcher: hydra/launcher=stacked ---------------------------------------------------------
 SWEEP = [
     "trainer=cpu",

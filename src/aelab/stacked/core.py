@@ -56,6 +56,7 @@ class StackedMember:
     history: list[dict[str, Any]] = field(default_factory=list)
     failed: str | None = None  # the NaN guard's message
     failed_step: int | None = None
+    interrupted_step: int | None = None  # stopped by `stop_requested` after this many steps
     global_step: int = 0
 
     @property
@@ -202,6 +203,7 @@ def train_stacked(
     device: str | torch.device = "cpu",
     on_epoch: Callable[[list[StackedMember], int, Any], None] | None = None,
     validate: bool = True,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> list[StackedMember]:
     """Train the members of one stack for the configs' `trainer.max_epochs` (and `max_steps`).
 
@@ -209,6 +211,8 @@ def train_stacked(
     Returns one StackedMember per config, in order, with its last weights, its best by
     `val/loss` (as the run's ModelCheckpoint keeps them) and its per-epoch figures.
 
+    `stop_requested()` is asked after each step (Ctrl-C): when true, training ends there, without
+    validation, and each member still training gets `interrupted_step`.
     `on_epoch(members, epoch, datamodule)` runs after each epoch (its validation included), with
     each member's model holding that epoch's weights.
 
@@ -270,6 +274,7 @@ def train_stacked(
             orders.append(list(iter(sampler)))
         sums: dict[str, Tensor] = {}
         seen = 0
+        interrupted = False
         started = time.perf_counter()
         for index in range(n_batches):
             if 0 <= max_steps <= step:
@@ -334,6 +339,9 @@ def train_stacked(
             for n, v in parts.items():
                 v = v.detach() * weight
                 sums[n] = sums[n] + v if n in sums else v
+            if stop_requested is not None and stop_requested():
+                interrupted = True
+                break
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - started
@@ -343,6 +351,11 @@ def train_stacked(
         for k, member in enumerate(members):
             # a frozen member keeps its last finite weights: the stack no longer updates them
             nets.copy_to(k, member.model)
+        if interrupted:  # as GracefulInterrupt: the weights after the step, no validation
+            for member in members:
+                if member.failed is None:
+                    member.interrupted_step = step
+            break
         figures = [{} for _ in members]
         if seen:
             for n, v in sums.items():

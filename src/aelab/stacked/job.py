@@ -70,6 +70,8 @@ def finish_member(
         model = member.model
         model.run_config = OmegaConf.to_container(cfg, resolve=True)
         trainer = build_trainer(cfg)
+        if member.interrupted_step is not None:
+            return _interrupted(cfg, trainer, member)
         _log_history(cfg, trainer, member)
         metrics = dict(member.last_validation)
         model.last_validation = dict(metrics)
@@ -88,11 +90,37 @@ def finish_member(
             trainer.strategy.connect(model)
             model.trainer = trainer
         _save_checkpoints(trainer, model, member)
-        best = best_checkpoint(trainer)
-        if best is not None and member.best_epoch is not None:
-            best.best_model_path = str(_best_path(trainer, member))
+        best, best_path = best_checkpoint(trainer), _best_path(trainer, member)
+        if best is not None and best_path is not None:
+            best.best_model_path = str(best_path)  # the closing lines name it
         complete_run(output_dir, trainer, model, metrics)
     return metrics
+
+
+INTERRUPTED = (
+    "the stack was stopped (Ctrl-C) after step {step}; a stack cannot be resumed yet: "
+    "checkpoints/last.ckpt holds these weights (aelab-eval can score them), run the sweep again "
+    "to train it"
+)
+
+
+def _interrupted(cfg: DictConfig, trainer: Any, member: StackedMember) -> dict[str, float]:
+    """An interrupted member: its weights as last.ckpt (weights only) and metrics.json saying
+    so. Returns no figures."""
+    output_dir = Path(cfg.paths.output_dir)
+    _log_history(cfg, trainer, member)
+    trainer.strategy.connect(member.model)
+    member.model.trainer = trainer
+    _save_checkpoints(trainer, member.model, member, best=False)
+    stopped = {
+        "status": "interrupted",
+        "step": member.interrupted_step,
+        "error": INTERRUPTED.format(step=member.interrupted_step),
+    }
+    write_json_atomic(output_dir / "metrics.json", stopped)
+    for logger in trainer.loggers:
+        logger.finalize("interrupted")
+    return {}
 
 
 def _log_history(cfg: DictConfig, trainer: Any, member: StackedMember) -> None:
@@ -136,20 +164,23 @@ def epoch_images(members: list[StackedMember], epoch: int, datamodule: Any) -> N
         entry["images"] = {k: v.cpu() for k, v in grids.grids(member.model, x).items()}
 
 
-def _best_path(trainer: Any, member: StackedMember) -> Path:
-    best = next(cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None))
+def _best_path(trainer: Any, member: StackedMember) -> Path | None:
+    """Where the run's ModelCheckpoint (by val/loss) puts the best epoch; None without one."""
+    best = next((cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)), None)
+    if best is None or member.best_epoch is None:
+        return None
     name = best.format_checkpoint_name({"epoch": member.best_epoch, "step": member.global_step})
     return Path(name)
 
 
-def _save_checkpoints(trainer: Any, model: Any, member: StackedMember) -> None:
+def _save_checkpoints(trainer: Any, model: Any, member: StackedMember, best: bool = True) -> None:
     """The best (by val/loss) and last weights, through the Trainer's own checkpoint path (the
     model's `on_save_checkpoint`, aelab's atomic writer): loadable as any single run's."""
     from aelab.faults import last_checkpoint_path
 
-    best = next((cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)), None)
-    if best is not None and member.best_epoch is not None:
-        trainer.save_checkpoint(_best_path(trainer, member), weights_only=True)
+    best_path = _best_path(trainer, member) if best else None
+    if best_path is not None:
+        trainer.save_checkpoint(best_path, weights_only=True)
     last = last_checkpoint_path(trainer)
     if last.name == LAST_CHECKPOINT.name:
         model.load_state_dict(member.last_state)

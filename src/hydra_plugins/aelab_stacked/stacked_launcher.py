@@ -10,6 +10,9 @@ metrics.json, TensorBoard run and checkpoints; run.json's `stacked` entry names 
 # no `from __future__ import annotations`: Hydra loads plugins outside sys.modules, where a
 # dataclass cannot resolve string annotations
 import logging
+import signal
+import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -129,8 +132,12 @@ class StackedLauncher(BasicLauncher):
         if threads is not None:
             torch.set_num_threads(int(threads))
         device = "cuda" if cfgs[0].trainer.get("accelerator") in ("gpu", "cuda") else "cpu"
+        stopping = StopOnInterrupt()
         try:
-            members: list[Any] = train_stacked(cfgs, device=device, on_epoch=epoch_images)
+            with stopping:
+                members: list[Any] = train_stacked(
+                    cfgs, device=device, on_epoch=epoch_images, stop_requested=stopping.requested
+                )
         except Exception as err:  # noqa: BLE001 - each job of the group records it
             members = [err] * len(group)
         out = {}
@@ -138,7 +145,46 @@ class StackedLauncher(BasicLauncher):
             stacked = {"group": numbers, "member": k, "overrides": shown[k]}
             log.info("\t#%d : %s (stacked)", numbers[k], shown[k])
             out[i] = self._run(configs[i], member_task(members[k], stacked))
+        if stopping.flag:  # as a job stopped by Ctrl-C ends the basic launcher's sweep
+            step = max((m.interrupted_step or 0) for m in members if not isinstance(m, Exception))
+            say(
+                f"stack of jobs {','.join(map(str, numbers))} interrupted at step {step}; "
+                "their metrics.json say so and checkpoints/last.ckpt hold the weights "
+                "(a stack cannot be resumed yet)"
+            )
+            raise SystemExit(130)
         return out
+
+
+class StopOnInterrupt:
+    """Ctrl-C while a stack trains: the first stops it after the current step (as aelab's
+    GracefulInterrupt does a single run), a second stops at once (KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        self.flag = False
+        self._previous: Any = None
+
+    def requested(self) -> bool:
+        return self.flag
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+        print(
+            "aelab-train: stopping the stack after this step (Ctrl-C again: at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def __enter__(self) -> "StopOnInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _reasons(alone: dict[int, str]) -> str:
