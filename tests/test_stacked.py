@@ -115,6 +115,8 @@ def test_a_model_that_cannot_be_stacked_names_why(make_cfg):
     [
         # the denoising AE (noise drawn per member), seeds varying: init and batch order differ
         (["model=dae"], [["seed=1"], ["seed=2"], ["seed=3", "optimizer.lr=0.003"]]),
+        # a net other than an MLP runs under vmap(functional_call)
+        (["model=ae", "net=conv"], [["seed=1"], ["seed=2"]]),
         # the VAE with dynamic binarization, beta varying (and one clipped member)
         (
             ["model=vae", "data.binarize=dynamic"],

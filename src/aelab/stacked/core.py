@@ -2,18 +2,19 @@
 
 Each member is built as its single job builds its model (`pl.seed_everything(seed)` then
 `aelab.train.build_model`), so it starts from its own initialisation. The members' encoder and
-decoder parameters are stacked along a new leading dimension (`torch.func.stack_module_state`)
-and the ordinary nets run under `vmap(functional_call)`: one batched matmul per layer for M
-models. Everything random or stateful is per member:
+decoder parameters are stacked along a new leading dimension (`StackedNets`): an MLP net runs
+as one `baddbmm` per layer for the M members, any other net under `vmap(functional_call)`.
+Everything random or stateful is per member:
 
 - batch order: the member's own `EpochSampler(seed)`, as its `ResumableLoader` orders it;
 - random numbers: before batch `i` of epoch `e` the single run re-seeds the global RNG with
   `derive_seed(seed, e, i)` and then draws dynamic binarization, input noise and the VAE's
   reparameterisation noise in that order; the stacked step does the same per member;
-- Adam: moments are elementwise, so stacked moments are per member; the learning rate, weight
-  decay and clipping threshold are tensors over members (`StackedAdam`);
-- NaN guard: a member whose loss is not finite is frozen (no further update) and marked failed;
-  the others go on.
+- Adam: each member's slices are stepped as the tensors of its own model, with its own moments,
+  step count, learning rate and weight decay (`StackedAdam`, torch's fused functional Adam);
+- gradient clipping: the 2-norm (or value) per member, with its own threshold;
+- NaN guard: a member whose loss is not finite is frozen (no further update) and marked failed
+  with the single run's message; the others go on.
 
 Validation runs each member's weights through the ordinary model's own `_evaluate`, so `val/*`
 figures are computed by the single run's code.
