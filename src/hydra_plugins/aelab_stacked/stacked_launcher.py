@@ -157,12 +157,15 @@ class StackedLauncher(BasicLauncher):
 
 
 class StopOnInterrupt:
-    """Ctrl-C while a stack trains: the first stops it after the current step (as aelab's
-    GracefulInterrupt does a single run), a second stops at once (KeyboardInterrupt)."""
+    """Ctrl-C (or SIGTERM: a batch system's stop) while a stack trains: the first stops it
+    after the current step (as aelab's GracefulInterrupt does a single run), a second stops at
+    once (KeyboardInterrupt)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.flag = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def requested(self) -> bool:
         return self.flag
@@ -172,19 +175,20 @@ class StopOnInterrupt:
             raise KeyboardInterrupt
         self.flag = True
         print(
-            "aelab-train: stopping the stack after this step (Ctrl-C again: at once)",
+            f"aelab-train: {signal.Signals(signum).name}: stopping the stack after this step "
+            "(again: at once)",
             file=sys.stderr,
             flush=True,
         )
 
     def __enter__(self) -> "StopOnInterrupt":
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 def _reasons(alone: dict[int, str]) -> str:
