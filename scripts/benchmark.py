@@ -8,6 +8,7 @@
     python scripts/benchmark.py --models vae --loops aelab --override callbacks.images=null
                                                   # what one part of aelab's run costs
     python scripts/benchmark.py --overhead --threads 1   # where one job's wall time goes
+    python scripts/benchmark.py --stacked 1,4,8,16 --threads 1   # M jobs stacked vs one by one
 
 Loops, each in its own subprocess (so each peak RSS is that loop's own), on the same MNIST files:
 
@@ -815,6 +816,32 @@ def verdicts(rows: dict[str, dict[str, Any]], models: list[str]) -> list[str]:
     return out
 
 
+def main_stacked(args: argparse.Namespace, models: list[str]) -> None:
+    import stacked_benchmark  # scripts/, beside this file
+
+    try:
+        sizes = [int(m) for m in args.stacked.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        sys.exit(f"benchmark: --stacked takes integers >= 1 (1,4,8,16), not {args.stacked!r}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load = os.getloadavg()
+    started = time.perf_counter()
+    rows = stacked_benchmark.main_stacked(args, models, sizes)
+    print(f"machine: {machine(args.device, args.threads)}, device cpu")
+    print(
+        f"run: {args.stacked_batches} training batches of {BATCH_SIZE} per job, one run; load "
+        f"average {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after; "
+        f"{time.perf_counter() - started:.0f} s in all"
+    )
+    print()
+    print(stacked_benchmark.table(rows))
+    if args.json:
+        args.json.write_text(json.dumps({"stacked": rows}, indent=2))
+
+
 def machine(device: str, threads: int) -> str:
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
@@ -860,6 +887,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="where one aelab-train job's wall time goes, phase by phase (2 epochs unless "
         "--epochs is given)",
     )
+    parser.add_argument(
+        "--stacked",
+        metavar="M,M,...",
+        help="images/s of M jobs trained as one stack against M sequential jobs "
+        "(scripts/stacked_benchmark.py), e.g. 1,4,8,16",
+    )
+    parser.add_argument(
+        "--stacked-batches", type=int, default=100, help="--stacked: training batches per job"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--limit-batches", type=int, default=0, help=argparse.SUPPRESS)
@@ -890,6 +926,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"benchmark: --loops takes {', '.join(sorted(known))}, not {args.loops!r}")
     if args.overhead:
         main_overhead(args, models)
+        return
+    if args.stacked:
+        main_stacked(args, models)
         return
     names = [n for n, (m, k) in LOOPS.items() if m in models and k in kinds]
     load = os.getloadavg()

@@ -345,6 +345,16 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
         return metrics
     if not writer:
         return metrics
+    complete_run(output_dir, trainer, run_config, metrics)
+    return metrics
+
+
+def complete_run(
+    output_dir: Path, trainer: pl.Trainer, run_config: dict[str, Any], metrics: dict[str, float]
+) -> None:
+    """A completed run's closing writes: metrics.json, the HParams row (from `run_config`, the
+    composed config), the loggers flushed and closed, the closing lines (also for a member of a
+    stacked sweep, `aelab.stacked`)."""
     write_json_atomic(output_dir / "metrics.json", {"status": "completed", **metrics})
     row = hparams_with_flags(hparams_row(run_config), metrics)
     # a sweep's job writes no HParams columns: the sweep writes them over all its jobs at its
@@ -356,7 +366,6 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
             write_hparams(logger, row, metrics, experiment=not in_sweep)
         logger.finalize("success")  # flush and close the event file
     _say_where(output_dir, trainer, metrics)
-    return metrics
 
 
 def _completed_metrics(output_dir: Path) -> dict[str, Any] | None:

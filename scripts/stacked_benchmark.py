@@ -1,0 +1,160 @@
+"""`scripts/benchmark.py --stacked 1,4,8,16`: images/s of M jobs trained as one stack against the
+same M jobs trained one after another (aelab-train's ordinary loop, as a sweep runs them).
+
+Per model (the seed AE and VAE, default configs): M configs differing only in `seed`. The stack
+is `aelab.stacked.train_stacked`, timed over its training loop (batch order, per-member noise,
+forward, backward, Adam; no validation). The sequential jobs are `aelab.train.train` with the
+default callbacks and logger, each timed from the start of its training epoch to the start of
+its validation (the same work: training batches only). The 16 (largest M) sequential jobs run
+once; M sequential jobs are the first M of them. Images/s = M * images per job / seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+BATCH_SIZE = 64
+_TIMER: dict[str, Any] = {}
+
+
+class TrainTimer(pl.Callback):
+    """Seconds from a job's training-epoch start to its validation (or the end of training)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start: float | None = None
+
+    def _stop(self) -> None:
+        if self._start is not None:
+            self.seconds.append(time.perf_counter() - self._start)
+            self._start = None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._stop()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._stop()
+
+
+def timer_callback() -> TrainTimer:
+    return _TIMER["timer"]
+
+
+def compose(model: str, seed: int, batches: int, data_dir: Path, out: Path, threads: int) -> Any:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from aelab import CONFIG_DIR
+
+    overrides = [
+        f"model={model}",
+        f"seed={seed}",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        f"++trainer.limit_train_batches={batches}",
+        "++trainer.limit_val_batches=1",
+        "trainer.num_sanity_val_steps=0",
+        "test=false",
+        f"paths.data_dir={data_dir}",
+        f"paths.log_dir={out}",
+    ]
+    if threads:
+        overrides.append(f"threads={threads}")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    folder = out / f"job{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(folder)
+        del cfg.hydra
+    return cfg
+
+
+def sequential_seconds(model: str, jobs: int, args: argparse.Namespace, out: Path) -> list[float]:
+    """Training seconds of each of `jobs` ordinary aelab jobs (seeds 0..jobs-1), in order."""
+    from omegaconf import open_dict
+
+    from aelab.train import train
+
+    seconds = []
+    for seed in range(jobs):
+        cfg = compose(model, seed, args.stacked_batches, args.data_dir, out / "seq", args.threads)
+        timer = _TIMER["timer"] = TrainTimer()
+        with open_dict(cfg):
+            cfg.callbacks["benchmark_timer"] = {"_target_": f"{__name__}.timer_callback"}
+        train(cfg)
+        seconds.append(sum(timer.seconds))
+    return seconds
+
+
+def stacked_seconds(model: str, m: int, args: argparse.Namespace, out: Path) -> float:
+    from aelab.stacked import train_stacked
+
+    cfgs = [
+        compose(model, seed, args.stacked_batches, args.data_dir, out / f"stack{m}", args.threads)
+        for seed in range(m)
+    ]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    members = train_stacked(cfgs, validate=False)
+    return members[0].history[0]["train_seconds"]
+
+
+def main_stacked(args: argparse.Namespace, models: list[str], sizes: list[int]) -> list[dict]:
+    """Measure and print the table; returns its rows."""
+    out = Path(tempfile.mkdtemp(prefix="aelab-stacked-benchmark-"))
+    rows = []
+    images = args.stacked_batches * BATCH_SIZE
+    try:
+        for model in models:
+            sequential = sequential_seconds(model, max(sizes), args, out)
+            for m in sizes:
+                stacked = stacked_seconds(model, m, args, out)
+                seq = sum(sequential[:m])
+                rows.append(
+                    {
+                        "model": model,
+                        "M": m,
+                        "stacked_img_s": m * images / stacked,
+                        "sequential_img_s": m * images / seq,
+                        "ratio": seq / stacked,
+                    }
+                )
+                print(
+                    f"{model:>4} M={m:<3} stacked {m * images / stacked:9.0f} img/s   "
+                    f"sequential {m * images / seq:9.0f} img/s   ratio {seq / stacked:5.2f}",
+                    flush=True,
+                )
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| model | M | stacked img/s | M sequential img/s | stacked / sequential |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model'].upper()} | {r['M']} | {r['stacked_img_s']:.0f} | "
+            f"{r['sequential_img_s']:.0f} | {r['ratio']:.2f} x |"
+        )
+    return "\n".join(lines)

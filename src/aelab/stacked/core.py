@@ -1,0 +1,420 @@
+"""Train M same-shape members as one stacked model, each the computation of its job run alone.
+
+Each member is built as its single job builds its model (`pl.seed_everything(seed)` then
+`aelab.train.build_model`), so it starts from its own initialisation. The members' encoder and
+decoder parameters are stacked along a new leading dimension (`StackedNets`): an MLP net runs
+as one `baddbmm` per layer for the M members, any other net under `vmap(functional_call)`.
+Everything random or stateful is per member:
+
+- batch order: the member's own `EpochSampler(seed)`, as its `ResumableLoader` orders it;
+- random numbers: before batch `i` of epoch `e` the single run re-seeds the global RNG with
+  `derive_seed(seed, e, i)` and then draws dynamic binarization, input noise and the VAE's
+  reparameterisation noise in that order; the stacked step does the same per member;
+- Adam: each member's slices are stepped as the tensors of its own model, with its own moments,
+  step count, learning rate and weight decay (`StackedAdam`, torch's fused functional Adam);
+- gradient clipping: the 2-norm (or value) per member, with its own threshold;
+- NaN guard: a member whose loss is not finite is frozen (no further update) and marked failed
+  with the single run's message; the others go on.
+
+Validation runs each member's weights through the ordinary model's own `_evaluate`, so `val/*`
+figures are computed by the single run's code.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+from torch.optim.adam import adam
+
+from aelab.checks import build
+from aelab.data.resumable import EpochSampler, derive_seed, seed_global_rng
+from aelab.losses import kl_standard_normal_per_dim, recon_nll
+from aelab.models.base import AutoencoderModule
+from aelab.models.vae import VAE
+from aelab.stacked.grouping import NotStackable, shape_key, why_not_stackable
+from aelab.stacked.nets import StackedNets
+
+
+@dataclass
+class StackedMember:
+    """One member's outcome. `best_state`/`last_state`: the ordinary model's state_dict (CPU)."""
+
+    cfg: DictConfig
+    model: AutoencoderModule
+    last_state: dict[str, Tensor] = field(default_factory=dict)
+    best_state: dict[str, Tensor] | None = None
+    best_epoch: int | None = None
+    best_val: float = math.inf
+    # per epoch: epoch, step, figures (train/*, val/*), train_seconds (the stack's loop)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    failed: str | None = None  # the NaN guard's message
+    failed_step: int | None = None
+    interrupted_step: int | None = None  # stopped by `stop_requested` after this many steps
+    global_step: int = 0
+
+    @property
+    def last_validation(self) -> dict[str, float]:
+        for entry in reversed(self.history):
+            val = {k: v for k, v in entry["figures"].items() if k.startswith("val/")}
+            if val:
+                return val
+        return {}
+
+
+def _num_batches(limit: Any, total: int) -> int:
+    """Lightning's reading of `limit_*_batches`: null all, an int a count, a float a share."""
+    if limit is None:
+        return total
+    if isinstance(limit, int):
+        return min(total, limit)
+    return int(total * float(limit))
+
+
+def per_member(values: Tensor, like: Tensor) -> Tensor:
+    """(M,) values shaped to broadcast over a stacked (M, ...) tensor."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+class StackedAdam:
+    """Adam / AdamW over stacked parameters, each member with its own learning rate and weight
+    decay: torch's own functional Adam (`torch.optim.adam.adam`, fused where the device has the
+    kernel, as aelab's `optimizer.fused=true`) steps each member's slices as the tensors of its
+    own model, with its own moments and step count. Members sharing (lr, weight decay) go in one
+    call. `alive` (M, bool) freezes members: their slices are left out of the step.
+    """
+
+    def __init__(
+        self,
+        members: Sequence[Sequence[Tensor]],
+        lr: Sequence[float],
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: Sequence[float] | None = None,
+        decoupled: bool = False,
+        fused: bool | None = True,
+    ) -> None:
+        self.members = [list(m) for m in members]
+        self.lr = [float(v) for v in lr]
+        self.weight_decay = [float(v) for v in weight_decay or [0.0] * len(self.members)]
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+        self.decoupled = decoupled
+        device = self.members[0][0].device
+        self.fused = fused and device.type in ("cpu", "cuda")
+        self.exp_avg = [[torch.zeros_like(p) for p in m] for m in self.members]
+        self.exp_avg_sq = [[torch.zeros_like(p) for p in m] for m in self.members]
+        self.steps = [
+            [torch.zeros((), device=device if self.fused else "cpu") for _ in m]
+            for m in self.members
+        ]
+        self.groups: dict[tuple[float, float], list[int]] = {}
+        for k, key in enumerate(zip(self.lr, self.weight_decay, strict=True)):
+            self.groups.setdefault(key, []).append(k)
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[Sequence[Tensor]], alive: Sequence[bool] | None = None) -> None:
+        """`grads[k]`: member k's gradients, like its parameters (any strides)."""
+        # the fused kernel reads a gradient as laid out like its parameter: a stacked matmul's
+        # weight gradient comes transposed in memory
+        grads = [[g if g.is_contiguous() else g.contiguous() for g in gs] for gs in grads]
+        for (lr, wd), ks in self.groups.items():
+            ks = [k for k in ks if alive is None or alive[k]]
+            if not ks:
+                continue
+            adam(
+                [p for k in ks for p in self.members[k]],
+                [g for k in ks for g in grads[k]],
+                [m for k in ks for m in self.exp_avg[k]],
+                [v for k in ks for v in self.exp_avg_sq[k]],
+                [],
+                [s for k in ks for s in self.steps[k]],
+                fused=self.fused,
+                foreach=False if not self.fused else None,
+                decoupled_weight_decay=self.decoupled,
+                amsgrad=False,
+                beta1=self.beta1,
+                beta2=self.beta2,
+                lr=lr,
+                weight_decay=wd,
+                eps=self.eps,
+                maximize=False,
+            )
+
+
+def clip_stacked(grads: list[Tensor], clip: Tensor, algorithm: str) -> list[Tensor]:
+    """Per-member gradient clipping as Lightning does it for one model (`clip_grad_norm_`:
+    the 2-norm over all parameters, scaled by min(1, clip / (norm + 1e-6)); or clamping to
+    +-clip). `clip`: (M,), inf where a member does not clip."""
+    if algorithm == "value":
+        return [
+            torch.maximum(
+                torch.minimum(g, per_member(clip, g)),
+                -per_member(clip, g),
+            )
+            for g in grads
+        ]
+    norms = torch.stack([g.flatten(1).norm(2, dim=1) for g in grads], dim=1).norm(2, dim=1)
+    coef = (clip / (norms + 1e-6)).clamp(max=1.0)
+    return [g * per_member(coef, g) for g in grads]
+
+
+def _member_value(cfg: DictConfig, dotted: str, default: Any) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node.get(part) if node is not None else None
+    return default if node is None else node
+
+
+def build_members(cfgs: Sequence[DictConfig]) -> list[AutoencoderModule]:
+    """Each member's model exactly as its single job builds it: seeded by its own seed.
+
+    Raises NotStackable when a config cannot be stacked or the configs differ in shape.
+    """
+    from aelab.train import build_model  # train imports Lightning's whole stack; only here
+
+    keys = set()
+    for cfg in cfgs:
+        why = why_not_stackable(cfg)
+        if why is not None:
+            raise NotStackable(why)
+        keys.add(shape_key(cfg))
+    if len(keys) > 1:
+        raise NotStackable("the members' configs differ in more than stackable values")
+    models = []
+    for cfg in cfgs:
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        models.append(build_model(cfg))
+    return models
+
+
+def _limit(cfg: DictConfig, key: str) -> Any:
+    return cfg.trainer.get(key)
+
+
+def train_stacked(
+    cfgs: Sequence[DictConfig],
+    device: str | torch.device = "cpu",
+    on_epoch: Callable[[list[StackedMember], int, Any], None] | None = None,
+    validate: bool = True,
+    stop_requested: Callable[[], bool] | None = None,
+) -> list[StackedMember]:
+    """Train the members of one stack for the configs' `trainer.max_epochs` (and `max_steps`).
+
+    `cfgs`: composed run configs that differ only in stackable values (`grouping.STACKABLE`).
+    Returns one StackedMember per config, in order, with its last weights, its best by
+    `val/loss` (as the run's ModelCheckpoint keeps them) and its per-epoch figures.
+
+    `stop_requested()` is asked after each step (Ctrl-C): when true, training ends there, without
+    validation, and each member still training gets `interrupted_step`.
+    `on_epoch(members, epoch, datamodule)` runs after each epoch (its validation included), with
+    each member's model holding that epoch's weights.
+
+    Raises NotStackable naming why the configs cannot share a stack.
+    """
+    device = torch.device(device)
+    models = build_members(cfgs)
+    first = cfgs[0]
+    m_count = len(cfgs)
+    members = [StackedMember(cfg=c, model=m) for c, m in zip(cfgs, models, strict=True)]
+    for model in models:
+        model.to(device)
+    is_vae = isinstance(models[0], VAE)
+
+    nets = StackedNets(models, device)
+    params = nets.leaves
+
+    opt_cfg = first.optimizer
+    decoupled = opt_cfg._target_.endswith("AdamW")
+    optimizer = StackedAdam(
+        [nets.member(k) for k in range(m_count)],
+        [float(_member_value(c, "optimizer.lr", 1e-3)) for c in cfgs],
+        betas=tuple(opt_cfg.get("betas") or (0.9, 0.999)),
+        eps=float(opt_cfg.get("eps") or 1e-8),
+        weight_decay=[
+            float(_member_value(c, "optimizer.weight_decay", 0.01 if decoupled else 0.0))
+            for c in cfgs
+        ],
+        decoupled=decoupled,
+        fused=bool(opt_cfg.get("fused", True)) or None,
+    )
+    clip_values = [c.trainer.get("gradient_clip_val") for c in cfgs]
+    clipping = any(v for v in clip_values)
+    clip = torch.tensor([float(v) if v else math.inf for v in clip_values], device=device)
+    clip_algorithm = first.trainer.get("gradient_clip_algorithm") or "norm"
+    beta = torch.tensor([float(getattr(m, "beta", 0.0)) for m in models], device=device)
+
+    datamodule = build(first.data, "data")
+    datamodule.setup("fit")
+    train_set = datamodule.splits["train"]
+    finish = getattr(train_set, "finish_batch", None) or (lambda batch: batch)
+    batch_size = datamodule.batch_size
+    total = math.ceil(len(train_set) / batch_size)
+    n_batches = _num_batches(_limit(first, "limit_train_batches"), total)
+    samplers = [EpochSampler(len(train_set), int(c.seed)) for c in cfgs]
+    max_epochs = first.trainer.get("max_epochs")
+    max_steps = int(first.trainer.get("max_steps", -1) or -1)
+    if max_epochs in (None, -1):
+        max_epochs = 1000 if max_steps < 0 else math.ceil(max_steps / max(n_batches, 1))
+    val_every = int(first.trainer.get("check_val_every_n_epoch") or 1)
+    latent = models[0].latent_dim
+    alive = torch.ones(m_count, dtype=torch.bool, device=device)
+    step = 0
+    for epoch in range(int(max_epochs)):
+        orders = []
+        for sampler in samplers:
+            sampler.set_epoch(epoch)
+            sampler.start = 0
+            orders.append(list(iter(sampler)))
+        sums: dict[str, Tensor] = {}
+        seen = 0
+        interrupted = False
+        started = time.perf_counter()
+        for index in range(n_batches):
+            if 0 <= max_steps <= step:
+                break
+            xs, x_ins, eps = [], [], []
+            for k, (member, order) in enumerate(zip(members, orders, strict=True)):
+                batch = train_set.__getitems__(order[index * batch_size : (index + 1) * batch_size])
+                seed_global_rng(derive_seed(samplers[k].seed, epoch, index))
+                x, _ = finish(batch)
+                x = x.to(device)
+                xs.append(x)
+                x_ins.append(member.model.noise(x))
+                if is_vae:  # drawn after the noise, as VAE.reparameterize draws it in the step
+                    eps.append(torch.randn(x.shape[0], latent, device=device, dtype=x.dtype))
+            x = torch.stack(xs)
+            x_in = torch.stack(x_ins)
+            weights = nets.params()
+            code = nets.run("encoder", weights["encoder"], x_in)
+            if is_vae:
+                mu, logvar = code.chunk(2, dim=-1)
+                z = mu + torch.stack(eps) * (0.5 * logvar).exp()
+            else:
+                z = code
+            logits = nets.run("decoder", weights["decoder"], z)
+            recon = recon_nll(models[0].recon_loss, logits.flatten(0, 1), x.flatten(0, 1))
+            recon = recon.view(m_count, -1).mean(1)
+            if is_vae:
+                kl = kl_standard_normal_per_dim(mu, logvar).sum(-1).mean(1)
+                parts = {
+                    "loss": recon + beta * kl,
+                    "recon": recon,
+                    "kl": kl,
+                    "neg_elbo": recon + kl,
+                }
+            else:
+                parts = {"loss": recon, "recon": recon}
+            loss = parts["loss"]
+            finite = torch.isfinite(loss.detach())
+            newly_bad = alive & ~finite
+            if bool(newly_bad.any()):
+                for k in newly_bad.nonzero().flatten().tolist():
+                    shown = ", ".join(f"{n}={float(v[k].detach()):.6g}" for n, v in parts.items())
+                    # the single run's NonFiniteLossGuard message, from the step's own parts
+                    members[k].failed = (
+                        f"training stopped: non-finite loss at step {step} (epoch {epoch}, "
+                        f"batch {index}): {shown}"
+                    )
+                    members[k].failed_step = step
+                alive = alive & finite
+                if not bool(alive.any()):
+                    break
+            grads = list(torch.autograd.grad(torch.where(alive, loss, 0.0).sum(), params))
+            if clipping:
+                grads = clip_stacked(grads, clip, clip_algorithm)
+            optimizer.step(
+                [[g[k] for g in grads] for k in range(m_count)],
+                None if bool(alive.all()) else alive.tolist(),
+            )
+            step += 1
+            weight = x.shape[1]
+            seen += weight
+            for n, v in parts.items():
+                v = v.detach() * weight
+                sums[n] = sums[n] + v if n in sums else v
+            if stop_requested is not None and stop_requested():
+                interrupted = True
+                break
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_seconds = time.perf_counter() - started
+        for member in members:
+            if member.failed is None:
+                member.global_step = step
+        for k, member in enumerate(members):
+            # a frozen member keeps its last finite weights: the stack no longer updates them
+            nets.copy_to(k, member.model)
+        if interrupted:  # as GracefulInterrupt: the weights after the step, no validation
+            for member in members:
+                if member.failed is None:
+                    member.interrupted_step = step
+            break
+        figures = [{} for _ in members]
+        if seen:
+            for n, v in sums.items():
+                for k in range(m_count):
+                    figures[k][f"train/{n}"] = float(v[k]) / seen
+        stop = not bool(alive.any()) or (0 <= max_steps <= step)
+        # ValidateAtMaxSteps: a step-limited run validates where it stops
+        at_max_steps = 0 <= max_steps <= step
+        if validate and ((epoch + 1) % val_every == 0 or at_max_steps):
+            for k, member in enumerate(members):
+                if member.failed is not None:
+                    continue
+                val = evaluate_member(
+                    member.model, datamodule, "val", _limit(first, "limit_val_batches")
+                )
+                figures[k].update({f"val/{n}": v for n, v in val.items()})
+                loss_val = val.get("loss", math.inf)
+                if loss_val < member.best_val:  # ModelCheckpoint(mode=min) keeps the first best
+                    member.best_val, member.best_epoch = loss_val, epoch
+                    member.best_state = _cpu_state(member.model)
+        for k, member in enumerate(members):
+            if member.failed is None or figures[k]:
+                member.history.append(
+                    {
+                        "epoch": epoch,
+                        "step": step,
+                        "figures": figures[k],
+                        "train_seconds": train_seconds,  # the whole stack's training loop
+                    }
+                )
+        if on_epoch is not None:
+            on_epoch(members, epoch, datamodule)
+        if stop:
+            break
+    for member in members:
+        member.last_state = _cpu_state(member.model)
+    return members
+
+
+def _cpu_state(model: AutoencoderModule) -> dict[str, Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+@torch.no_grad()
+def evaluate_member(
+    model: AutoencoderModule, datamodule: Any, stage: str, limit: Any
+) -> dict[str, float]:
+    """`val/*` (or `test/*`) figures of one member, by the ordinary model's own `_evaluate`."""
+    loader = datamodule.val_dataloader() if stage == "val" else datamodule.test_dataloader()
+    n = _num_batches(limit, len(loader))
+    was_training = model.training
+    model.eval()
+    try:
+        for index, batch in enumerate(loader):
+            if index >= n:
+                break
+            x, y = batch
+            model._evaluate((x.to(model.device), y), index, stage)
+        return {k: float(v) for k, v in model._means(stage).compute_and_reset().items()}
+    finally:
+        model.train(was_training)

@@ -1,0 +1,126 @@
+"""Which jobs of a sweep may be trained as one stack, and why a job may not.
+
+Two jobs share a stack when their composed configs differ only in values that change neither a
+tensor's shape nor a code path of the training step (`STACKABLE`): the seed, beta, the noise
+level, the learning rate, weight decay, the gradient-clipping threshold. Everything else (model
+class, net, latent size, batch size, data, trainer limits, ...) must be equal.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+# dotted keys a member may set to its own value
+STACKABLE = (
+    "seed",
+    "model.beta",
+    "noise.std",
+    "noise.p",
+    "optimizer.lr",
+    "optimizer.weight_decay",
+    "trainer.gradient_clip_val",
+)
+# keys that say where a job's files go or how its process runs, not what it learns
+PER_JOB = ("paths", "hydra", "task_name", "threads")
+MODELS = {
+    "aelab.models.Autoencoder": "ae",
+    "aelab.models.ae.Autoencoder": "ae",
+    "aelab.models.VAE": "vae",
+    "aelab.models.vae.VAE": "vae",
+}
+OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW")
+PRECISIONS = (32, "32", "32-true", None)
+
+
+class NotStackable(ValueError):
+    """A config a stacked run cannot train; the message names the key and why."""
+
+
+def _plain(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """The config as plain containers, its job folder (and what is made from it) left out."""
+    if isinstance(cfg, DictConfig):
+        cfg = copy.deepcopy(cfg)
+        with open_dict(cfg):
+            cfg.pop("hydra", None)  # `${hydra:...}` resolves only inside a running job
+            if "paths" in cfg:
+                cfg.paths.output_dir = "<job folder>"
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return json.loads(json.dumps(cfg, default=str))
+
+
+def why_not_stackable(cfg: DictConfig | Mapping[str, Any]) -> str | None:
+    """None when `cfg` can be a member of a stack, else one line naming the key and the reason."""
+    c = _plain(cfg)
+    model, opt, trainer = c.get("model", {}), c.get("optimizer", {}), c.get("trainer", {})
+    target = model.get("_target_")
+    if target not in MODELS:
+        return f"model._target_={target}: only aelab's Autoencoder and VAE have a stacked step"
+    if opt.get("_target_") not in OPTIMIZERS:
+        return f"optimizer._target_={opt.get('_target_')}: the stacked step has Adam and AdamW"
+    for flag in ("amsgrad", "maximize"):
+        if opt.get(flag):
+            return f"optimizer.{flag}=true: the stacked Adam step has no {flag}"
+    if trainer.get("accumulate_grad_batches", 1) != 1:
+        return "trainer.accumulate_grad_batches: the stacked step takes one batch per step"
+    if trainer.get("devices", 1) not in (1, "1", "auto") or trainer.get("num_nodes", 1) != 1:
+        return "trainer.devices: a stack trains on one device"
+    if trainer.get("precision", "32-true") not in PRECISIONS:
+        return f"trainer.precision={trainer.get('precision')}: a stack trains in float32"
+    if trainer.get("gradient_clip_algorithm") not in (None, "norm", "value"):
+        return f"trainer.gradient_clip_algorithm={trainer['gradient_clip_algorithm']}: not known"
+    if trainer.get("max_time") is not None:
+        return "trainer.max_time: members would stop at different steps"
+    if c.get("resume") or c.get("ckpt_path"):
+        return "resume/ckpt_path: a stack starts from fresh weights (resuming one is not built)"
+    return None
+
+
+def shape_key(cfg: DictConfig | Mapping[str, Any]) -> str:
+    """The config less its stackable and per-job values, as text: equal for stackable jobs."""
+    c = _plain(cfg)
+    for key in PER_JOB:
+        c.pop(key, None)
+    for dotted in STACKABLE:
+        *parents, last = dotted.split(".")
+        node: Any = c
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return json.dumps(c, sort_keys=True, default=str)
+
+
+def group_configs(
+    cfgs: Sequence[DictConfig | Mapping[str, Any]], max_models: int
+) -> tuple[list[list[int]], dict[int, str]]:
+    """Job indices in stacks of at most `max_models` (first-seen order), and the jobs that run
+    alone with the reason (a model that cannot be stacked, or no other job of its shape).
+
+    Raises ValueError for `max_models` < 1.
+    """
+    if isinstance(max_models, bool) or not isinstance(max_models, int) or max_models < 1:
+        raise ValueError(f"max_models must be an integer >= 1, got {max_models!r}")
+    alone: dict[int, str] = {}
+    by_shape: dict[str, list[int]] = {}
+    for i, cfg in enumerate(cfgs):
+        why = why_not_stackable(cfg)
+        if why is not None:
+            alone[i] = why
+            continue
+        by_shape.setdefault(shape_key(cfg), []).append(i)
+    groups: list[list[int]] = []
+    for members in by_shape.values():
+        for start in range(0, len(members), max_models):
+            chunk = members[start : start + max_models]
+            if len(chunk) == 1:
+                alone[chunk[0]] = (
+                    "max_models=1" if max_models == 1 else "no other job of the sweep has its shape"
+                )
+            else:
+                groups.append(chunk)
+    return groups, alone

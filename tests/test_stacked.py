@@ -1,0 +1,346 @@
+"""Stacked sweeps: each member of a stack is the computation of its job run alone."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from aelab.stacked import NotStackable, group_configs, train_stacked, why_not_stackable
+from aelab.stacked.core import StackedAdam, clip_stacked
+
+TINY = [
+    "trainer=cpu",
+    "trainer.deterministic=true",
+    "trainer.max_epochs=2",
+    "++trainer.limit_train_batches=3",
+    "++trainer.limit_val_batches=1",
+    "data.eval_batch_size=100",
+    "logger=none",
+    "test=false",
+    "callbacks.images=null",
+    "threads=1",
+]
+
+
+# --- the stacked Adam step and clipping against torch's own, on synthetic tensors -----------------
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_stacked_adam_matches_torch_adam_per_member(decoupled):
+    g = torch.Generator().manual_seed(0)
+    lrs, wds = [1e-3, 3e-2, 1e-3], [0.0, 1e-2, 0.5]  # members 0 and 2 share a call
+    start = [torch.randn(3, 5, 4, generator=g), torch.randn(3, 7, generator=g)]
+    grads = [[torch.randn(3, 5, 4, generator=g), torch.randn(3, 7, generator=g)] for _ in range(4)]
+    stacked = [p.clone() for p in start]
+    opt = StackedAdam(
+        [[p[k] for p in stacked] for k in range(3)], lrs, weight_decay=wds, decoupled=decoupled
+    )
+    for grad in grads:
+        # a stacked matmul's weight gradient is transposed in memory: strides must not matter
+        opt.step(
+            [[x[k].mT.contiguous().mT if x.dim() == 3 else x[k] for x in grad] for k in range(3)]
+        )
+    kind = torch.optim.AdamW if decoupled else torch.optim.Adam
+    for k in range(3):
+        ps = [torch.nn.Parameter(p[k].clone()) for p in start]
+        ref = kind(ps, lr=lrs[k], weight_decay=wds[k], foreach=False)
+        for grad in grads:
+            for p, x in zip(ps, grad, strict=True):
+                p.grad = x[k].clone()
+            ref.step()
+        for p, mine in zip(ps, stacked, strict=True):
+            torch.testing.assert_close(mine[k], p.detach(), rtol=1e-5, atol=1e-7)
+
+
+def test_a_frozen_member_keeps_its_weights_and_the_others_move():
+    start = torch.ones(2, 3)
+    stacked = start.clone()
+    opt = StackedAdam([[stacked[0]], [stacked[1]]], [0.1, 0.1])
+    opt.step([[torch.full((3,), math.nan)], [torch.ones(3)]], alive=[False, True])
+    assert torch.equal(stacked[0], start[0])
+    torch.testing.assert_close(stacked[1], start[1] - 0.1)  # Adam's first step: lr * sign(g)
+    assert float(opt.steps[0][0]) == 0 and float(opt.steps[1][0]) == 1
+
+
+def test_per_member_clipping_matches_clip_grad_norm():
+    g = torch.Generator().manual_seed(1)
+    grads = [torch.randn(3, 6, generator=g), torch.randn(3, 2, 2, generator=g)]
+    clip = torch.tensor([0.5, math.inf, 100.0])
+    clipped = clip_stacked([x.clone() for x in grads], clip, "norm")
+    for k, limit in enumerate([0.5, None, 100.0]):
+        ps = [torch.nn.Parameter(torch.zeros_like(x[k])) for x in grads]
+        for p, x in zip(ps, grads, strict=True):
+            p.grad = x[k].clone()
+        if limit is not None:
+            torch.nn.utils.clip_grad_norm_(ps, limit)
+        for p, c in zip(ps, clipped, strict=True):
+            torch.testing.assert_close(c[k], p.grad, rtol=1e-6, atol=1e-7)
+
+
+# --- grouping -------------------------------------------------------------------------------------
+def test_jobs_differing_in_stackable_values_share_a_stack(make_cfg):
+    cfgs = [
+        make_cfg("model=vae", "model.beta=1"),
+        make_cfg("model=vae", "model.beta=4", "seed=3"),
+        make_cfg("model=vae", "model.latent_dim=8"),  # another shape
+        make_cfg("model=vae", "optimizer.lr=0.01"),
+        make_cfg("model=vae", "optimizer=sgd"),  # no stacked step
+    ]
+    groups, alone = group_configs(cfgs, max_models=8)
+    assert groups == [[0, 1, 3]]
+    assert alone[2] == "no other job of the sweep has its shape"
+    assert alone[4].startswith("optimizer._target_=torch.optim.SGD")
+    assert group_configs(cfgs, max_models=2)[0] == [[0, 1]]
+    with pytest.raises(ValueError, match="max_models"):
+        group_configs(cfgs, max_models=0)
+
+
+def test_a_model_that_cannot_be_stacked_names_why(make_cfg):
+    assert why_not_stackable(make_cfg("model=vae")) is None
+    assert "accumulate_grad_batches" in why_not_stackable(
+        make_cfg("+trainer.accumulate_grad_batches=2")
+    )
+    with pytest.raises(NotStackable, match="differ in more than stackable values"):
+        train_stacked([make_cfg("model=vae"), make_cfg("model=vae", "model.latent_dim=3")])
+
+
+# --- equivalence with the single runs, on a slice of real MNIST -----------------------------------
+@pytest.mark.slow
+@pytest.mark.mnist
+@pytest.mark.parametrize(
+    "common, varying",
+    [
+        # the denoising AE (noise drawn per member), seeds varying: init and batch order differ
+        (["model=dae"], [["seed=1"], ["seed=2"], ["seed=3", "optimizer.lr=0.003"]]),
+        # a net other than an MLP runs under vmap(functional_call)
+        (["model=ae", "net=conv"], [["seed=1"], ["seed=2"]]),
+        # the VAE with dynamic binarization, beta varying (and one clipped member)
+        (
+            ["model=vae", "data.binarize=dynamic"],
+            [
+                ["model.beta=0.5"],
+                ["model.beta=1"],
+                ["model.beta=4", "+trainer.gradient_clip_val=1"],
+            ],
+        ),
+    ],
+)
+def test_each_member_equals_its_job_run_alone(tmp_path, mnist_dir, common, varying):
+    from aelab.train import train
+    from tests.conftest import compose_cfg
+
+    singles, cfgs = [], []
+    for k, own in enumerate(varying):
+        folder = tmp_path / f"single{k}"
+        folder.mkdir()
+        cfg = compose_cfg([*TINY, *common, *own], folder)
+        metrics = train(cfg)
+        state = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        singles.append((metrics, state))
+        cfgs.append(compose_cfg([*TINY, *common, *own], tmp_path / f"stacked{k}"))
+    members = train_stacked(cfgs)
+    for (metrics, state), member in zip(singles, members, strict=True):
+        assert member.failed is None
+        assert set(member.last_state) == set(state)
+        for name, value in state.items():
+            # relative to the tensor's norm: Adam divides by sqrt(v), so a weight whose gradient
+            # is ~0 (a pixel that is almost always 0) turns float reassociation (1e-12) into a
+            # step of up to lr; elementwise, 4 of 100k weights differed by 2e-5
+            error = (member.last_state[name] - value).norm() / value.norm()
+            assert error < 1e-4, (name, float(error))
+        val = member.last_validation
+        assert set(val) == {k for k in metrics if k.startswith("val/")}
+        for key, value in val.items():
+            assert value == pytest.approx(metrics[key], rel=1e-4), key
+        stored = json.loads((tmp_path / "single0" / "metrics.json").read_text())
+        assert stored["status"] == "completed"
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_diverged_member_is_frozen_and_failed_where_its_run_alone_fails(tmp_path, mnist_dir):
+    from aelab.callbacks.faults import NonFiniteLossError
+    from aelab.train import train
+    from tests.conftest import compose_cfg
+
+    short = [*TINY, "model=vae", "trainer.max_epochs=1", "++trainer.limit_train_batches=4"]
+    healthy, diverging = short, [*short, "optimizer.lr=1e4"]  # logvar explodes: kl=inf
+    alone = []
+    for k, overrides in enumerate([healthy, diverging]):
+        folder = tmp_path / f"single{k}"
+        folder.mkdir()
+        with contextlib.suppress(NonFiniteLossError):  # the diverging one fails, as it should
+            train(compose_cfg(overrides, folder))
+        alone.append(folder)
+    failed = json.loads((alone[1] / "metrics.json").read_text())
+    assert failed["status"] == "failed"
+    members = train_stacked([compose_cfg(o, tmp_path / "s") for o in (healthy, diverging)])
+    assert members[1].failed_step == failed["step"]
+    # the single run recomputes the parts on fresh noise: only the place must agree
+    assert failed["error"].startswith(members[1].failed.split(": loss=")[0] + ": loss=")
+    assert members[0].failed is None  # the other member went on, as if alone
+    state = torch.load(alone[0] / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    for name, value in state.items():
+        assert (members[0].last_state[name] - value).norm() / value.norm() < 1e-4, name
+    assert all(torch.isfinite(v).all() for v in members[1].last_state.values())
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_stack_stopped_after_a_step_holds_the_weights_of_that_step(tmp_path, mnist_dir):
+    from aelab.train import train
+    from tests.conftest import compose_cfg
+
+    one_epoch = [*TINY, "model=dae", "trainer.max_epochs=1"]
+    folder = tmp_path / "two_batches"
+    folder.mkdir()
+    train(compose_cfg([*one_epoch, "++trainer.limit_train_batches=2"], folder))
+    asked = []
+
+    def after_two_steps() -> bool:  # Ctrl-C during the second step
+        asked.append(1)
+        return len(asked) == 2
+
+    cfgs = [compose_cfg([*one_epoch, f"seed={s}"], tmp_path / "s") for s in (42, 7)]
+    members = train_stacked(cfgs, stop_requested=after_two_steps)
+    assert [m.interrupted_step for m in members] == [2, 2]
+    assert all(m.history == [] and m.best_state is None for m in members)  # no validation
+    state = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    for name, value in state.items():
+        assert (members[0].last_state[name] - value).norm() / value.norm() < 1e-4, name
+
+
+# --- the launcher: hydra/launcher=stacked ---------------------------------------------------------
+SWEEP = [
+    "trainer=cpu",
+    "trainer.deterministic=true",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "data.eval_batch_size=100",
+    "threads=1",
+    "model=dae",
+    "seed=1,2,3",
+]
+
+
+def _tensorboard_tags(folder: Path) -> tuple[set[str], set[str]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder / "tb"))
+    events.Reload()
+    return set(events.Tags()["scalars"]), set(events.Tags()["images"])
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_stacked_sweep_writes_each_job_as_the_unstacked_sweep_does(tmp_path, mnist_dir):
+    from hydra.utils import get_class
+    from sweep_fixtures import run_sweep
+
+    from aelab.run.checkpoint import load_checkpoint
+
+    plain, _ = run_sweep(tmp_path / "plain", mnist_dir, *SWEEP)
+    stacked, out = run_sweep(tmp_path / "stacked", mnist_dir, "hydra/launcher=stacked", *SWEEP)
+    assert "stacking 3 jobs: #0 " in out
+    names = sorted(p.name for p in plain.iterdir() if (p / "metrics.json").is_file())
+    assert len(names) == 3
+    assert sorted(p.name for p in stacked.iterdir() if (p / "metrics.json").is_file()) == names
+    for k, name in enumerate(names):
+        alone = json.loads((plain / name / "metrics.json").read_text())
+        mine = json.loads((stacked / name / "metrics.json").read_text())
+        assert mine["status"] == alone["status"] == "completed"
+        assert set(mine) == set(alone)
+        for key, value in alone.items():
+            if key != "status":
+                assert mine[key] == pytest.approx(value, rel=1e-4, abs=1e-6), (name, key)
+        info = json.loads((stacked / name / "run.json").read_text())
+        assert info["stacked"]["group"] == [0, 1, 2] and info["stacked"]["member"] == k
+        assert "stacked" not in json.loads((plain / name / "run.json").read_text())
+        assert (stacked / name / ".hydra" / "config.yaml").is_file()
+        # the checkpoint loads as an ordinary single model, as aelab-eval loads it
+        ckpt = load_checkpoint(stacked / name / "checkpoints" / "last.ckpt")
+        model = get_class(ckpt["aelab"]["model_class"])(**ckpt["hyper_parameters"])
+        model.load_state_dict(ckpt["state_dict"])
+        assert ckpt["aelab"]["config"]["seed"] == k + 1
+        reference = load_checkpoint(plain / name / "checkpoints" / "last.ckpt")["state_dict"]
+        for key, value in reference.items():
+            error = (model.state_dict()[key] - value).norm() / value.norm()
+            assert error < 1e-4, (name, key)
+        best = sorted(p.name for p in (plain / name / "checkpoints").iterdir())
+        assert sorted(p.name for p in (stacked / name / "checkpoints").iterdir()) == best
+        assert _tensorboard_tags(stacked / name) == _tensorboard_tags(plain / name)
+    assert (stacked / "summary.md").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_max_models_below_one_is_refused_in_one_line(tmp_path, mnist_dir):
+    from sweep_fixtures import run_sweep_streams
+
+    _, _, err = run_sweep_streams(
+        tmp_path,
+        mnist_dir,
+        "hydra/launcher=stacked",
+        "hydra.launcher.max_models=0",
+        "seed=1,2",
+        returncode=2,
+    )
+    assert err.strip().splitlines()[-1] == (
+        "aelab-train: error: hydra.launcher.max_models=0 is invalid: allowed an integer >= 1"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_sweep_with_nothing_to_stack_says_why_and_runs_unstacked(tmp_path, mnist_dir):
+    from sweep_fixtures import TINY, run_sweep_streams
+
+    sweep, _, err = run_sweep_streams(
+        tmp_path,
+        mnist_dir,
+        "hydra/launcher=stacked",
+        *TINY,
+        "test=false",
+        "optimizer=adam,sgd",
+        "model.latent_dim=2,3",
+    )
+    line = next(ln for ln in err.splitlines() if "hydra/launcher=stacked" in ln)
+    assert line.startswith("aelab-train: hydra/launcher=stacked: no two of the 4 jobs can be ")
+    assert "no other job of the sweep has its shape" in line
+    assert "optimizer._target_=torch.optim.SGD: the stacked step has Adam and AdamW" in line
+    assert line.endswith("running them one by one")
+    jobs = [p for p in sweep.iterdir() if (p / "metrics.json").is_file()]
+    assert len(jobs) == 4
+    for job in jobs:
+        assert json.loads((job / "metrics.json").read_text())["status"] == "completed"
+        assert "stacked" not in json.loads((job / "run.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_diverged_member_fails_its_job_and_the_sweep_goes_on(tmp_path, mnist_dir):
+    from sweep_fixtures import TINY, run_sweep
+
+    sweep, out = run_sweep(
+        tmp_path,
+        mnist_dir,
+        "hydra/launcher=stacked",
+        *TINY,
+        "test=false",
+        "model=vae",
+        "optimizer.lr=0.001,10000",
+        returncode=1,  # the report names the failed job
+    )
+    assert "stacking 2 jobs" in out
+    fine = json.loads((sweep / "0_lr=0.001" / "metrics.json").read_text())
+    failed = json.loads((sweep / "1_lr=10000" / "metrics.json").read_text())
+    assert fine["status"] == "completed" and math.isfinite(fine["val/loss"])
+    assert failed["status"] == "failed" and failed["step"] == 1
+    assert failed["error"].startswith("training stopped: non-finite loss at step 1 (epoch 0, ")
+    assert (sweep / "0_lr=0.001" / "checkpoints" / "last.ckpt").is_file()
+    assert not (sweep / "1_lr=10000" / "checkpoints").exists()
