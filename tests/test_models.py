@@ -137,6 +137,5 @@ def test_lightning_hooks_are_marked_override_and_the_marked_ones_exist(cls):
     }
     marked = {name for name, fn in ours.items() if getattr(fn, "__override__", False)}
     assert marked <= set(dir(pl.LightningModule)), marked - set(dir(pl.LightningModule))
-    # the checkpoint hooks are being changed with the resumable epoch means (issue 13, point 2)
-    hooks = set(ours) & set(dir(pl.LightningModule)) - {"on_save_checkpoint", "on_load_checkpoint"}
+    hooks = set(ours) & set(dir(pl.LightningModule))
     assert hooks == marked and "training_step" in marked

@@ -7,7 +7,6 @@ run.metrics["test/loss"], run.config.model.latent_dim, run.paths.checkpoint
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from aelab.checks import ConfigError
 from aelab.eval import model_from_checkpoint
 from aelab.models.base import AutoencoderModule
 from aelab.run.checkpoint import LAST_CHECKPOINT, load_checkpoint
+from aelab.run.record import read_metrics
 
 CHECKPOINTS = ("best", "last")
 
@@ -89,10 +89,9 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> Run:
     except ConfigError as err:
         raise RunFolderError(f"{folder}: {err.allowed}") from None
     model = model_from_checkpoint(stored)
-    model.run_config = stored["aelab"]["config"]
     model.eval()
     try:
-        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics = read_metrics(folder)
     except (OSError, ValueError):
         metrics = {}
     paths = RunPaths(

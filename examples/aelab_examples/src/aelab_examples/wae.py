@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from aelab.models.likelihood import recon_nll
 from torch import Tensor
 
 from aelab.checks import ConfigError, check_float
+from aelab.losses import recon_nll
 from aelab.models.base import AutoencoderModule
 
 SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
