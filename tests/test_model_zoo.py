@@ -356,6 +356,11 @@ def test_tcvae_weights_each_term_and_takes_n_from_the_data():
     model.trainer = type("T", (), {"datamodule": Data()})()  # what Lightning hands setup
     model.setup("fit")
     assert model.dataset_size == 777 and model.hparams["dataset_size"] == 777
+
+    blind = BetaTCVAE(latent_dim=3, net=MLP)  # a datamodule that cannot say N: one line
+    blind.trainer = type("T", (), {"datamodule": object()})()
+    with pytest.raises(ConfigError, match=r"^model\.dataset_size=None is invalid: allowed the "):
+        blind.setup("fit")
     parts, _ = model.loss(x, x, torch.Generator().manual_seed(0))
     expected = parts["recon"] + 0.5 * parts["mi"] + 4.0 * parts["tc"] + 2.0 * parts["dim_kl"]
     torch.testing.assert_close(parts["loss"], expected)
@@ -493,3 +498,19 @@ def test_checkpoints_load_weights_only_into_the_same_model(cls, kwargs, tiny_bat
         torch.testing.assert_close(again.state_dict()[key], value, msg=key)
     x = next(iter(tiny_batches))[0].float() / 255
     torch.testing.assert_close(again.eval().encode(x), model.eval().encode(x))
+
+
+def test_a_model_for_other_images_than_the_data_is_refused_in_one_line():
+    from aelab.models import Autoencoder
+    from aelab.train import check_image_shape
+
+    model = Autoencoder(latent_dim=2, net=MLP)
+    data = type("D", (), {"image_shape": (1, 32, 32)})()
+    with pytest.raises(ConfigError) as info:
+        check_image_shape(model, data)
+    assert str(info.value) == (
+        "model.image_shape=[1, 28, 28] is invalid: allowed the data's image_shape [1, 32, 32] "
+        "(add +model.image_shape=[1,32,32])"
+    )
+    check_image_shape(model, type("D", (), {"image_shape": (1, 28, 28)})())  # the same: fine
+    check_image_shape(model, object())  # a datamodule without image_shape: not checked

@@ -89,6 +89,23 @@ def log_standard_normal(z: Tensor) -> Tensor:
     return -0.5 * (z.square() + LOG_2PI).sum(-1)
 
 
+def log_weights(
+    log_px_z: Tensor, z: Tensor, mu: Tensor, logvar: Tensor, eps: Tensor | None = None
+) -> Tensor:
+    """Importance weights log w = log p(x | z) + log N(z; 0, I) - log q(z | x), in nats
+    (Burda, Grosse & Salakhutdinov 2016, eq. 8).
+
+    log_px_z: (k, B); z, eps: (k, B, latent_dim); mu, logvar: (B, latent_dim). Returns (k, B).
+    """
+    return log_px_z + log_standard_normal(z) - log_normal(z, mu, logvar, eps)
+
+
+def iw_bound(log_w: Tensor) -> Tensor:
+    """The k-sample bound log (1/k) sum_i w_i per image (Burda et al. 2016, eq. 8), in nats,
+    from log weights of shape (k, B): shape (B,). k = 1 is the ELBO on that sample."""
+    return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
+
+
 # --- reconstruction terms: -log p(x | z) per image -------------------------------------------
 class _BCEWithLogitsCPU(torch.autograd.Function):
     """Elementwise BCE with logits, as max(l, 0) - l*t + log(1 + exp(-|l|)), for CPU tensors.

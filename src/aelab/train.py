@@ -93,6 +93,25 @@ def build_model(cfg: DictConfig) -> pl.LightningModule:
     return check_model(model, cfg.model.get("_target_"))
 
 
+def check_image_shape(model: pl.LightningModule, datamodule: pl.LightningDataModule) -> None:
+    """Refuse a model built for other images than the datamodule serves (before a shape error
+    deep in the first step). Either side without `image_shape` is not checked.
+
+    Raises ConfigError naming `model.image_shape`, the data's shape and how to set it.
+    """
+    data_shape = getattr(datamodule, "image_shape", None)
+    model_shape = getattr(model, "image_shape", None)
+    if data_shape is None or model_shape is None or tuple(data_shape) == tuple(model_shape):
+        return
+    shape = ",".join(map(str, data_shape))
+    raise ConfigError(
+        "model.image_shape",
+        list(model_shape),
+        f"the data's image_shape {list(data_shape)} (add +model.image_shape=[{shape}])",
+        grouped=True,
+    )
+
+
 def _optional_int(field: str, value: Any, low: int) -> int | None:
     if value is None:
         return None
@@ -309,6 +328,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
     output_dir = Path(cfg.paths.output_dir)
     datamodule = build(cfg.data, "data")
     model = build_model(cfg)
+    check_image_shape(model, datamodule)
     run_config = OmegaConf.to_container(cfg, resolve=True)
     trainer = build_trainer(
         cfg, extra_callbacks=[RunConfigInCheckpoints(run_config), *extra_callbacks]

@@ -23,7 +23,7 @@ import math
 import torch
 from torch import Tensor
 
-from aelab.losses import LOG_2PI, log_standard_normal
+from aelab.losses import LOG_2PI, log_normal, log_standard_normal, reparameterize_with_eps
 
 ESTIMATORS = ("mws", "mss")
 
@@ -95,11 +95,8 @@ def kl_decomposition(
     n = mu.shape[0]
     rows = torch.arange(n, device=mu.device) if outer is None else outer.to(mu.device)
     mu, logvar = mu.float(), logvar.float()
-    eps = torch.randn(
-        (len(rows), mu.shape[1]), generator=generator, device=mu.device, dtype=mu.dtype
-    )
-    z = mu[rows] + eps * (0.5 * logvar[rows]).exp()
-    log_qz_x = -0.5 * (eps.square() + logvar[rows] + LOG_2PI).sum(1)
+    z, eps = reparameterize_with_eps(mu[rows], logvar[rows], generator)
+    log_qz_x = log_normal(z, mu[rows], logvar[rows], eps)
     inv_var, const = (-logvar).exp(), -0.5 * (logvar + LOG_2PI)
     log_qz, log_prod = [], []
     for zc in z.split(chunk):

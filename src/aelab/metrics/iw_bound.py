@@ -22,7 +22,7 @@ from aelab.losses import (
     kl_standard_normal,
     kl_standard_normal_per_dim,
     log_normal,
-    log_standard_normal,
+    log_weights,
     recon_nll,
     reparameterize,
     reparameterize_with_eps,
@@ -53,8 +53,7 @@ def log_importance_weights(
     """log w_i = log p(x, z_i) - log q(z_i | x), z_i ~ q(z | x): shape (k, batch)."""
     mu, logvar = model.posterior(x)
     z, eps = reparameterize_with_eps(mu, logvar, generator, samples=k)
-    log_q = log_normal(z, mu, logvar, eps=eps)
-    return _log_px_given_z(model, z, x) + log_standard_normal(z) - log_q
+    return log_weights(_log_px_given_z(model, z, x), z, mu, logvar, eps)
 
 
 def iw_log_likelihood(

@@ -7,7 +7,6 @@ the ELBO: L_k = E[log (1/k) sum_i p(x, z_i) / q(z_i | x)], z_1..z_k ~ q(z | x). 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -15,27 +14,13 @@ from torch import Tensor
 
 from aelab.checks import check_int
 from aelab.losses import (
+    iw_bound,
     kl_standard_normal,
-    log_normal,
-    log_standard_normal,
+    log_weights,
     recon_nll,
     reparameterize_with_eps,
 )
 from aelab.models.vae import VAE
-
-
-def log_weights(
-    log_px_z: Tensor, z: Tensor, mu: Tensor, logvar: Tensor, eps: Tensor | None = None
-) -> Tensor:
-    """log w = log p(x | z) + log N(z; 0, I) - log N(z; mu, exp(logvar)), nats.
-
-    log_px_z: (k, batch); z, eps: (k, batch, d); mu, logvar: (batch, d). Returns (k, batch)."""
-    return log_px_z + log_standard_normal(z) - log_normal(z, mu, logvar, eps)
-
-
-def iw_bound(log_w: Tensor) -> Tensor:
-    """log (1/k) sum_i w_i per image from log weights of shape (k, batch): shape (batch,)."""
-    return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
 
 
 class IWAE(VAE):

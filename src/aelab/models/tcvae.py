@@ -13,8 +13,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from typing_extensions import override
 
-from aelab.checks import check_choice, check_float, check_int
+from aelab.checks import ConfigError, check_choice, check_float, check_int
 from aelab.losses import kl_standard_normal, recon_nll, reparameterize
 from aelab.metrics.disentanglement import ESTIMATORS, minibatch_decomposition
 from aelab.models.vae import VAE
@@ -58,12 +59,21 @@ class BetaTCVAE(VAE):
         self.alpha, self.gamma, self.estimator = alpha, gamma, estimator
         self.dataset_size = dataset_size
 
+    @override
     def setup(self, stage: str) -> None:
         if self.dataset_size is None:
             size = getattr(self.trainer.datamodule, "split_size", lambda split: 0)("train")
             if size > 0:
                 self.dataset_size = size
                 self.hparams["dataset_size"] = self.dataset_size  # kept in checkpoints
+            elif stage == "fit":
+                raise ConfigError(
+                    "model.dataset_size",
+                    None,
+                    "the number of training images: the datamodule has no split_size('train') "
+                    "to take it from",
+                    grouped=True,
+                )
 
     def loss(
         self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
