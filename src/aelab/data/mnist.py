@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+from typing_extensions import override
 
 from aelab.checks import ConfigError, check_choice, check_int
 from aelab.data.resumable import ResumableLoader
@@ -199,9 +200,11 @@ class MNISTDataModule(InMemorySplits, pl.LightningDataModule):
             check_int("classes", c, 0, 9)
         return sorted(set(classes))
 
+    @override
     def prepare_data(self) -> None:
         ensure_mnist(self.data_dir, allow_download=self.download)
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
@@ -261,11 +264,14 @@ class MNISTDataModule(InMemorySplits, pl.LightningDataModule):
             **resumable,
         )
 
+    @override
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
+    @override
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
 
+    @override
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
