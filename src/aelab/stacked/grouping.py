@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 # dotted keys a member may set to its own value
 STACKABLE = (
     "seed",
+    "data.seed",  # the batch order and random numbers (`${seed}` unless set)
     "model.beta",
     "noise.std",
     "noise.p",
