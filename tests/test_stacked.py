@@ -213,6 +213,79 @@ def test_a_stack_stopped_after_a_step_holds_the_weights_of_that_step(tmp_path, m
         assert (members[0].last_state[name] - value).norm() / value.norm() < 1e-4, name
 
 
+@pytest.mark.slow
+@pytest.mark.mnist
+@pytest.mark.parametrize(
+    "common, varying, stop_after, position",
+    [
+        # Ctrl-C in the middle of epoch 1 (3 batches an epoch): the epoch's sums go on
+        (["model=dae"], [["seed=1"], ["seed=2"], ["seed=3", "optimizer.lr=0.003"]], 4, (1, 1)),
+        # after an epoch's last batch, before its validation; a member frozen by the NaN guard
+        (
+            ["model=vae", "data.binarize=dynamic"],
+            [["model.beta=0.5"], ["model.beta=4", "optimizer.lr=1e4"], ["seed=5"]],
+            3,
+            (0, 3),
+        ),
+    ],
+)
+def test_a_stack_continued_from_its_checkpoint_ends_as_if_never_stopped(
+    tmp_path, mnist_dir, common, varying, stop_after, position
+):
+    from tests.conftest import compose_cfg
+
+    cfgs = [
+        compose_cfg([*TINY, *common, *own], tmp_path / f"job{k}") for k, own in enumerate(varying)
+    ]
+    reference = train_stacked(cfgs)
+    path = tmp_path / "stacks" / "stack.ckpt"
+    asked = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) == stop_after
+
+    stopped = train_stacked(cfgs, stop_requested=stop, checkpoint=path)
+    assert {m.interrupted_step for m in stopped if m.failed is None} == {stop_after}
+    saved = torch.load(path, weights_only=True)  # plain containers and tensors only
+    epoch, index = position
+    assert saved["position"] == {
+        "epoch": epoch,
+        "index": index,
+        "step": stop_after,
+        "finished": False,
+    }
+    members = train_stacked(cfgs, checkpoint=path)
+    assert torch.load(path, weights_only=True)["position"]["finished"]
+    for mine, ref in zip(members, reference, strict=True):
+        assert mine.resumed and mine.interrupted_step is None
+        assert (mine.failed, mine.failed_step) == (ref.failed, ref.failed_step)
+        assert mine.global_step == ref.global_step
+        assert [(h["epoch"], h["step"]) for h in mine.history] == [
+            (h["epoch"], h["step"]) for h in ref.history
+        ]
+        for got, want in zip(mine.history, ref.history, strict=True):
+            assert set(got["figures"]) == set(want["figures"])
+            for name, value in want["figures"].items():
+                assert got["figures"][name] == pytest.approx(value, rel=1e-6, nan_ok=True), name
+        assert (mine.best_epoch, mine.best_val) == (ref.best_epoch, ref.best_val)
+        for name, value in ref.last_state.items():
+            torch.testing.assert_close(mine.last_state[name], value, rtol=1e-6, atol=1e-7)
+    if "model=vae" in common:  # the frozen member stayed frozen across the stop
+        assert members[1].failed is not None and not bool(saved["alive"][1])
+    # a finished stack's checkpoint trains no more: the same members, at once
+    again = train_stacked(cfgs, checkpoint=path)
+    for mine, ref in zip(again, members, strict=True):
+        assert repr(mine.history) == repr(ref.history)  # NaN figures of the frozen member
+        for name, value in ref.last_state.items():
+            assert torch.equal(mine.last_state[name], value), name
+    # another stack (another lr) never continues from it
+    other = [
+        compose_cfg([*TINY, *common, *own, "optimizer.lr=0.002"], tmp_path / "o") for own in varying
+    ]
+    assert not train_stacked(other, checkpoint=path, stop_requested=lambda: True)[0].resumed
+
+
 # --- the launcher: hydra/launcher=stacked ---------------------------------------------------------
 SWEEP = [
     "trainer=cpu",
