@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -417,3 +419,142 @@ def test_a_diverged_member_fails_its_job_and_the_sweep_goes_on(tmp_path, mnist_d
     assert failed["error"].startswith("training stopped: non-finite loss at step 1 (epoch 0, ")
     assert (sweep / "0_lr=0.001" / "checkpoints" / "last.ckpt").is_file()
     assert not (sweep / "1_lr=10000" / "checkpoints").exists()
+
+
+# --- a stopped stacked sweep continues: Ctrl-C, SLURM's requeue -----------------------------------
+# the sweep's own process, with a signal sent to itself after the STOP_AFTER-th optimizer step of a
+# stack (`<steps>:<signal name>`): a stop at a known step, as a user's Ctrl-C or SLURM's warning
+SIGNALLED_SWEEP = """
+import os, signal, sys
+from aelab.stacked.core import StackedAdam
+after, name = os.environ["STOP_AFTER"].split(":")
+step, calls = StackedAdam.step, []
+def counted(self, *args, **kwargs):
+    step(self, *args, **kwargs)
+    calls.append(1)
+    if len(calls) == int(after):
+        os.kill(os.getpid(), getattr(signal, name))
+StackedAdam.step = counted
+from aelab.train import main
+main()
+"""
+RESUMABLE = [
+    "hydra/launcher=stacked",
+    *SWEEP,
+    "~callbacks.evaluation",
+]
+
+
+def _sweep(args: list[str], returncode: int, **env: str):
+    import subprocess
+    import sys
+
+    path = os.pathsep.join(
+        p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p
+    )
+    code = ["-c", SIGNALLED_SWEEP] if "STOP_AFTER" in env else ["-m", "aelab.train"]
+    done = subprocess.run(
+        [sys.executable, *code, *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": path, **env},
+    )
+    assert done.returncode == returncode, done.stderr[-3000:]
+    return done
+
+
+def _jobs(sweep: Path) -> dict[str, dict]:
+    return {
+        p.name: json.loads((p / "metrics.json").read_text())
+        for p in sweep.iterdir()
+        if (p / "metrics.json").is_file()
+    }
+
+
+def _assert_same_metrics(sweep: Path, reference: dict[str, dict]) -> None:
+    jobs = _jobs(sweep)
+    assert set(jobs) == set(reference)
+    for name, want in reference.items():
+        got = jobs[name]
+        assert got["status"] == want["status"] == "completed", (name, got)
+        assert set(got) == set(want), name
+        for key, value in want.items():
+            if key != "status":
+                assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-6), (name, key)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_stopped_stacked_sweep_continues_to_the_uninterrupted_metrics(tmp_path, mnist_dir):
+    """Ctrl-C after step 4 (of 2 epochs x 3 batches), then the command metrics.json gives; and
+    SLURM's SIGUSR1 after step 4: `scontrol requeue <job>`, then the requeued start."""
+    common = ["-m", f"paths.root_dir={tmp_path}", f"paths.data_dir={mnist_dir}", *RESUMABLE]
+    ref_dir = tmp_path / "reference"
+    _sweep([*common, f"hydra.sweep.dir={ref_dir}"], 0)
+    reference = _jobs(ref_dir)
+    assert len(reference) == 3
+
+    # Ctrl-C: each job interrupted at step 4, the stack's checkpoint kept
+    stopped = tmp_path / "stopped"
+    done = _sweep([*common, f"hydra.sweep.dir={stopped}"], 130, STOP_AFTER="4:SIGINT")
+    jobs = _jobs(stopped)
+    assert {m["status"] for m in jobs.values()} == {"interrupted"}
+    assert {m["step"] for m in jobs.values()} == {4}
+    (checkpoint,) = stopped.glob("stacks/*/stack.ckpt")
+    assert torch.load(checkpoint, weights_only=True)["position"]["step"] == 4
+    command = next(iter(jobs.values()))["resume"]
+    assert f"to continue: {command}" in done.stderr
+    assert command.startswith("aelab-train ") and command.endswith(f"hydra.sweep.dir={stopped}")
+    # the command it gives continues the stack and ends where the uninterrupted sweep did
+    done = _sweep(shlex.split(command)[1:], 0)
+    assert "continuing 3 jobs: #0 " in done.stderr
+    assert f"continuing the stack from {checkpoint} at step 4 (epoch 1, batch 1)\n" in done.stdout
+    _assert_same_metrics(stopped, reference)
+    assert not (stopped / "stacks").exists()  # every job written: the checkpoint is gone
+    for name in reference:
+        info = json.loads((stopped / name / "run.json").read_text())
+        assert len(info["resumed"]) == 1 and info["stacked"]["logged"] == 2
+        # TensorBoard: each epoch once, at the uninterrupted run's steps and values
+        want, got = (_scalars(folder / name, "val/loss") for folder in (ref_dir, stopped))
+        assert [s for s, _ in got] == [s for s, _ in want] == [2, 5]
+        assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-4)
+    # the same command once more: the completed jobs are left as they are
+    written = {p: p.stat().st_mtime_ns for p in stopped.glob("*/metrics.json")}
+    done = _sweep(shlex.split(command)[1:], 0)
+    assert "stacking" not in done.stderr and "continuing" not in done.stderr
+    assert {p: p.stat().st_mtime_ns for p in stopped.glob("*/metrics.json")} == written
+
+    # SLURM's warning (SIGUSR1): saved after the step, `scontrol requeue <job>`, no job written
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol.calls"
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    slurm = {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_NTASKS": "1",
+        "SLURM_JOB_NAME": "train",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
+    requeued = tmp_path / "requeued"
+    args = [*common, f"hydra.sweep.dir={requeued}"]
+    done = _sweep(args, 1, STOP_AFTER="4:SIGUSR1", **slurm)
+    assert calls.read_text() == "requeue 4242\n"
+    assert done.stderr.strip().splitlines()[-1].startswith("requeued after saving ")
+    assert _jobs(requeued) == {}
+    (checkpoint,) = requeued.glob("stacks/*/stack.ckpt")
+    assert torch.load(checkpoint, weights_only=True)["position"]["step"] == 4
+    # SLURM starts the same command again
+    done = _sweep(args, 0, SLURM_RESTART_COUNT="1", **slurm)
+    assert f"continuing the stack from {checkpoint} at step 4 (epoch 1, batch 1)\n" in done.stdout
+    _assert_same_metrics(requeued, reference)
+    assert calls.read_text() == "requeue 4242\n"  # requeued once
+
+
+def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]

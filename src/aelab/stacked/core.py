@@ -22,6 +22,7 @@ figures are computed by the single run's code.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -43,6 +44,8 @@ from aelab.models.vae import VAE
 from aelab.stacked.checkpoint import group_key, load_stack, save_stack
 from aelab.stacked.grouping import NotStackable, shape_key, why_not_stackable
 from aelab.stacked.nets import StackedNets
+
+log = logging.getLogger("aelab.stacked")
 
 
 @dataclass
@@ -325,6 +328,14 @@ def train_stacked(
         for k, (member, state) in enumerate(zip(members, saved["members"], strict=True)):
             member.load(state)
             nets.copy_to(k, member.model)
+        log.info(
+            "continuing the stack from %s at step %d (epoch %d, batch %d)%s",
+            checkpoint,
+            step,
+            first_epoch,
+            first_index,
+            ": trained, nothing left to train" if finished else "",
+        )
 
     def save(epoch: int, index: int, done: bool) -> None:
         if checkpoint is None:
