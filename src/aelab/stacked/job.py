@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from aelab.callbacks.faults import NonFiniteLossError, last_checkpoint_path
 from aelab.callbacks.run_config import RunConfigInCheckpoints
 from aelab.checks import build, exit_on_config_error
+from aelab.models.base import CHECKPOINT_KEY
 from aelab.run.atomic import write_json_atomic
 from aelab.run.checkpoint import LAST_CHECKPOINT
 from aelab.run.folder import nothing_left_if_refused, run_folder_lock
@@ -185,11 +186,23 @@ def _save_checkpoints(trainer: Any, model: Any, member: StackedMember, best: boo
     model's `on_save_checkpoint`, aelab's atomic writer): loadable as any single run's."""
     best_path = _best_path(trainer, member) if best else None
     if best_path is not None:
-        trainer.save_checkpoint(best_path, weights_only=True)
+        _save_weights(trainer, best_path)
     last = last_checkpoint_path(trainer)
     if last.name == LAST_CHECKPOINT.name:
         model.load_state_dict(member.last_state)
-        trainer.save_checkpoint(last, weights_only=True)
+        _save_weights(trainer, last)
+
+
+def _save_weights(trainer: Any, path: Path) -> None:
+    """`trainer.save_checkpoint(path, weights_only=True)` with the run config in it: Lightning
+    calls no callback for a weights-only checkpoint, so RunConfigInCheckpoints' entry (which
+    aelab-eval and load_run rebuild the run from) is put in here."""
+    checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=True)
+    config = next(
+        (cb.config for cb in trainer.callbacks if isinstance(cb, RunConfigInCheckpoints)), None
+    )
+    checkpoint.setdefault(CHECKPOINT_KEY, {})["config"] = config
+    trainer.strategy.save_checkpoint(checkpoint, path)
 
 
 def done_task(folder: Path) -> Any:
