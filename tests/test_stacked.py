@@ -558,3 +558,31 @@ def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
     events.Reload()
     return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+def test_sigusr1_requeues_only_a_sweep_whose_folder_a_restart_finds(
+    make_cfg, tmp_path, monkeypatch
+):
+    """A requeued job starts the same command again: without `hydra.sweep.dir` on it, the
+    restart would make a new sweep folder, so the stack stops as on Ctrl-C instead; a failing
+    `scontrol` leaves it stopping too."""
+    from aelab.callbacks.slurm import StoppedBySlurm
+    from hydra_plugins.aelab_stacked.stacked_launcher import _requeue
+
+    calls = tmp_path / "calls"
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexit "${{FAIL:-0}}"\n')
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    make_cfg("model=vae")  # HydraConfig: this command line, no hydra.sweep.dir
+    _requeue(tmp_path / "stack.ckpt")
+    assert not calls.exists()
+    make_cfg("model=vae", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    monkeypatch.setenv("FAIL", "1")
+    _requeue(tmp_path / "stack.ckpt")  # scontrol failed: returns, the stack stops
+    monkeypatch.setenv("FAIL", "0")
+    with pytest.raises(StoppedBySlurm, match="requeued after saving"):
+        _requeue(tmp_path / "stack.ckpt")
+    assert calls.read_text() == "requeue 77\nrequeue 77\n"
