@@ -107,6 +107,18 @@ def test_a_model_that_cannot_be_stacked_names_why(make_cfg):
     )
     with pytest.raises(NotStackable, match="differ in more than stackable values"):
         train_stacked([make_cfg("model=vae"), make_cfg("model=vae", "model.latent_dim=3")])
+    # resume=true: a stack continues from its own checkpoint; a run folder or checkpoint: alone
+    groups, alone = group_configs(
+        [
+            make_cfg("resume=true", "seed=1"),
+            make_cfg("seed=2"),
+            make_cfg("resume=/some/run"),
+            make_cfg("ckpt_path=/x.ckpt"),
+        ],
+        max_models=8,
+    )
+    assert groups == [[0, 1]]
+    assert alone[2].startswith("resume=<run dir>: ") and alone[3].startswith("ckpt_path: ")
 
 
 # --- equivalence with the single runs, on a slice of real MNIST -----------------------------------
