@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -105,6 +107,18 @@ def test_a_model_that_cannot_be_stacked_names_why(make_cfg):
     )
     with pytest.raises(NotStackable, match="differ in more than stackable values"):
         train_stacked([make_cfg("model=vae"), make_cfg("model=vae", "model.latent_dim=3")])
+    # resume=true: a stack continues from its own checkpoint; a run folder or checkpoint: alone
+    groups, alone = group_configs(
+        [
+            make_cfg("resume=true", "seed=1"),
+            make_cfg("seed=2"),
+            make_cfg("resume=/some/run"),
+            make_cfg("ckpt_path=/x.ckpt"),
+        ],
+        max_models=8,
+    )
+    assert groups == [[0, 1]]
+    assert alone[2].startswith("resume=<run dir>: ") and alone[3].startswith("ckpt_path: ")
 
 
 # --- equivalence with the single runs, on a slice of real MNIST -----------------------------------
@@ -211,6 +225,79 @@ def test_a_stack_stopped_after_a_step_holds_the_weights_of_that_step(tmp_path, m
     state = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     for name, value in state.items():
         assert (members[0].last_state[name] - value).norm() / value.norm() < 1e-4, name
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+@pytest.mark.parametrize(
+    "common, varying, stop_after, position",
+    [
+        # Ctrl-C in the middle of epoch 1 (3 batches an epoch): the epoch's sums go on
+        (["model=dae"], [["seed=1"], ["seed=2"], ["seed=3", "optimizer.lr=0.003"]], 4, (1, 1)),
+        # after an epoch's last batch, before its validation; a member frozen by the NaN guard
+        (
+            ["model=vae", "data.binarize=dynamic"],
+            [["model.beta=0.5"], ["model.beta=4", "optimizer.lr=1e4"], ["seed=5"]],
+            3,
+            (0, 3),
+        ),
+    ],
+)
+def test_a_stack_continued_from_its_checkpoint_ends_as_if_never_stopped(
+    tmp_path, mnist_dir, common, varying, stop_after, position
+):
+    from tests.conftest import compose_cfg
+
+    cfgs = [
+        compose_cfg([*TINY, *common, *own], tmp_path / f"job{k}") for k, own in enumerate(varying)
+    ]
+    reference = train_stacked(cfgs)
+    path = tmp_path / "stacks" / "stack.ckpt"
+    asked = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) == stop_after
+
+    stopped = train_stacked(cfgs, stop_requested=stop, checkpoint=path)
+    assert {m.interrupted_step for m in stopped if m.failed is None} == {stop_after}
+    saved = torch.load(path, weights_only=True)  # plain containers and tensors only
+    epoch, index = position
+    assert saved["position"] == {
+        "epoch": epoch,
+        "index": index,
+        "step": stop_after,
+        "finished": False,
+    }
+    members = train_stacked(cfgs, checkpoint=path)
+    assert torch.load(path, weights_only=True)["position"]["finished"]
+    for mine, ref in zip(members, reference, strict=True):
+        assert mine.resumed and mine.interrupted_step is None
+        assert (mine.failed, mine.failed_step) == (ref.failed, ref.failed_step)
+        assert mine.global_step == ref.global_step
+        assert [(h["epoch"], h["step"]) for h in mine.history] == [
+            (h["epoch"], h["step"]) for h in ref.history
+        ]
+        for got, want in zip(mine.history, ref.history, strict=True):
+            assert set(got["figures"]) == set(want["figures"])
+            for name, value in want["figures"].items():
+                assert got["figures"][name] == pytest.approx(value, rel=1e-6, nan_ok=True), name
+        assert (mine.best_epoch, mine.best_val) == (ref.best_epoch, ref.best_val)
+        for name, value in ref.last_state.items():
+            torch.testing.assert_close(mine.last_state[name], value, rtol=1e-6, atol=1e-7)
+    if "model=vae" in common:  # the frozen member stayed frozen across the stop
+        assert members[1].failed is not None and not bool(saved["alive"][1])
+    # a finished stack's checkpoint trains no more: the same members, at once
+    again = train_stacked(cfgs, checkpoint=path)
+    for mine, ref in zip(again, members, strict=True):
+        assert repr(mine.history) == repr(ref.history)  # NaN figures of the frozen member
+        for name, value in ref.last_state.items():
+            assert torch.equal(mine.last_state[name], value), name
+    # another stack (another lr) never continues from it
+    other = [
+        compose_cfg([*TINY, *common, *own, "optimizer.lr=0.002"], tmp_path / "o") for own in varying
+    ]
+    assert not train_stacked(other, checkpoint=path, stop_requested=lambda: True)[0].resumed
 
 
 # --- the launcher: hydra/launcher=stacked ---------------------------------------------------------
@@ -344,3 +431,170 @@ def test_a_diverged_member_fails_its_job_and_the_sweep_goes_on(tmp_path, mnist_d
     assert failed["error"].startswith("training stopped: non-finite loss at step 1 (epoch 0, ")
     assert (sweep / "0_lr=0.001" / "checkpoints" / "last.ckpt").is_file()
     assert not (sweep / "1_lr=10000" / "checkpoints").exists()
+
+
+# --- a stopped stacked sweep continues: Ctrl-C, SLURM's requeue -----------------------------------
+# the sweep's own process, with a signal sent to itself after the STOP_AFTER-th optimizer step of a
+# stack (`<steps>:<signal name>`): a stop at a known step, as a user's Ctrl-C or SLURM's warning
+SIGNALLED_SWEEP = """
+import os, signal, sys
+from aelab.stacked.core import StackedAdam
+after, name = os.environ["STOP_AFTER"].split(":")
+step, calls = StackedAdam.step, []
+def counted(self, *args, **kwargs):
+    step(self, *args, **kwargs)
+    calls.append(1)
+    if len(calls) == int(after):
+        os.kill(os.getpid(), getattr(signal, name))
+StackedAdam.step = counted
+from aelab.train import main
+main()
+"""
+RESUMABLE = [
+    "hydra/launcher=stacked",
+    *SWEEP,
+    "~callbacks.evaluation",
+]
+
+
+def _sweep(args: list[str], returncode: int, **env: str):
+    import subprocess
+    import sys
+
+    path = os.pathsep.join(
+        p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p
+    )
+    code = ["-c", SIGNALLED_SWEEP] if "STOP_AFTER" in env else ["-m", "aelab.train"]
+    done = subprocess.run(
+        [sys.executable, *code, *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": path, **env},
+    )
+    assert done.returncode == returncode, done.stderr[-3000:]
+    return done
+
+
+def _jobs(sweep: Path) -> dict[str, dict]:
+    return {
+        p.name: json.loads((p / "metrics.json").read_text())
+        for p in sweep.iterdir()
+        if (p / "metrics.json").is_file()
+    }
+
+
+def _assert_same_metrics(sweep: Path, reference: dict[str, dict]) -> None:
+    jobs = _jobs(sweep)
+    assert set(jobs) == set(reference)
+    for name, want in reference.items():
+        got = jobs[name]
+        assert got["status"] == want["status"] == "completed", (name, got)
+        assert set(got) == set(want), name
+        for key, value in want.items():
+            if key != "status":
+                assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-6), (name, key)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_stopped_stacked_sweep_continues_to_the_uninterrupted_metrics(tmp_path, mnist_dir):
+    """Ctrl-C after step 4 (of 2 epochs x 3 batches), then the command metrics.json gives; and
+    SLURM's SIGUSR1 after step 4: `scontrol requeue <job>`, then the requeued start."""
+    common = ["-m", f"paths.root_dir={tmp_path}", f"paths.data_dir={mnist_dir}", *RESUMABLE]
+    ref_dir = tmp_path / "reference"
+    _sweep([*common, f"hydra.sweep.dir={ref_dir}"], 0)
+    reference = _jobs(ref_dir)
+    assert len(reference) == 3
+
+    # Ctrl-C: each job interrupted at step 4, the stack's checkpoint kept
+    stopped = tmp_path / "stopped"
+    done = _sweep([*common, f"hydra.sweep.dir={stopped}"], 130, STOP_AFTER="4:SIGINT")
+    jobs = _jobs(stopped)
+    assert {m["status"] for m in jobs.values()} == {"interrupted"}
+    assert {m["step"] for m in jobs.values()} == {4}
+    (checkpoint,) = stopped.glob("stacks/*/stack.ckpt")
+    assert torch.load(checkpoint, weights_only=True)["position"]["step"] == 4
+    command = next(iter(jobs.values()))["resume"]
+    assert f"to continue: {command}" in done.stderr
+    assert command.startswith("aelab-train ") and command.endswith(f"hydra.sweep.dir={stopped}")
+    # the command it gives continues the stack and ends where the uninterrupted sweep did
+    done = _sweep(shlex.split(command)[1:], 0)
+    assert "continuing 3 jobs: #0 " in done.stderr
+    assert f"continuing the stack from {checkpoint} at step 4 (epoch 1, batch 1)\n" in done.stdout
+    _assert_same_metrics(stopped, reference)
+    assert not (stopped / "stacks").exists()  # every job written: the checkpoint is gone
+    for name in reference:
+        info = json.loads((stopped / name / "run.json").read_text())
+        assert len(info["resumed"]) == 1 and info["stacked"]["logged"] == 2
+        # TensorBoard: each epoch once, at the uninterrupted run's steps and values
+        want, got = (_scalars(folder / name, "val/loss") for folder in (ref_dir, stopped))
+        assert [s for s, _ in got] == [s for s, _ in want] == [2, 5]
+        assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-4)
+    # the same command once more: the completed jobs are left as they are
+    written = {p: p.stat().st_mtime_ns for p in stopped.glob("*/metrics.json")}
+    done = _sweep(shlex.split(command)[1:], 0)
+    assert "stacking" not in done.stderr and "continuing" not in done.stderr
+    assert {p: p.stat().st_mtime_ns for p in stopped.glob("*/metrics.json")} == written
+
+    # SLURM's warning (SIGUSR1): saved after the step, `scontrol requeue <job>`, no job written
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol.calls"
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    slurm = {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_NTASKS": "1",
+        "SLURM_JOB_NAME": "train",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
+    requeued = tmp_path / "requeued"
+    args = [*common, f"hydra.sweep.dir={requeued}"]
+    done = _sweep(args, 1, STOP_AFTER="4:SIGUSR1", **slurm)
+    assert calls.read_text() == "requeue 4242\n"
+    assert done.stderr.strip().splitlines()[-1].startswith("requeued after saving ")
+    assert _jobs(requeued) == {}
+    (checkpoint,) = requeued.glob("stacks/*/stack.ckpt")
+    assert torch.load(checkpoint, weights_only=True)["position"]["step"] == 4
+    # SLURM starts the same command again
+    done = _sweep(args, 0, SLURM_RESTART_COUNT="1", **slurm)
+    assert f"continuing the stack from {checkpoint} at step 4 (epoch 1, batch 1)\n" in done.stdout
+    _assert_same_metrics(requeued, reference)
+    assert calls.read_text() == "requeue 4242\n"  # requeued once
+
+
+def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+def test_sigusr1_requeues_only_a_sweep_whose_folder_a_restart_finds(
+    make_cfg, tmp_path, monkeypatch
+):
+    """A requeued job starts the same command again: without `hydra.sweep.dir` on it, the
+    restart would make a new sweep folder, so the stack stops as on Ctrl-C instead; a failing
+    `scontrol` leaves it stopping too."""
+    from aelab.callbacks.slurm import StoppedBySlurm
+    from hydra_plugins.aelab_stacked.stacked_launcher import _requeue
+
+    calls = tmp_path / "calls"
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexit "${{FAIL:-0}}"\n')
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    make_cfg("model=vae")  # HydraConfig: this command line, no hydra.sweep.dir
+    _requeue(tmp_path / "stack.ckpt")
+    assert not calls.exists()
+    make_cfg("model=vae", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    monkeypatch.setenv("FAIL", "1")
+    _requeue(tmp_path / "stack.ckpt")  # scontrol failed: returns, the stack stops
+    monkeypatch.setenv("FAIL", "0")
+    with pytest.raises(StoppedBySlurm, match="requeued after saving"):
+        _requeue(tmp_path / "stack.ckpt")
+    assert calls.read_text() == "requeue 77\nrequeue 77\n"

@@ -114,10 +114,16 @@ class SlurmRequeue(pl.Callback):
 
     @staticmethod
     def _requeue() -> bool:
-        job = slurm_job_id()
-        done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
-        if done.returncode != 0:
-            log.error("scontrol requeue %s failed: %s", job, done.stderr.strip())
-            return False
-        log.info("requeued SLURM job %s", job)
-        return True
+        return requeue_slurm_job()
+
+
+def requeue_slurm_job() -> bool:
+    """`scontrol requeue <this job>` (also for a stacked sweep, `hydra/launcher=stacked`); False,
+    with scontrol's reason logged, when it fails."""
+    job = slurm_job_id()
+    done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+    if done.returncode != 0:
+        log.error("scontrol requeue %s failed: %s", job, done.stderr.strip())
+        return False
+    log.info("requeued SLURM job %s", job)
+    return True

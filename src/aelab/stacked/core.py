@@ -22,10 +22,12 @@ figures are computed by the single run's code.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -39,8 +41,11 @@ from aelab.data.resumable import EpochSampler, derive_seed, seed_global_rng
 from aelab.losses import kl_standard_normal_per_dim, recon_nll
 from aelab.models.base import AutoencoderModule
 from aelab.models.vae import VAE
+from aelab.stacked.checkpoint import group_key, load_stack, save_stack
 from aelab.stacked.grouping import NotStackable, shape_key, why_not_stackable
 from aelab.stacked.nets import StackedNets
+
+log = logging.getLogger("aelab.stacked")
 
 
 @dataclass
@@ -59,6 +64,26 @@ class StackedMember:
     failed_step: int | None = None
     interrupted_step: int | None = None  # stopped by `stop_requested` after this many steps
     global_step: int = 0
+    resumed: bool = False  # continued from a stack checkpoint
+
+    def state(self) -> dict[str, Any]:
+        """What the stack checkpoint keeps of this member (plain containers, tensors)."""
+        return {
+            "failed": self.failed,
+            "failed_step": self.failed_step,
+            "best_state": self.best_state,
+            "best_epoch": self.best_epoch,
+            "best_val": self.best_val,
+            "history": self.history,
+            "global_step": self.global_step,
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.failed, self.failed_step = state["failed"], state["failed_step"]
+        self.best_state, self.best_epoch = state["best_state"], state["best_epoch"]
+        self.best_val, self.history = state["best_val"], state["history"]
+        self.global_step = state["global_step"]
+        self.resumed = True
 
     @property
     def last_validation(self) -> dict[str, float]:
@@ -148,6 +173,18 @@ class StackedAdam:
                 maximize=False,
             )
 
+    def state(self) -> dict[str, list[list[Tensor]]]:
+        """Each member's moments and step counts (for the stack checkpoint)."""
+        return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "steps": self.steps}
+
+    @torch.no_grad()
+    def load(self, state: dict[str, list[list[Tensor]]]) -> None:
+        """`state()`'s tensors copied into this optimizer's (any device)."""
+        for name in ("exp_avg", "exp_avg_sq", "steps"):
+            for mine, saved in zip(getattr(self, name), state[name], strict=True):
+                for tensor, value in zip(mine, saved, strict=True):
+                    tensor.copy_(value)
+
 
 def clip_stacked(grads: list[Tensor], clip: Tensor, algorithm: str) -> list[Tensor]:
     """Per-member gradient clipping as Lightning does it for one model (`clip_grad_norm_`:
@@ -205,6 +242,7 @@ def train_stacked(
     on_epoch: Callable[[list[StackedMember], int, Any], None] | None = None,
     validate: bool = True,
     stop_requested: Callable[[], bool] | None = None,
+    checkpoint: str | Path | None = None,
 ) -> list[StackedMember]:
     """Train the members of one stack for the configs' `trainer.max_epochs` (and `max_steps`).
 
@@ -216,6 +254,9 @@ def train_stacked(
     validation, and each member still training gets `interrupted_step`.
     `on_epoch(members, epoch, datamodule)` runs after each epoch (its validation included), with
     each member's model holding that epoch's weights.
+    `checkpoint`: the stack checkpoint (`aelab.stacked.checkpoint`): continued from when it holds
+    this stack's state, written at each epoch end (after `on_epoch`) and when stopped; a
+    continued stack ends as if never stopped, and its members say `resumed`.
 
     Raises NotStackable naming why the configs cannot share a stack.
     """
@@ -258,7 +299,10 @@ def train_stacked(
     batch_size = datamodule.batch_size
     total = math.ceil(len(train_set) / batch_size)
     n_batches = _num_batches(_limit(first, "limit_train_batches"), total)
-    samplers = [EpochSampler(len(train_set), int(c.seed)) for c in cfgs]
+    # the datamodule's seed, as the member's ResumableLoader takes it (`data.seed`: `${seed}`)
+    samplers = [
+        EpochSampler(len(train_set), int(_member_value(c, "data.seed", c.seed))) for c in cfgs
+    ]
     max_epochs = first.trainer.get("max_epochs")
     max_steps = int(first.trainer.get("max_steps", -1) or -1)
     if max_epochs in (None, -1):
@@ -266,18 +310,60 @@ def train_stacked(
     val_every = int(first.trainer.get("check_val_every_n_epoch") or 1)
     latent = models[0].latent_dim
     alive = torch.ones(m_count, dtype=torch.bool, device=device)
-    step = 0
-    for epoch in range(int(max_epochs)):
+    step, first_epoch, first_index, finished = 0, 0, 0, False
+    sums: dict[str, Tensor] = {}
+    seen = 0
+    key = group_key(cfgs)
+    saved = load_stack(checkpoint, key) if checkpoint is not None else None
+    if saved is not None:
+        position = saved["position"]
+        step, first_epoch, first_index = position["step"], position["epoch"], position["index"]
+        finished = position["finished"]
+        with torch.no_grad():
+            for leaf, value in zip(params, saved["leaves"], strict=True):
+                leaf.copy_(value)
+        optimizer.load(saved["adam"])
+        alive = saved["alive"].to(device)
+        sums, seen = {n: v.to(device) for n, v in saved["sums"].items()}, saved["seen"]
+        for k, (member, state) in enumerate(zip(members, saved["members"], strict=True)):
+            member.load(state)
+            nets.copy_to(k, member.model)
+        log.info(
+            "continuing the stack from %s at step %d (epoch %d, batch %d)%s",
+            checkpoint,
+            step,
+            first_epoch,
+            first_index,
+            ": trained, nothing left to train" if finished else "",
+        )
+
+    def save(epoch: int, index: int, done: bool) -> None:
+        if checkpoint is None:
+            return
+        state = {
+            "key": key,
+            "position": {"epoch": epoch, "index": index, "step": step, "finished": done},
+            "leaves": params,
+            "adam": optimizer.state(),
+            "alive": alive,
+            "sums": sums,
+            "seen": seen,
+            "members": [m.state() for m in members],
+        }
+        save_stack(checkpoint, state)
+
+    for epoch in range(first_epoch, 0 if finished else int(max_epochs)):
         orders = []
         for sampler in samplers:
             sampler.set_epoch(epoch)
             sampler.start = 0
             orders.append(list(iter(sampler)))
-        sums: dict[str, Tensor] = {}
-        seen = 0
+        start_index = first_index if epoch == first_epoch else 0
+        if start_index == 0:  # a stack continued mid-epoch goes on with the epoch's sums
+            sums, seen = {}, 0
         interrupted = False
         started = time.perf_counter()
-        for index in range(n_batches):
+        for index in range(start_index, n_batches):
             if 0 <= max_steps <= step:
                 break
             xs, x_ins, eps = [], [], []
@@ -356,6 +442,7 @@ def train_stacked(
             for member in members:
                 if member.failed is None:
                     member.interrupted_step = step
+            save(epoch, index + 1, done=False)
             break
         figures = [{} for _ in members]
         if seen:
@@ -389,6 +476,7 @@ def train_stacked(
                 )
         if on_epoch is not None:
             on_epoch(members, epoch, datamodule)
+        save(epoch + 1, 0, done=stop or epoch + 1 == int(max_epochs))
         if stop:
             break
     for member in members:

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 # dotted keys a member may set to its own value
 STACKABLE = (
     "seed",
+    "data.seed",  # the batch order and random numbers (`${seed}` unless set)
     "model.beta",
     "noise.std",
     "noise.p",
@@ -26,7 +27,7 @@ STACKABLE = (
     "trainer.gradient_clip_val",
 )
 # keys that say where a job's files go or how its process runs, not what it learns
-PER_JOB = ("paths", "hydra", "task_name", "threads")
+PER_JOB = ("paths", "hydra", "task_name", "threads", "resume")
 MODELS = {
     "aelab.models.Autoencoder": "ae",
     "aelab.models.ae.Autoencoder": "ae",
@@ -75,8 +76,11 @@ def why_not_stackable(cfg: DictConfig | Mapping[str, Any]) -> str | None:
         return f"trainer.gradient_clip_algorithm={trainer['gradient_clip_algorithm']}: not known"
     if trainer.get("max_time") is not None:
         return "trainer.max_time: members would stop at different steps"
-    if c.get("resume") or c.get("ckpt_path"):
-        return "resume/ckpt_path: a stack starts from fresh weights (resuming one is not built)"
+    if c.get("ckpt_path"):
+        return "ckpt_path: a stack starts from fresh weights or from its own stack checkpoint"
+    if c.get("resume") not in (None, False, True):
+        # a stack continues from its checkpoint in the sweep folder (resume=true or not)
+        return "resume=<run dir>: a stack continues from its checkpoint in the sweep folder"
     return None
 
 

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from aelab.callbacks.faults import NonFiniteLossError, last_checkpoint_path
 from aelab.callbacks.run_config import RunConfigInCheckpoints
 from aelab.checks import build, exit_on_config_error
+from aelab.models.base import CHECKPOINT_KEY
 from aelab.run.atomic import write_json_atomic
 from aelab.run.checkpoint import LAST_CHECKPOINT
 from aelab.run.folder import nothing_left_if_refused, run_folder_lock
@@ -33,19 +34,33 @@ from aelab.stacked.core import StackedMember
 log = logging.getLogger("aelab.stacked")
 
 
-def _record_stacked(output_dir: Path, stacked: dict[str, Any]) -> None:
+def _run_json(output_dir: Path) -> dict[str, Any]:
     path = output_dir / "run.json"
-    info = json.loads(path.read_text()) if path.is_file() else {}
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _record_stacked(output_dir: Path, stacked: dict[str, Any]) -> None:
+    info = _run_json(output_dir)
     info["stacked"] = stacked
-    write_json_atomic(path, info)
+    write_json_atomic(output_dir / "run.json", info)
+
+
+def _logged_before(output_dir: Path, member: StackedMember, stacked: dict[str, Any]) -> int:
+    """How many of the member's epochs an earlier, stopped run of its stack logged already
+    (run.json's `stacked.logged`, same config): a continued stack logs only the rest."""
+    if not member.resumed:
+        return 0
+    before = _run_json(output_dir).get("stacked") or {}
+    return int(before.get("logged", 0)) if before.get("config") == stacked.get("config") else 0
 
 
 def finish_member(
-    cfg: DictConfig, member: StackedMember, stacked: dict[str, Any]
+    cfg: DictConfig, member: StackedMember, stacked: dict[str, Any], command: str = ""
 ) -> dict[str, float]:
     """Write member's run folder (`cfg.paths.output_dir`) and return its metrics.
 
     `stacked`: what run.json records about the group (its jobs, this member's place in it).
+    `command`: what continues a stopped stack (metrics.json's `resume` when it was stopped).
     Raises NonFiniteLossError for a member the NaN guard stopped (metrics.json says failed).
     """
     from aelab.train import (
@@ -58,7 +73,10 @@ def finish_member(
 
     output_dir = Path(cfg.paths.output_dir)
     with run_folder_lock(output_dir):
-        record_run(output_dir, resumed=False)
+        logged = _logged_before(output_dir, member, stacked)
+        # a continued member whose folder a stopped run wrote: its run.json keeps that entry
+        record_run(output_dir, resumed=member.resumed)
+        stacked = {**stacked, "logged": len(member.history)}
         _record_stacked(output_dir, stacked)
         if member.failed is not None:
             message = f"{member.failed}; no checkpoint was written"
@@ -69,8 +87,8 @@ def finish_member(
         run_config = OmegaConf.to_container(cfg, resolve=True)
         trainer = build_trainer(cfg, extra_callbacks=[RunConfigInCheckpoints(run_config)])
         if member.interrupted_step is not None:
-            return _interrupted(cfg, trainer, member)
-        _log_history(cfg, trainer, member)
+            return _interrupted(cfg, trainer, member, command, logged)
+        _log_history(cfg, trainer, member, logged)
         metrics = dict(member.last_validation)
         model.last_validation = dict(metrics)
         best_state = member.best_state or member.last_state
@@ -95,35 +113,28 @@ def finish_member(
     return metrics
 
 
-INTERRUPTED = (
-    "the stack was stopped (Ctrl-C) after step {step}; a stack cannot be resumed yet: "
-    "checkpoints/last.ckpt holds these weights (aelab-eval can score them), run the sweep again "
-    "to train it"
-)
-
-
-def _interrupted(cfg: DictConfig, trainer: Any, member: StackedMember) -> dict[str, float]:
-    """An interrupted member: its weights as last.ckpt (weights only) and metrics.json saying
-    so. Returns no figures."""
+def _interrupted(
+    cfg: DictConfig, trainer: Any, member: StackedMember, command: str, logged: int
+) -> dict[str, float]:
+    """An interrupted member: its weights as last.ckpt (weights only: aelab-eval scores them)
+    and metrics.json saying so, with the command that continues its stack. Returns no
+    figures."""
     output_dir = Path(cfg.paths.output_dir)
-    _log_history(cfg, trainer, member)
+    _log_history(cfg, trainer, member, logged)
     trainer.strategy.connect(member.model)
     member.model.trainer = trainer
     _save_checkpoints(trainer, member.model, member, best=False)
-    stopped = {
-        "status": "interrupted",
-        "step": member.interrupted_step,
-        "error": INTERRUPTED.format(step=member.interrupted_step),
-    }
+    stopped = {"status": "interrupted", "step": member.interrupted_step, "resume": command}
     write_json_atomic(output_dir / "metrics.json", stopped)
     for logger in trainer.loggers:
         logger.finalize("interrupted")
     return {}
 
 
-def _log_history(cfg: DictConfig, trainer: Any, member: StackedMember) -> None:
+def _log_history(cfg: DictConfig, trainer: Any, member: StackedMember, logged: int = 0) -> None:
     """The member's per-epoch figures (train/*, val/*, the learning rate where the run has a
-    LearningRateMonitor) and image grids, at the steps its single run logs them."""
+    LearningRateMonitor) and image grids, at the steps its single run logs them; the first
+    `logged` epochs are left out (a stopped run of the stack logged them)."""
     from pytorch_lightning.callbacks import LearningRateMonitor
     from pytorch_lightning.loggers import TensorBoardLogger
 
@@ -131,7 +142,7 @@ def _log_history(cfg: DictConfig, trainer: Any, member: StackedMember) -> None:
     if any(isinstance(cb, LearningRateMonitor) for cb in trainer.callbacks):
         lr_name = f"lr-{str(cfg.optimizer._target_).rsplit('.', 1)[-1]}"
     tb = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-    for entry in member.history:
+    for entry in member.history[logged:]:
         figures = {k: v for k, v in entry["figures"].items() if math.isfinite(v)}
         if lr_name is not None:
             figures[lr_name] = float(cfg.optimizer.lr)
@@ -175,14 +186,39 @@ def _save_checkpoints(trainer: Any, model: Any, member: StackedMember, best: boo
     model's `on_save_checkpoint`, aelab's atomic writer): loadable as any single run's."""
     best_path = _best_path(trainer, member) if best else None
     if best_path is not None:
-        trainer.save_checkpoint(best_path, weights_only=True)
+        _save_weights(trainer, best_path)
     last = last_checkpoint_path(trainer)
     if last.name == LAST_CHECKPOINT.name:
         model.load_state_dict(member.last_state)
-        trainer.save_checkpoint(last, weights_only=True)
+        _save_weights(trainer, last)
 
 
-def member_task(member: StackedMember | BaseException, stacked: dict[str, Any]) -> Any:
+def _save_weights(trainer: Any, path: Path) -> None:
+    """`trainer.save_checkpoint(path, weights_only=True)` with the run config in it: Lightning
+    calls no callback for a weights-only checkpoint, so RunConfigInCheckpoints' entry (which
+    aelab-eval and load_run rebuild the run from) is put in here."""
+    checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=True)
+    config = next(
+        (cb.config for cb in trainer.callbacks if isinstance(cb, RunConfigInCheckpoints)), None
+    )
+    checkpoint.setdefault(CHECKPOINT_KEY, {})["config"] = config
+    trainer.strategy.save_checkpoint(checkpoint, path)
+
+
+def done_task(folder: Path) -> Any:
+    """The task function for a job that completed in an earlier run of its sweep: its folder
+    is left as it is; returns its `val/loss`."""
+
+    def task(cfg: DictConfig) -> float | None:
+        log.info("%s: completed before, left as it is", folder)
+        return json.loads((folder / "metrics.json").read_text()).get("val/loss")
+
+    return task
+
+
+def member_task(
+    member: StackedMember | BaseException, stacked: dict[str, Any], command: str = ""
+) -> Any:
     """The task function Hydra's `run_job` runs for one member, with `aelab.train.main`'s
     handling of a failed job in a sweep (metrics.json records it; the sweep goes on)."""
     from aelab.train import TestFailedError, _sweep_job_failed
@@ -192,7 +228,7 @@ def member_task(member: StackedMember | BaseException, stacked: dict[str, Any]) 
             try:
                 if isinstance(member, BaseException):
                     raise member
-                metrics = finish_member(cfg, member, stacked)
+                metrics = finish_member(cfg, member, stacked, command)
             except (NonFiniteLossError, TestFailedError) as err:
                 log.error("%s", err)
                 return math.inf

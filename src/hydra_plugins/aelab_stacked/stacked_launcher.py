@@ -5,16 +5,25 @@ Jobs whose composed configs differ only in stackable values (seed, beta, noise l
 decay, clipping threshold) form a stack; the others, and a model that cannot be stacked, run one
 by one as the basic launcher runs them. Every job keeps its own folder, `.hydra/`, run.json,
 metrics.json, TensorBoard run and checkpoints; run.json's `stacked` entry names its group.
+
+A stack keeps its checkpoint in `<sweep dir>/stacks/<group key>/stack.ckpt` while it trains
+(`aelab.stacked.checkpoint`): the same sweep run again in the same folder (`hydra.sweep.dir`)
+continues it, and leaves the jobs that completed as they are. Under SLURM, SIGUSR1 saves it after
+the current step and requeues the job (`scontrol requeue`), which then continues from it.
 """
 
 # no `from __future__ import annotations`: Hydra loads plugins outside sys.modules, where a
 # dataclass cannot resolve string annotations
+import json
 import logging
+import shlex
+import shutil
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,7 +31,9 @@ from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from aelab.slurm import REQUEUE_SIGNAL, STOP_SIGNAL
 
 log = logging.getLogger("aelab.stacked")
 
@@ -116,56 +127,153 @@ class StackedLauncher(BasicLauncher):
         job_overrides: Sequence[Sequence[str]],
         first_idx: int,
     ) -> dict[int, JobReturn]:
+        from aelab.run.folder import run_folder_lock
         from aelab.stacked import train_stacked
-        from aelab.stacked.job import epoch_images, member_task, say
+        from aelab.stacked.checkpoint import member_key, stack_checkpoint_path
+        from aelab.stacked.job import done_task, epoch_images, member_task, say
 
+        assert self.config is not None
         numbers = [first_idx + i for i in group]
         shown = [" ".join(filter_overrides(job_overrides[i])) for i in group]
-        say(
-            f"stacking {len(group)} jobs: "
-            + "; ".join(f"#{n} {s}" for n, s in zip(numbers, shown, strict=True))
-        )
         cfgs = [configs[i] for i in group]
+        folders = [_job_folder(c) for c in cfgs]
         # `${hydra:...}` (paths.root_dir, data_dir) resolves against the running job's config
         HydraConfig.instance().set_config(cfgs[0])
+        keys = [member_key(c) for c in cfgs]
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        checkpoint = stack_checkpoint_path(sweep_dir, cfgs)
+        # without the whole stack's checkpoint, the jobs that completed (in an earlier run of
+        # this sweep, with these configs) are left out: the others train as a stack of their own
+        done = [_completed(f, key) for f, key in zip(folders, keys, strict=True)]
+        train = [k for k in range(len(group)) if checkpoint.is_file() or not done[k]]
+        if len(train) < len(group):
+            checkpoint = stack_checkpoint_path(sweep_dir, [cfgs[k] for k in train])
+        if train:
+            say(
+                f"{'continuing' if checkpoint.is_file() else 'stacking'} {len(train)} jobs: "
+                + "; ".join(f"#{numbers[k]} {shown[k]}" for k in train)
+            )
         threads = cfgs[0].get("threads")
         if threads is not None:
             torch.set_num_threads(int(threads))
         device = "cuda" if cfgs[0].trainer.get("accelerator") in ("gpu", "cuda") else "cpu"
         stopping = StopOnInterrupt()
-        try:
-            with stopping:
-                members: list[Any] = train_stacked(
-                    cfgs, device=device, on_epoch=epoch_images, stop_requested=stopping.requested
-                )
-        except Exception as err:  # noqa: BLE001 - each job of the group records it
-            members = [err] * len(group)
+        members: list[Any] = [None] * len(group)
+        if train:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with stopping, run_folder_lock(checkpoint.parent):
+                    trained: list[Any] = train_stacked(
+                        [cfgs[k] for k in train],
+                        device=device,
+                        on_epoch=epoch_images,
+                        stop_requested=stopping.requested,
+                        checkpoint=checkpoint,
+                    )
+            except Exception as err:  # noqa: BLE001 - each job of the group records it
+                trained = [err] * len(train)
+            for k, member in zip(train, trained, strict=True):
+                members[k] = member
+        if stopping.signal == REQUEUE_SIGNAL:
+            _requeue(checkpoint)  # ends the process when SLURM requeued the job
+        command = _continue_command(sweep_dir)
         out = {}
         for k, i in enumerate(group):
-            stacked = {"group": numbers, "member": k, "overrides": shown[k]}
+            stacked = {"group": numbers, "member": k, "overrides": shown[k], "config": keys[k]}
             log.info("\t#%d : %s (stacked)", numbers[k], shown[k])
-            out[i] = self._run(configs[i], member_task(members[k], stacked))
+            if members[k] is None or (done[k] and not stopping.flag):
+                task = done_task(folders[k])  # completed before: left as it is
+            else:
+                task = member_task(members[k], stacked, command)
+            out[i] = self._run(configs[i], task)
         if stopping.flag:  # as a job stopped by Ctrl-C ends the basic launcher's sweep
-            step = max((m.interrupted_step or 0) for m in members if not isinstance(m, Exception))
+            ran = [m for m in members if m is not None and not isinstance(m, Exception)]
+            step = max((m.interrupted_step or 0) for m in ran) if ran else 0
             say(
                 f"stack of jobs {','.join(map(str, numbers))} interrupted at step {step}; "
-                "their metrics.json say so and checkpoints/last.ckpt hold the weights "
-                "(a stack cannot be resumed yet)"
+                f"its checkpoint is {checkpoint}; to continue: {command}"
             )
             raise SystemExit(130)
+        if all(_finished(f, m) for f, m in zip(folders, members, strict=True)):
+            # every job is written: the stack is not needed again (its folder: the checkpoint
+            # and the lock)
+            shutil.rmtree(checkpoint.parent, ignore_errors=True)
+            stacks = checkpoint.parent.parent
+            if stacks.is_dir() and not any(stacks.iterdir()):
+                stacks.rmdir()
         return out
 
 
-class StopOnInterrupt:
-    """Ctrl-C (or SIGTERM: a batch system's stop) while a stack trains: the first stops it
-    after the current step (as aelab's GracefulInterrupt does a single run), a second stops at
-    once (KeyboardInterrupt)."""
+def _job_folder(cfg: DictConfig) -> Path:
+    """The job's folder, as Hydra's `run_job` makes it (sweep dir / subdir)."""
+    HydraConfig.instance().set_config(cfg)
+    return Path(str(OmegaConf.select(cfg, "hydra.sweep.dir"))) / str(
+        OmegaConf.select(cfg, "hydra.sweep.subdir")
+    )
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _completed(folder: Path, key: str) -> bool:
+    """The job completed in an earlier run of the sweep, as a member of a stack with this
+    config (run.json's `stacked.config`)."""
+    stacked = _read(folder / "run.json").get("stacked") or {}
+    return (
+        _read(folder / "metrics.json").get("status") == "completed" and stacked.get("config") == key
+    )
+
+
+def _finished(folder: Path, member: Any) -> bool:
+    """Nothing of the job is left to do: completed, or failed by its NaN guard."""
+    if getattr(member, "failed", None) is not None:
+        return True
+    return _read(folder / "metrics.json").get("status") == "completed"
+
+
+def _continue_command(sweep_dir: Path) -> str:
+    """This sweep's command line, in this sweep's folder: it continues the sweep's stacks."""
+    args = [a for a in sys.argv[1:] if not a.startswith("hydra.sweep.dir=")]
+    return shlex.join(["aelab-train", *args, f"hydra.sweep.dir={sweep_dir}"])
+
+
+def _requeue(checkpoint: Path) -> None:
+    """SIGUSR1 under SLURM: the stack is saved; requeue the job (`scontrol requeue`) and end
+    the process, as `aelab.callbacks.SlurmRequeue` does a single run. Not requeued (the sweep
+    folder is not given, so the restarted job would not find it; or scontrol failed): the
+    stack stops as on Ctrl-C."""
+    from aelab.callbacks.slurm import StoppedBySlurm, requeue_slurm_job
+
+    overrides = HydraConfig.get().overrides.hydra
+    if not any(str(o).startswith("hydra.sweep.dir=") for o in overrides):
+        log.error(
+            "SIGUSR1: not requeued: the restarted job would make a new sweep folder "
+            "(give hydra.sweep.dir=... to continue a stack after a requeue)"
+        )
+        return
+    if requeue_slurm_job():
+        raise StoppedBySlurm(f"requeued after saving {checkpoint}")
+
+
+class StopOnInterrupt:
+    """Ctrl-C (or SIGTERM: a batch system's stop; or SIGUSR1 under SLURM: its warning before
+    the time limit) while a stack trains: the first stops it after the current step (as aelab's
+    GracefulInterrupt does a single run), a second stops at once (KeyboardInterrupt)."""
 
     def __init__(self) -> None:
+        from lightning_fabric.plugins.environments import SLURMEnvironment
+
         self.flag = False
+        self.signal: signal.Signals | None = None
         self._previous: dict[int, Any] = {}
+        self.signals = [signal.SIGINT, STOP_SIGNAL]
+        if SLURMEnvironment.detect():
+            self.signals.append(REQUEUE_SIGNAL)
 
     def requested(self) -> bool:
         return self.flag
@@ -174,6 +282,7 @@ class StopOnInterrupt:
         if self.flag:
             raise KeyboardInterrupt
         self.flag = True
+        self.signal = signal.Signals(signum)
         print(
             f"aelab-train: {signal.Signals(signum).name}: stopping the stack after this step "
             "(again: at once)",
@@ -183,7 +292,7 @@ class StopOnInterrupt:
 
     def __enter__(self) -> "StopOnInterrupt":
         if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.signals}
         return self
 
     def __exit__(self, *exc: Any) -> None:
