@@ -22,7 +22,6 @@ import pytorch_lightning as pl
 import torch
 
 BATCH_SIZE = 64
-_TIMER: dict[str, Any] = {}
 
 
 class TrainTimer(pl.Callback):
@@ -46,10 +45,6 @@ class TrainTimer(pl.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._stop()
-
-
-def timer_callback() -> TrainTimer:
-    return _TIMER["timer"]
 
 
 def compose(model: str, seed: int, batches: int, data_dir: Path, out: Path, threads: int) -> Any:
@@ -89,17 +84,13 @@ def compose(model: str, seed: int, batches: int, data_dir: Path, out: Path, thre
 
 def sequential_seconds(model: str, jobs: int, args: argparse.Namespace, out: Path) -> list[float]:
     """Training seconds of each of `jobs` ordinary aelab jobs (seeds 0..jobs-1), in order."""
-    from omegaconf import open_dict
-
     from aelab.train import train
 
     seconds = []
     for seed in range(jobs):
         cfg = compose(model, seed, args.stacked_batches, args.data_dir, out / "seq", args.threads)
-        timer = _TIMER["timer"] = TrainTimer()
-        with open_dict(cfg):
-            cfg.callbacks["benchmark_timer"] = {"_target_": f"{__name__}.timer_callback"}
-        train(cfg)
+        timer = TrainTimer()
+        train(cfg, extra_callbacks=[timer])
         seconds.append(sum(timer.seconds))
     return seconds
 

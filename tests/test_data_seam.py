@@ -14,6 +14,7 @@ from aelab.data.mnist import (
     VAL_SIZE,
     InMemoryImages,
     MNISTDataModule,
+    whole_batch,
 )
 from aelab.data.resumable import EpochSampler, ResumableLoader, derive_seed
 
@@ -98,3 +99,17 @@ def test_the_split_constants_are_the_configs_defaults(make_cfg):
     assert (cfg.data.val_size, cfg.data.split_seed) == (VAL_SIZE, SPLIT_SEED) == (5000, 0)
     dm = MNISTDataModule(download=False)
     assert (dm.val_size, dm.split_seed, N_TRAIN) == (5000, 0, 60_000)
+
+
+def test_a_training_batch_is_what_the_training_loader_serves_at_those_indices():
+    """What a stacked sweep draws its members' batches with: the loader's batch, same numbers."""
+    dm = tiny_datamodule(dynamic_train=True, seed=3)
+    loader = ResumableLoader(dm.splits["train"], batch_size=8, seed=3, collate_fn=whole_batch)
+    first_x, first_y = next(iter(loader))  # epoch 0, batch 0: reseeded from (3, 0, 0)
+    order = list(EpochSampler(40, 3))[:8]
+    torch.manual_seed(derive_seed(3, 0, 0))
+    x, y = dm.training_batch(order)
+    raw, labels = synthetic_images(40, seed=0)
+    assert torch.equal(y, labels[order].long()) and torch.equal(y, first_y)
+    assert set(x.unique().tolist()) <= {0.0, 1.0}  # binarized, dynamically
+    assert torch.equal(x, first_x)

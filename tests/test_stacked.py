@@ -119,6 +119,12 @@ def test_a_model_that_cannot_be_stacked_names_why(make_cfg):
     )
     assert groups == [[0, 1]]
     assert alone[2].startswith("resume=<run dir>: ") and alone[3].startswith("ckpt_path: ")
+    # a user's datamodule without training_batch(indices): its jobs run alone, saying why
+    why = why_not_stackable(make_cfg("data._target_=aelab.data.source.DataSourceError"))
+    assert why == (
+        "data._target_=aelab.data.source.DataSourceError: a stack draws its members' batches "
+        "through the datamodule's training_batch(indices), which this one lacks"
+    )
 
 
 # --- equivalence with the single runs, on a slice of real MNIST -----------------------------------

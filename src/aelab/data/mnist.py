@@ -112,7 +112,8 @@ def whole_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
 
 class InMemorySplits:
     """The public seam between a datamodule of `InMemoryImages` splits (`self.splits`) and its
-    users (the callbacks): a split's size and tensors, and a fixed batch.
+    users (the callbacks, the stacked sweeps): a split's size and tensors, a fixed batch, and a
+    training batch at given indices.
 
     A datamodule of other data offers the same names: `image_shape` (C, H, W), `classes`,
     `data_dir`, `split_size`, `split_tensors`, `fixed_batch`.
@@ -149,6 +150,14 @@ class InMemorySplits:
         """The first `n` images of `split` (fewer if it holds fewer) and their labels, as
         `split_tensors` gives them: the same in every run. Raises as `split_tensors`."""
         return self.split_tensors(split, torch.arange(min(n, self.split_size(split))))
+
+    def training_batch(self, indices: Tensor | Sequence[int]) -> tuple[Tensor, Tensor]:
+        """The training images at `indices` as the training loader serves them, for a caller
+        that keeps its own batch order (`aelab.stacked`): float B x C x H x W in [0, 1], a fresh
+        binarization from the global torch RNG where the datamodule binarizes dynamically, and
+        labels long B. Raises KeyError before `setup("fit")`."""
+        split = self.splits["train"]
+        return split.finish_batch(split.__getitems__(indices))
 
 
 class MNISTDataModule(InMemorySplits, pl.LightningDataModule):

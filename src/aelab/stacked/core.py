@@ -294,14 +294,18 @@ def train_stacked(
 
     datamodule = build(first.data, "data")
     datamodule.setup("fit")
-    train_set = datamodule.splits["train"]
-    finish = getattr(train_set, "finish_batch", None) or (lambda batch: batch)
+    if not hasattr(datamodule, "training_batch"):
+        raise NotStackable(
+            f"data._target_={first.data.get('_target_')}: the datamodule serves no "
+            "training_batch(indices), which a stack draws its members' batches from"
+        )
+    n_train = datamodule.split_size("train")
     batch_size = datamodule.batch_size
-    total = math.ceil(len(train_set) / batch_size)
+    total = math.ceil(n_train / batch_size)
     n_batches = _num_batches(_limit(first, "limit_train_batches"), total)
     # the datamodule's seed, as the member's ResumableLoader takes it (`data.seed`: `${seed}`)
     samplers = [
-        EpochSampler(len(train_set), int(_member_value(c, "data.seed", c.seed))) for c in cfgs
+        EpochSampler(n_train, int(_member_value(c, "data.seed", c.seed))) for c in cfgs
     ]
     max_epochs = first.trainer.get("max_epochs")
     max_steps = int(first.trainer.get("max_steps", -1) or -1)
@@ -368,9 +372,9 @@ def train_stacked(
                 break
             xs, x_ins, eps = [], [], []
             for k, (member, order) in enumerate(zip(members, orders, strict=True)):
-                batch = train_set.__getitems__(order[index * batch_size : (index + 1) * batch_size])
                 seed_global_rng(derive_seed(samplers[k].seed, epoch, index))
-                x, _ = finish(batch)
+                rows = order[index * batch_size : (index + 1) * batch_size]
+                x, _ = datamodule.training_batch(rows)
                 x = x.to(device)
                 xs.append(x)
                 x_ins.append(member.model.noise(x))

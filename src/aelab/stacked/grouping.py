@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 # dotted keys a member may set to its own value
@@ -78,10 +79,23 @@ def why_not_stackable(cfg: DictConfig | Mapping[str, Any]) -> str | None:
         return "trainer.max_time: members would stop at different steps"
     if c.get("ckpt_path"):
         return "ckpt_path: a stack starts from fresh weights or from its own stack checkpoint"
+    data_target = (c.get("data") or {}).get("_target_")
+    if not _serves_training_batches(data_target):
+        return (
+            f"data._target_={data_target}: a stack draws its members' batches through the "
+            "datamodule's training_batch(indices), which this one lacks"
+        )
     if c.get("resume") not in (None, False, True):
         # a stack continues from its checkpoint in the sweep folder (resume=true or not)
         return "resume=<run dir>: a stack continues from its checkpoint in the sweep folder"
     return None
+
+
+def _serves_training_batches(target: str | None) -> bool:
+    try:
+        return target is not None and hasattr(get_class(target), "training_batch")
+    except Exception:  # noqa: BLE001 - not importable: the job, run alone, says why in one line
+        return False
 
 
 def shape_key(cfg: DictConfig | Mapping[str, Any]) -> str:

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
@@ -153,10 +152,17 @@ class StackedLauncher(BasicLauncher):
                 f"{'continuing' if checkpoint.is_file() else 'stacking'} {len(train)} jobs: "
                 + "; ".join(f"#{numbers[k]} {shown[k]}" for k in train)
             )
+        import torch  # here: Hydra loads every plugin module for every app, stacked or not
+
         threads = cfgs[0].get("threads")
         if threads is not None:
             torch.set_num_threads(int(threads))
-        device = "cuda" if cfgs[0].trainer.get("accelerator") in ("gpu", "cuda") else "cpu"
+        # as Lightning reads `trainer.accelerator` (the default `auto`: the GPU when there is one)
+        accelerator = cfgs[0].trainer.get("accelerator")
+        on_gpu = accelerator in ("gpu", "cuda") or (
+            accelerator in (None, "auto") and torch.cuda.is_available()
+        )
+        device = "cuda" if on_gpu else "cpu"
         stopping = StopOnInterrupt()
         members: list[Any] = [None] * len(group)
         if train:
