@@ -45,33 +45,24 @@ def read_metrics(folder: str | Path) -> dict[str, Any]:
 # --- run.json -----------------------------------------------------------------------------------
 
 
+def _git(root: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, timeout=5, check=True
+    )
+    return done.stdout.strip()
+
+
 def _git_state(root: str | Path | None = None) -> dict[str, Any]:
     """The commit of `root` (default: this checkout) and whether files differ from it; files git
     ignores (.gitignore: build outputs, wheels) do not count. None for both outside a git tree."""
     root = Path(__file__).resolve().parents[3] if root is None else Path(root)
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = (
-            subprocess.run(
-                ["git", "status", "--porcelain"],
-                cwd=root,
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=True,
-            ).stdout.strip()
-            != ""
-        )
+        return {
+            "commit": _git(root, "rev-parse", "HEAD"),
+            "dirty": _git(root, "status", "--porcelain") != "",
+        }
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": dirty}
 
 
 ARGV_ENV = "AELAB_ARGV"
