@@ -1,6 +1,7 @@
 """The entry points as a user runs them: subprocesses on a small slice of real MNIST."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +138,35 @@ def test_a_run_ended_by_max_steps_validates_and_tests_its_final_weights(tmp_path
     (best,) = [p for p in (run_dir / "checkpoints").glob("epoch*.ckpt")]
     assert torch.load(best, weights_only=True)["global_step"] == best_step
     assert best.name == f"epoch00{(best_step - 1) // 20}.ckpt"
+
+
+def test_an_error_in_a_users_model_leaves_a_failed_metrics_json(tmp_path, mnist_dir):
+    """A single run whose own model code raises: the traceback (the user's to read), exit 1, and
+    metrics.json `failed` with the error, as a sweep's job gets."""
+    (tmp_path / "my_broken_loss.py").write_text(
+        "from aelab.models import Autoencoder\n\n"
+        "class Broken(Autoencoder):\n"
+        "    def loss(self, x_in, target, generator=None):\n"
+        "        raise RuntimeError('my loss is not written yet')\n"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "aelab.train",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        f"paths.data_dir={mnist_dir}",
+        "model._target_=my_broken_loss.Broken",
+        "trainer.max_epochs=1",
+        "++trainer.limit_train_batches=2",
+        "++trainer.limit_val_batches=1",
+        "threads=1",
+    ]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = f"{tmp_path}:{env.get('PYTHONPATH', '')}"
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 1 and "my loss is not written yet" in done.stderr
+    run_dir = only_run_dir(tmp_path / "logs", "train")
+    assert json.loads((run_dir / "metrics.json").read_text()) == {
+        "status": "failed",
+        "error": "RuntimeError: my loss is not written yet",
+    }

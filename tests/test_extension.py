@@ -113,6 +113,11 @@ def user_module(tmp_path, monkeypatch):
             "an importable class or function (ModuleNotFoundError: "
             "No module named 'not_installed_dependency')",
         ),
+        (  # a misspelt class in a module that imports: the class is named, not the module
+            "my_models.NoLos",
+            "an importable class or function (AttributeError: module 'my_models' has no "
+            "attribute 'NoLos')",
+        ),
         (
             "my_models.NoLoss",
             "a subclass of aelab.models.base.AutoencoderModule (it lacks loss())",
@@ -129,11 +134,14 @@ def user_module(tmp_path, monkeypatch):
         ),
     ],
 )
-def test_model_target_refused_naming_what_it_lacks(make_cfg, user_module, target, allowed):
+def test_model_target_refused_naming_what_it_lacks(
+    make_cfg, user_module, target, allowed, caplog
+):
     cfg = make_cfg(f"model._target_={target}")
-    with pytest.raises(ConfigError) as err:
+    with caplog.at_level(logging.ERROR), pytest.raises(ConfigError) as err:
         build_model(cfg)
     assert str(err.value) == f"model._target_='{target}' is invalid: allowed {allowed}"
+    assert not caplog.records  # the one line is all: no error logged before it
 
 
 def test_data_target_that_cannot_be_imported_names_it(make_cfg):
@@ -286,3 +294,33 @@ def test_user_config_folder_composes_beside_aelabs(tmp_path, how):
     assert cfg["data"] == {"_target_": "my_data.Images", "folder": "/x"}
     # aelab's own groups are still there, as composed by default
     assert cfg["trainer"]["max_epochs"] == 10 and cfg["net"]["_target_"] == "aelab.nets.MLPNet"
+
+
+def test_a_checkpoints_model_class_that_cannot_be_imported_is_one_error():
+    from aelab.eval import model_from_checkpoint
+
+    ckpt = {"aelab": {"model_class": "my_gone_models.TiedAE"}, "hyper_parameters": {}}
+    with pytest.raises(ConfigError) as err:
+        model_from_checkpoint(ckpt)
+    assert str(err.value) == (
+        "model._target_='my_gone_models.TiedAE' is invalid: allowed an importable class or "
+        "function (ModuleNotFoundError: No module named 'my_gone_models')"
+    )
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, "data"),
+        ({"AELAB_ROOT": "/r"}, "/r/data"),
+        ({"AELAB_ROOT": "/r", "AELAB_DATA_DIR": "/d"}, "/d"),
+    ],
+)
+def test_prepare_data_looks_where_aelab_train_does(monkeypatch, env, expected):
+    from aelab.data.prepare import default_data_dir
+
+    for name in ("AELAB_ROOT", "AELAB_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert os.path.normpath(default_data_dir()) == expected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import importlib.util
 import math
 import os
@@ -128,9 +129,28 @@ def import_refusal(group: str, target: Any, err: ImportError) -> ConfigError:
     that error: `No module named 'my_models'`, a missing class, a syntax error in the module)."""
     inner = err.__cause__ or err
     reason = " ".join(f"{type(inner).__name__}: {inner}".split())
+    module, _, name = str(target).rpartition(".")
+    if module and isinstance(inner, ModuleNotFoundError):  # Hydra tried `module.name` as a module
+        try:
+            found = importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - the module itself fails: Hydra's reason stands
+            found = None
+        if found is not None and not hasattr(found, name):
+            reason = f"AttributeError: module {module!r} has no attribute {name!r}"
     return ConfigError(
         f"{group}._target_", target, f"an importable class or function ({reason})", grouped=True
     )
+
+
+def locate(target: str) -> Any:
+    """The object a dotted `_target_` names, found as Hydra's `instantiate` finds it, without
+    the error `hydra.utils.get_object` logs first (the caller says it in one line).
+
+    Raises ImportError (its cause: the import's own error) when it cannot be found.
+    """
+    from hydra._internal.utils import _locate  # what instantiate uses; hydra-core is pinned <1.4
+
+    return _locate(target)
 
 
 def _search_path_entries(argv: Sequence[str]) -> Iterator[tuple[str, str]]:

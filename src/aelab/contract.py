@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aelab.checks import ConfigError, import_refusal
+from aelab.checks import ConfigError, import_refusal, locate
 from aelab.models.base import AutoencoderModule
 
 BASE = f"{AutoencoderModule.__module__}.{AutoencoderModule.__qualname__}"
@@ -32,12 +32,10 @@ def check_model_target(target: Any, group: str = "model") -> None:
     """Raises ConfigError (`model._target_`) for a target that cannot be imported or a class
     that is not an aelab model, naming what it lacks. A factory function passes (its result is
     checked by `check_model`)."""
-    from hydra.utils import get_object
-
     if not isinstance(target, str):
         raise ConfigError(f"{group}._target_", target, f"the dotted name of a {BASE} subclass")
     try:
-        found = get_object(target)
+        found = locate(target)
     except ImportError as err:
         raise import_refusal(group, target, err) from err
     if isinstance(found, type):

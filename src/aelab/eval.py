@@ -13,7 +13,6 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
-from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from aelab import CONFIG_PATH
@@ -24,6 +23,8 @@ from aelab.checks import (
     check_search_path,
     check_test_batches,
     exit_on_config_error,
+    import_refusal,
+    locate,
 )
 from aelab.run.atomic import write_json_atomic
 from aelab.run.checkpoint import load_checkpoint
@@ -34,8 +35,17 @@ from aelab.train import build_trainer
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> pl.LightningModule:
     """The model a checkpoint holds (`aelab.run.checkpoint.load_checkpoint`'s dict: weights-only),
-    built from its stored class and hyper-parameters, with its weights; on the CPU, train mode."""
-    model = get_class(ckpt["aelab"]["model_class"])(**ckpt["hyper_parameters"])
+    built from its stored class and hyper-parameters, with its weights; on the CPU, train mode.
+
+    Raises ConfigError (`model._target_`) when the class cannot be imported here (a user's
+    model: its module must be importable, e.g. on PYTHONPATH, as when it trained).
+    """
+    target = ckpt["aelab"]["model_class"]
+    try:
+        cls = locate(target)
+    except ImportError as err:
+        raise import_refusal("model", target, err) from err
+    model = cls(**ckpt["hyper_parameters"])
     model.load_state_dict(ckpt["state_dict"])
     return model
 

