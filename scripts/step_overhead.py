@@ -96,7 +96,8 @@ def main() -> None:
             logger=False, enable_checkpointing=False, enable_progress_bar=False
         )
         if with_aelab:
-            callbacks += [build(c, k) for k, c in cfg.callbacks.items() if k != "evaluation"]
+            chosen = {k: c for k, c in cfg.callbacks.items() if c is not None}  # null: left out
+            callbacks += [build(c, k) for k, c in chosen.items() if k != "evaluation"]
             kwargs = dict(logger=TensorBoardLogger(out, name="tb"))
         pl.Trainer(
             accelerator="cpu",
