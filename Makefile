@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   := data
+# the suite's tests are independent (each in its own tmp folder): one pytest worker per core
+PYTEST_WORKERS ?= auto
 
 .PHONY: setup data train test lint clean
 setup: $(STAMP)
@@ -23,7 +25,7 @@ train: data
 	$(BIN)/aelab-train $(ARGS)
 
 test: data
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
