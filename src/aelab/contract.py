@@ -3,7 +3,12 @@ model"), checked before anything is built so a wrong `model._target_` is one lin
 
 from __future__ import annotations
 
-from typing import Any
+import difflib
+import inspect
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
 
 from aelab.checks import ConfigError, import_refusal, locate
 from aelab.models.base import AutoencoderModule
@@ -12,6 +17,91 @@ BASE = f"{AutoencoderModule.__module__}.{AutoencoderModule.__qualname__}"
 # the methods training and the evaluation suite call; the base class has encode and decode
 # (through the `net` group's encoder and decoder), a model of its own says its loss
 MODEL_METHODS = ("encode", "decode", "loss")
+
+
+# --- the optional interface (README "Bring your own model"): what the evaluation suite asks a
+# model for beyond the contract, each a Protocol so callers test `isinstance(model, HasPosterior)`
+# and a model's misspelling is caught when it is built (`check_optional_interface`)
+@runtime_checkable
+class HasPosterior(Protocol):
+    """A diagonal Gaussian q(z | x): likelihood figures (IW bound), active units, I(x; z)."""
+
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x: B x C x H x W in [0, 1] -> (mu, log sigma^2), each B x latent_dim."""
+        ...
+
+
+@runtime_checkable
+class CanSample(Protocol):
+    """A generative model of its own: prior samples."""
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n images, n x C x H x W intensities in [0, 1], drawn with `generator`."""
+        ...
+
+
+@runtime_checkable
+class HasCodeIndices(Protocol):
+    """A discrete code (VQ-VAE): its rate in bits, codebook use and perplexity."""
+
+    def code_indices(self, x: Tensor) -> Tensor:
+        """x: B x C x H x W in [0, 1] -> the chosen codebook entries, B x positions (int64)."""
+        ...
+
+
+# every optional method (the base class gives `test_parts` and `eval_logits` defaults), with
+# the positional arguments aelab passes it after `self`
+OPTIONAL_METHODS: dict[str, tuple[str, ...]] = {
+    "posterior": ("x",),
+    "sample": ("n", "generator"),
+    "code_indices": ("x",),
+    "test_parts": ("x_in",),
+    "eval_logits": ("x_in", "loss_logits"),
+}
+# a name this close to an interface method (difflib's ratio) is taken for a misspelling of it
+NEAR_MISS_RATIO = 0.85
+
+
+def _own_names(cls: type) -> set[str]:
+    """Public callables that `cls` and its bases define above AutoencoderModule (a user's)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is AutoencoderModule or not issubclass(klass, AutoencoderModule):
+            continue
+        names.update(
+            n for n, v in vars(klass).items() if not n.startswith("_") and callable(v)
+        )
+    return names
+
+
+def interface_faults(cls: type) -> list[str]:
+    """What is wrong with `cls`'s optional interface: a method named like an interface method
+    that `cls` lacks (`posterier` for `posterior`), or an interface method that cannot be called
+    as aelab calls it. Empty for a class that is not an AutoencoderModule (`lacking` says that)."""
+    if not issubclass(cls, AutoencoderModule):
+        return []
+    faults = []
+    interface = (*OPTIONAL_METHODS, *MODEL_METHODS)
+    for name in sorted(_own_names(cls)):
+        if name in interface:
+            continue
+        for meant in difflib.get_close_matches(name, interface, n=1, cutoff=NEAR_MISS_RATIO):
+            if meant not in _own_names(cls):
+                faults.append(f"{cls.__name__}.{name} looks like a misspelt {meant}()")
+    for name, args in OPTIONAL_METHODS.items():
+        method = inspect.getattr_static(cls, name, None)
+        if method is None or getattr(AutoencoderModule, name, None) is method:
+            continue
+        try:
+            inspect.signature(method).bind(None, *args)  # None: self
+        except TypeError:
+            faults.append(
+                f"{cls.__name__}.{name}{inspect.signature(method)} cannot be called as "
+                f"{name}({', '.join(args)})"
+            )
+        except ValueError:  # no signature to read (a builtin): trusted
+            pass
+    return faults
 
 
 def lacking(cls: type) -> list[str]:
@@ -43,6 +133,20 @@ def check_model_target(target: Any, group: str = "model") -> None:
         if missing:
             allowed = f"a subclass of {BASE} (it lacks {', '.join(missing)})"
             raise ConfigError(f"{group}._target_", target, allowed, grouped=True)
+        check_optional_interface(found, target, group)
+
+
+def check_optional_interface(cls: type, target: Any, group: str = "model") -> None:
+    """Raises ConfigError (`model._target_`) naming every misspelt or mis-signed optional
+    method of `cls` (`interface_faults`): such a model would silently lose the figures that
+    method gives."""
+    faults = interface_faults(cls)
+    if faults:
+        allowed = (
+            "a model whose optional methods are spelt and called as aelab calls them "
+            f"({'; '.join(faults)})"
+        )
+        raise ConfigError(f"{group}._target_", target, allowed, grouped=True)
 
 
 def check_model(model: Any, target: Any, group: str = "model") -> Any:
@@ -55,4 +159,5 @@ def check_model(model: Any, target: Any, group: str = "model") -> Any:
             f"a target that returns a {BASE} (it returned {type(model).__name__}, lacking {what})",
             grouped=True,
         )
+    check_optional_interface(type(model), target, group)
     return model
