@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from venv_fixtures import EXAMPLES, REPO, blobs, idx_folder, installed, user_env, write_idx
+from helpers.venvs import EXAMPLES, REPO, blobs, idx_folder, installed, user_env, write_idx
 
 from aelab.checks import ConfigError
 

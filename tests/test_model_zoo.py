@@ -403,7 +403,7 @@ ZOO_FIGURES = {  # what each model's metrics.json must hold beside the shared fi
 def test_model_zoo_trains_every_model_and_reports_them(tmp_path, mnist_dir):
     import json
 
-    from sweep_fixtures import TINY, run_sweep
+    from helpers.sweeps import TINY, run_sweep
 
     sweep, _ = run_sweep(
         tmp_path,

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.sweeps import tiny_sweep  # noqa: F401 - a fixture
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
-from sweep_fixtures import tiny_sweep  # noqa: F401 - a fixture
 
 from aelab import CONFIG_DIR
 from aelab.report import (

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.sweeps import assert_headline_table, assert_progress_line
 from pytorch_lightning.trainer.connectors.checkpoint_connector import _CheckpointConnector
-from sweep_fixtures import assert_headline_table, assert_progress_line
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from aelab.callbacks.slurm import SlurmRequeue

@@ -332,8 +332,8 @@ def _tensorboard_tags(folder: Path) -> tuple[set[str], set[str]]:
 @pytest.mark.slow
 @pytest.mark.mnist
 def test_a_stacked_sweep_writes_each_job_as_the_unstacked_sweep_does(tmp_path, mnist_dir):
+    from helpers.sweeps import run_sweep
     from hydra.utils import get_class
-    from sweep_fixtures import run_sweep
 
     from aelab.run.checkpoint import load_checkpoint
 
@@ -373,7 +373,7 @@ def test_a_stacked_sweep_writes_each_job_as_the_unstacked_sweep_does(tmp_path, m
 @pytest.mark.slow
 @pytest.mark.mnist
 def test_max_models_below_one_is_refused_in_one_line(tmp_path, mnist_dir):
-    from sweep_fixtures import run_sweep_streams
+    from helpers.sweeps import run_sweep_streams
 
     _, _, err = run_sweep_streams(
         tmp_path,
@@ -391,7 +391,7 @@ def test_max_models_below_one_is_refused_in_one_line(tmp_path, mnist_dir):
 @pytest.mark.slow
 @pytest.mark.mnist
 def test_a_sweep_with_nothing_to_stack_says_why_and_runs_unstacked(tmp_path, mnist_dir):
-    from sweep_fixtures import TINY, run_sweep_streams
+    from helpers.sweeps import TINY, run_sweep_streams
 
     sweep, _, err = run_sweep_streams(
         tmp_path,
@@ -417,7 +417,7 @@ def test_a_sweep_with_nothing_to_stack_says_why_and_runs_unstacked(tmp_path, mni
 @pytest.mark.slow
 @pytest.mark.mnist
 def test_a_diverged_member_fails_its_job_and_the_sweep_goes_on(tmp_path, mnist_dir):
-    from sweep_fixtures import TINY, run_sweep
+    from helpers.sweeps import TINY, run_sweep
 
     sweep, out = run_sweep(
         tmp_path,

@@ -16,15 +16,7 @@ from urllib.parse import unquote_to_bytes
 import joblib
 import optuna
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.utils import get_class, instantiate
-from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
-from omegaconf import OmegaConf, open_dict
-from optuna.samplers import TPESampler
-from sweep_fixtures import (  # noqa: F401 - tiny_sweep*: fixtures
+from helpers.sweeps import (  # noqa: F401 - tiny_sweep*: fixtures
     TINY,
     assert_headline_table,
     assert_progress_line,
@@ -33,6 +25,14 @@ from sweep_fixtures import (  # noqa: F401 - tiny_sweep*: fixtures
     tiny_sweep,
     tiny_sweep_stdout,
 )
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import get_class, instantiate
+from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+from omegaconf import OmegaConf, open_dict
+from optuna.samplers import TPESampler
 
 from aelab import CONFIG_DIR
 from aelab.models import VAE, Autoencoder
@@ -518,7 +518,7 @@ def test_a_sweep_with_failed_jobs_runs_them_all_reports_and_exits_1(tmp_path, mn
         tmp_path,
         mnist_dir,
         *parallel,
-        "+callbacks.boom._target_=sweep_fixtures.FailOnFitStart",
+        "+callbacks.boom._target_=helpers.sweeps.FailOnFitStart",
         "+callbacks.boom.fail=true,false",
         "trainer.max_epochs=0,-1",
         "test=false",

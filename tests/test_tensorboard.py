@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import compose_cfg
 from google.protobuf.json_format import MessageToDict
+from helpers.sweeps import tiny_sweep  # noqa: F401 - a fixture
 from omegaconf import OmegaConf
-from sweep_fixtures import tiny_sweep  # noqa: F401 - a fixture
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import metadata as hp_metadata

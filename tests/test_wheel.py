@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from venv_fixtures import REPO, installed, user_env, wheel_names
+from helpers.venvs import REPO, installed, user_env, wheel_names
 
 __all__ = ["installed"]  # a session fixture, shared with test_examples.py
 

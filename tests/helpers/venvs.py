@@ -1,5 +1,5 @@
 """A fresh virtualenv holding aelab as a user installs it (the wheel, not the checkout), over
-the dependencies already installed here: no download. `from venv_fixtures import installed`."""
+the dependencies already installed here: no download. `from helpers.venvs import installed`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "aelab_examples"
 
 

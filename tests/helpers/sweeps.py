@@ -1,5 +1,5 @@
 """One real, tiny sweep (AE/VAE x latent 2/4 on a slice of MNIST), run once per test session and
-shared by the report and TensorBoard tests: `from sweep_fixtures import tiny_sweep`."""
+shared by the report and TensorBoard tests: `from helpers.sweeps import tiny_sweep`."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ _STDOUT: dict[str, str] = {}
 
 
 class FailOnFitStart(pl.Callback):
-    """`+callbacks.boom._target_=sweep_fixtures.FailOnFitStart +callbacks.boom.fail=true`: a job
+    """`+callbacks.boom._target_=helpers.sweeps.FailOnFitStart +callbacks.boom.fail=true`: a job
     that raises a plain error once its run folder exists (run_sweep puts tests/ on the path)."""
 
     def __init__(self, fail: bool) -> None:
@@ -57,7 +57,7 @@ def run_sweep_streams(
         *overrides,
     ]
     path = os.pathsep.join(
-        p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p
+        p for p in (str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")) if p
     )
     env = {**os.environ, "PYTHONPATH": path}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
