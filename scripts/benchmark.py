@@ -1,6 +1,8 @@
-"""Seconds per epoch: the seed's plain PyTorch loops, an in-memory plain loop, and aelab's training.
+"""Seconds per epoch: the reference models' plain PyTorch loops, an in-memory plain loop, and
+aelab's training, each with denormal floats flushed to zero and without.
 
-    python scripts/benchmark.py                   # AE and VAE, 5 epochs per loop
+    python scripts/benchmark.py                   # AE and VAE, 5 epochs per loop, both settings
+    python scripts/benchmark.py --denormals flushed --threads 1   # aelab's default setting only
     python scripts/benchmark.py --epochs 3 --repeats 3 --threads 1   # a busy machine: see below
     python scripts/benchmark.py --epochs 10 --models ae
     python scripts/benchmark.py --quick           # 2 short epochs on a slice: checks that it runs
@@ -12,29 +14,36 @@
 
 Loops, each in its own subprocess (so each peak RSS is that loop's own), on the same MNIST files:
 
-- `seed`: the seed's loop (README, "The seed": the reference AE and VAE aelab started from) as
-  written: torchvision MNIST with `ToTensor`, `DataLoader(batch_size=64, shuffle=True)`, all 60k
-  training images, default Adam.
+- `reference`: the reference models' loop (README: the reference AE and VAE aelab started
+  from) as written: torchvision MNIST with `ToTensor`, `DataLoader(batch_size=64,
+  shuffle=True)`, all 60k training images, default Adam.
 - `in-memory`: the same model, loss and optimizer over uint8 tensors in memory, one
   `index_select` per batch (the plain loop's limit); `+ fused Adam` is the same with
   `Adam(fused=True)`, aelab's default, to show what the optimizer alone buys.
 - `aelab`: `aelab.train.train` on the composed default config (`model=ae` / `model=vae`) as
   `aelab-train` runs it: Lightning Trainer, TensorBoard, checkpoints, image grids, validation.
 
+Every loop runs once with denormal floats flushed to zero (`, flushed`: aelab's default,
+`flush_denormal=true`, `aelab.numerics`) and once computing with them (`, denormals`: plain
+PyTorch's default), unless `--denormals flushed|kept` picks one. Adam's state decays into the
+denormal range after a few hundred steps, and on some x86 CPUs each step then costs up to twice
+as much: `ms/step early` (the first epoch) and `ms/step late` (the last) show such a slowdown.
+
 aelab trains on the 55k images of its training split (5k are kept for validation); the in-memory
 loops use the same 55k. Times are compared per training image: `s/60k` is the epoch scaled to
-the seed's 60k images. `train` is the training part of the epoch; aelab's `+val` adds its
+the reference loop's 60k images. `train` is the training part of the epoch; aelab's `+val` adds its
 validation pass, checkpoints and image grids. Test figures are on the official 10k test set after
 the same number of epochs: `MSE` is the per-pixel squared error of the reconstruction (for a VAE,
 of the decoded posterior mean), `-ELBO` the VAE's negative ELBO in nats per image (one z draw).
 
 On a shared machine, `--repeats N` runs all loops N times round-robin (repeat r with seed
 `--seed + r`) and pools their epochs, so a burst of load hits every loop alike; test figures are
-then means over the seeds with half their range, and a test figure worse than the seed loop's is
-called within or beyond that spread (a 3-epoch VAE's -ELBO moves by ±3 nats from seed to seed).
+then means over the seeds with half their range, and a test figure worse than the reference
+loop's is called within or beyond that spread (a 3-epoch VAE's -ELBO moves by ±3 nats from seed
+to seed).
 `--threads 1` keeps torch's second thread from waiting on a core that another process holds:
 with 2 threads on 2 busy cores a step of these small MLPs took 30x longer. On an idle machine the
-default (2 threads here) is faster: a seed-VAE step took 3.8 ms instead of 5.7.
+default (2 threads here) is faster: a reference-VAE step took 3.8 ms instead of 5.7.
 
 Each training-time ratio is given twice: from the pooled medians and from each loop's fastest
 timed epoch. With 2 threads on this project's VM a whole process sometimes runs at one-thread
@@ -60,6 +69,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import platform
 import resource
@@ -79,22 +89,23 @@ from torch import Tensor, nn
 REPO = Path(__file__).resolve().parents[1]
 RESULT = "BENCHMARK-RESULT "
 BATCH_SIZE = 64
+SETTINGS = {"flushed": True, "denormals": False}  # row suffix -> flush_denormal
 LOOPS = {  # name -> (model, kind); the table keeps this order
-    "seed AE": ("ae", "seed"),
+    "reference AE": ("ae", "reference"),
     "in-memory AE": ("ae", "memory"),
     "in-memory AE + fused Adam": ("ae", "memory-fused"),
     "aelab AE": ("ae", "aelab"),
-    "seed VAE": ("vae", "seed"),
+    "reference VAE": ("vae", "reference"),
     "in-memory VAE": ("vae", "memory"),
     "in-memory VAE + fused Adam": ("vae", "memory-fused"),
     "aelab VAE": ("vae", "aelab"),
 }
 
 
-# --- the seed's models, verbatim (README, "The seed") --------------------------------------------
+# --- the reference models, verbatim (README) ------------------------------------------------------
 class Autoencoder(nn.Module):
     def __init__(self):
-        super(Autoencoder, self).__init__()  # noqa: UP008 - as the seed wrote it
+        super(Autoencoder, self).__init__()  # noqa: UP008 - as the reference wrote it
         self.encoder = nn.Sequential(
             nn.Linear(28 * 28, 128),
             nn.ReLU(),
@@ -119,7 +130,7 @@ class Autoencoder(nn.Module):
 
 class VAE(nn.Module):
     def __init__(self):
-        super(VAE, self).__init__()  # noqa: UP008 - as the seed wrote it
+        super(VAE, self).__init__()  # noqa: UP008 - as the reference wrote it
         self.encoder = nn.Sequential(
             nn.Linear(28 * 28, 400),
             nn.ReLU(),
@@ -155,7 +166,7 @@ class VAE(nn.Module):
 
 
 def vae_loss_function(recon_x, x, mu, logvar):
-    """The seed's `loss_function` with its `criterion = nn.BCELoss(reduction='sum')`."""
+    """The reference VAE's `loss_function` with its `criterion = nn.BCELoss(reduction='sum')`."""
     BCE = nn.functional.binary_cross_entropy(recon_x, x, reduction="sum")  # noqa: N806
     KLD = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())  # noqa: N806
     return BCE + KLD
@@ -224,7 +235,7 @@ def train_epochs(
 
 
 def plain_step(model: nn.Module, model_name: str, fused: bool) -> Callable[[Tensor], Tensor]:
-    """The seed's step: forward, loss, zero_grad, backward, Adam(lr=1e-3)."""
+    """The reference step: forward, loss, zero_grad, backward, Adam(lr=1e-3)."""
     criterion = nn.MSELoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, **({"fused": True} if fused else {}))
 
@@ -244,7 +255,7 @@ def plain_step(model: nn.Module, model_name: str, fused: bool) -> Callable[[Tens
     return step
 
 
-def run_seed(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+def run_reference(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     from torchvision import datasets, transforms
 
     transform = transforms.Compose([transforms.ToTensor()])
@@ -332,6 +343,7 @@ def run_aelab(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     overrides = [
         f"model={args.model}",
         f"seed={args.seed}",
+        f"flush_denormal={'true' if args.flush else 'false'}",
         f"trainer.max_epochs={args.epochs}",
         f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}",
         f"paths.data_dir={args.data_dir}",
@@ -448,21 +460,33 @@ def child(args: argparse.Namespace) -> None:
         result["peak_rss_mb"] = peak_rss_mb()
         print(RESULT + json.dumps(result), flush=True)
         return
+    from aelab.numerics import set_flush_denormal
+
+    # first, as aelab-train does: the mode is inherited by the threads torch starts after it
+    if not set_flush_denormal(bool(args.flush)) and args.flush:
+        print("benchmark: this CPU cannot flush denormal floats", file=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     args.test_x = test_images(args.data_dir, 1000 if args.limit_batches else None)
     torch.manual_seed(args.seed)
-    run = {"seed": run_seed, "aelab": run_aelab}.get(args.kind, run_memory)
+    run = {"reference": run_reference, "aelab": run_aelab}.get(args.kind, run_memory)
     result = run(args, device)
     result["peak_rss_mb"] = peak_rss_mb()
     print(RESULT + json.dumps(result), flush=True)
 
 
 # --- the parent: run every loop, print the table -------------------------------------------------
+def row_name(loop: str, setting: str) -> str:
+    """The table's name of a loop run with a denormal setting (`SETTINGS`)."""
+    return f"{loop}, {setting}"
+
+
 def run_child(name: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    model, kind = LOOPS[name]
+    loop, setting = name.rsplit(", ", 1)
+    model, kind = LOOPS[loop]
     cmd = [sys.executable, __file__, "--child", kind, "--model", model]
+    cmd += ["--flush", "1" if SETTINGS[setting] else "0"]
     cmd += ["--epochs", str(args.epochs), "--warmup", str(args.warmup), "--seed", str(seed)]
     cmd += ["--data-dir", str(args.data_dir), "--device", args.device]
     cmd += ["--limit-batches", str(args.limit_batches), "--threads", str(args.threads)]
@@ -724,8 +748,16 @@ def summarize(name: str, runs: list[dict[str, Any]], warmup: int) -> dict[str, A
         return statistics.fmean(r[key] for r in runs) if key in runs[0] else None
 
     row = {"loop": name, "images": runs[0]["images"], "s_epoch": pooled("times")}
+    steps = math.ceil(runs[0]["images"] / BATCH_SIZE)
+    # early and late in a run: its first and its last epoch (median over repeats), per step
+    row["ms_step_early"] = 1e3 * statistics.median(r["times"][0] for r in runs) / steps
+    row["ms_step_late"] = 1e3 * statistics.median(r["times"][-1] for r in runs) / steps
     row["repeats"] = len(runs)
     row["s_epoch_with_val"] = pooled("times_with_val")
+    row["ms_step"] = 1e3 * row["s_epoch"] / steps
+    row["ms_step_with_val"] = (
+        1e3 * row["s_epoch_with_val"] / steps if row["s_epoch_with_val"] else None
+    )
     row["s_60k"] = row["s_epoch"] * 60_000 / row["images"]
     row["s_60k_with_val"] = (
         row["s_epoch_with_val"] * 60_000 / row["images"] if row["s_epoch_with_val"] else None
@@ -749,6 +781,9 @@ COLUMNS = {  # header -> (row key, format)
     "s/epoch (train)": ("s_epoch", ".2f"),
     "s/epoch (+val)": ("s_epoch_with_val", ".2f"),
     "s/60k img (train)": ("s_60k", ".2f"),
+    "ms/step early": ("ms_step_early", ".2f"),
+    "ms/step late": ("ms_step_late", ".2f"),
+    "ms/step (+val)": ("ms_step_with_val", ".2f"),
     "test MSE": ("test_mse", ".4f"),
     "test -ELBO": ("test_neg_elbo", ".1f"),
     "peak RSS MB": ("peak_rss_mb", ".0f"),
@@ -770,14 +805,18 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def verdicts(rows: dict[str, dict[str, Any]], models: list[str]) -> list[str]:
-    """The issue's targets, as ratios of seconds per training image measured in this run."""
+def verdicts(
+    rows: dict[str, dict[str, Any]], models: list[str], settings: list[str] | None = None
+) -> list[str]:
+    """The targets, as ratios of times measured in this run, for the first of `settings` (aelab's
+    default, `flushed`, when it ran); then what the other setting changes (`denormal_lines`)."""
     out = []
+    setting = (settings or ["flushed"])[0]
 
-    def ratio(line: str, a: str, b: str, key: str, target: float) -> None:
-        if not (a in rows and b in rows and rows[a][key] and rows[b]["s_60k"]):
+    def ratio(line: str, a: str, b: str, key: str, target: float, base: str = "s_60k") -> None:
+        if not (a in rows and b in rows and rows[a][key] and rows[b][base]):
             return
-        value = rows[a][key] / rows[b]["s_60k"]
+        value = rows[a][key] / rows[b][base]
         if key != "s_60k":
             out.append(
                 f"- {line}: {value:.2f} ({'meets' if value <= target else 'MISSES'} <= {target})"
@@ -792,27 +831,52 @@ def verdicts(rows: dict[str, dict[str, Any]], models: list[str]) -> list[str]:
 
     for model in models:
         up = model.upper()
-        aelab, seed, memory = f"aelab {up}", f"seed {up}", f"in-memory {up}"
-        ratio(f"{aelab} / {seed}, training part", aelab, seed, "s_60k", 0.5)
-        ratio(f"{aelab} / {seed}, whole epoch with validation", aelab, seed, "s_60k_with_val", 0.5)
-        ratio(f"{aelab} / {memory}, training part", aelab, memory, "s_60k", 1.3)
+        aelab, ref = row_name(f"aelab {up}", setting), row_name(f"reference {up}", setting)
+        fused = row_name(f"in-memory {up} + fused Adam", setting)
+        ratio(f"{aelab} / {ref}, training part", aelab, ref, "s_60k", 0.5)
+        ratio(f"{aelab} / {ref}, whole epoch with validation", aelab, ref, "s_60k_with_val", 0.5)
         ratio(
-            f"{aelab} / {memory}, whole epoch with validation", aelab, memory, "s_60k_with_val", 1.3
+            f"{aelab} / {fused}, per step, whole epoch with validation",
+            aelab,
+            fused,
+            "ms_step_with_val",
+            1.2,
+            base="ms_step",
         )
         for key, label, spec in (("test_mse", "MSE", ".5f"), ("test_neg_elbo", "-ELBO", ".2f")):
-            if aelab in rows and seed in rows and None not in (rows[aelab][key], rows[seed][key]):
-                a, s = rows[aelab][key], rows[seed][key]
+            if aelab in rows and ref in rows and None not in (rows[aelab][key], rows[ref][key]):
+                a, s = rows[aelab][key], rows[ref][key]
                 # half the seed-to-seed range of each (0 with one repeat): the noise of a mean
-                noise = sum((rows[n][f"{key}_spread"] or 0.0) / 2 for n in (aelab, seed))
+                noise = sum((rows[n][f"{key}_spread"] or 0.0) / 2 for n in (aelab, ref))
                 if a <= s:
                     ok = "meets: equal or better"
-                elif min(rows[aelab]["repeats"], rows[seed]["repeats"]) < 2:
+                elif min(rows[aelab]["repeats"], rows[ref]["repeats"]) < 2:
                     ok = f"worse by {a - s:{spec}}; one seed each: --repeats 3 tells noise apart"
                 elif a - s <= noise:
                     ok = f"worse by {a - s:{spec}}, within the seed spread ±{noise:{spec}}"
                 else:
                     ok = f"MISSES: worse by {a - s:{spec}}, beyond the seed spread ±{noise:{spec}}"
-                out.append(f"- {aelab} test {label} {a:{spec}} vs {seed} {s:{spec}} ({ok})")
+                out.append(f"- {aelab} test {label} {a:{spec}} vs {ref} {s:{spec}} ({ok})")
+    return out + denormal_lines(rows)
+
+
+def denormal_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Per loop run both ways: the late steps' cost with denormals over flushed, and the test
+    figures of the two (one seed: flushing changes the arithmetic of values below 1.2e-38 only)."""
+    out = []
+    for loop in LOOPS:
+        kept, flushed = row_name(loop, "denormals"), row_name(loop, "flushed")
+        if kept not in rows or flushed not in rows:
+            continue
+        a, b = rows[kept], rows[flushed]
+        line = (
+            f"- {loop}: late steps with denormals {a['ms_step_late']:.2f} ms vs flushed "
+            f"{b['ms_step_late']:.2f} ms ({a['ms_step_late'] / b['ms_step_late']:.2f}x)"
+        )
+        for key, label in (("test_mse", "MSE"), ("test_neg_elbo", "-ELBO")):
+            if a.get(key) is not None and b.get(key) is not None:
+                line += f"; test {label} {a[key]:.5g} vs {b[key]:.5g}"
+        out.append(line)
     return out
 
 
@@ -864,7 +928,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models", default="ae,vae", help="comma-separated: ae, vae")
     parser.add_argument("--repeats", type=int, default=1, help="run all loops this many times")
     parser.add_argument(
-        "--loops", default="seed,memory,memory-fused,aelab", help="comma-separated loop kinds"
+        "--loops", default="reference,memory,memory-fused,aelab", help="comma-separated loop kinds"
+    )
+    parser.add_argument(
+        "--denormals",
+        choices=("both", "flushed", "kept"),
+        default="both",
+        help="run each loop with denormal floats flushed to zero, computing with them, or both",
     )
     parser.add_argument(
         "--override",
@@ -899,6 +969,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--limit-batches", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--flush", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.warmup, args.limit_batches = 2, 1, 30
@@ -930,7 +1001,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.stacked:
         main_stacked(args, models)
         return
-    names = [n for n, (m, k) in LOOPS.items() if m in models and k in kinds]
+    settings = {"both": ["flushed", "denormals"], "flushed": ["flushed"], "kept": ["denormals"]}
+    chosen = settings[args.denormals]
+    names = [
+        row_name(n, setting)
+        for n, (m, k) in LOOPS.items()
+        if m in models and k in kinds
+        for setting in chosen
+    ]
     load = os.getloadavg()
     started = time.perf_counter()
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
@@ -950,7 +1028,7 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(table(list(rows.values())))
     print()
-    print("\n".join(verdicts(rows, models)))
+    print("\n".join(verdicts(rows, models, chosen)))
     if args.json:
         args.json.write_text(json.dumps({"rows": list(rows.values()), "runs": runs}, indent=2))
 

@@ -26,6 +26,7 @@ from aelab.checks import (
     import_refusal,
     locate,
 )
+from aelab.numerics import set_flush_denormal
 from aelab.run.atomic import write_json_atomic
 from aelab.run.checkpoint import load_checkpoint
 from aelab.run.folder import nothing_left_if_refused
@@ -59,6 +60,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if not given:
         raise ConfigError("ckpt_path", given, "a checkpoint written by aelab-train (required)")
     check_test_batches(cfg.trainer.get("limit_test_batches"))
+    flushed = set_flush_denormal(cfg.get("flush_denormal", True))
     if cfg.get("threads") is not None:
         torch.set_num_threads(check_int("threads", cfg.threads, 1))
     ckpt = load_checkpoint(cfg.ckpt_path)
@@ -71,7 +73,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = build(data_cfg, "data")
     model = model_from_checkpoint(ckpt)
     trainer = build_trainer(cfg)  # as aelab-train does: `trainer`, `callbacks`, `logger`
-    write_json_atomic(output_dir / "run.json", run_info())
+    write_json_atomic(output_dir / "run.json", run_info(flush_denormal=flushed))
     metrics = {k: float(v) for k, v in trainer.test(model, datamodule=datamodule)[0].items()}
     write_json_atomic(
         output_dir / "metrics.json",

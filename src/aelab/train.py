@@ -52,6 +52,7 @@ from aelab.checks import (
 )
 from aelab.contract import check_model, check_model_target
 from aelab.data.source import DataSourceError
+from aelab.numerics import set_flush_denormal
 from aelab.report.board import hparams_with_flags
 from aelab.run.atomic import write_json_atomic
 from aelab.run.checkpoint import LAST_CHECKPOINT, load_checkpoint
@@ -239,13 +240,14 @@ def resume_path(cfg: DictConfig, model: pl.LightningModule) -> tuple[str | None,
     return str(path), int(stored.get("global_step", 0))
 
 
-def record_run(output_dir: Path, resumed: bool) -> None:
+def record_run(output_dir: Path, resumed: bool, flushed: bool | None = None) -> None:
     """`run.json`: how to reproduce the run; a resumed run adds its own entry under `resumed`.
 
     `resumed`: started with `resume=...`. A job SLURM restarted (requeued, preempted) resumes
-    too: Lightning's `fit` continues it from the newest `hpc_ckpt_*` in its folder.
+    too: Lightning's `fit` continues it from the newest `hpc_ckpt_*` in its folder. `flushed`:
+    whether denormal floats were flushed to zero in this process (`aelab.numerics`).
     """
-    path, info = output_dir / "run.json", run_info()
+    path, info = output_dir / "run.json", run_info(flush_denormal=flushed)
     requeued = SLURMEnvironment.detect() and latest_hpc_checkpoint(output_dir) is not None
     if (resumed or requeued) and path.is_file():
         first = json.loads(path.read_text())
@@ -321,6 +323,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
     check_trainer(cfg.trainer)
     if cfg.test:
         check_test_batches(cfg.trainer.get("limit_test_batches"))
+    flushed = set_flush_denormal(cfg.get("flush_denormal", True))
     if cfg.get("threads") is not None:  # jobs of a parallel sweep share the cores
         torch.set_num_threads(check_int("threads", cfg.threads, 1))
     log.info("torch threads: %d", torch.get_num_threads())
@@ -339,7 +342,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
     writer = trainer.is_global_zero
     with run_folder_lock(output_dir) if writer else contextlib.nullcontext():
         if writer:
-            record_run(output_dir, resumed=bool(cfg.get("resume")))
+            record_run(output_dir, resumed=bool(cfg.get("resume")), flushed=flushed)
         try:
             metrics = fit_and_test(cfg, trainer, model, datamodule, ckpt_path, start_step, finished)
         except NonFiniteLossError as err:

@@ -110,9 +110,10 @@ def slurm_job_id() -> str:
     return os.environ["SLURM_JOB_ID"]
 
 
-def run_info() -> dict[str, Any]:
-    """What a rerun needs beyond the config: the command line, versions, the code's commit, and
-    under SLURM the job and how often SLURM restarted it (`SLURM_RESTART_COUNT`)."""
+def run_info(flush_denormal: bool | None = None) -> dict[str, Any]:
+    """What a rerun needs beyond the config: the command line, versions, the code's commit,
+    under SLURM the job and how often SLURM restarted it (`SLURM_RESTART_COUNT`), and whether the
+    process that wrote it flushed denormal floats (`flush_denormal`, measured; None: not told)."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -125,6 +126,8 @@ def run_info() -> dict[str, Any]:
         "packages": versions,
         "git": _git_state(),
     }
+    if flush_denormal is not None:
+        info["flush_denormal"] = flush_denormal
     if under_slurm():
         info["slurm"] = {
             "job": slurm_job_id() if "SLURM_JOB_ID" in os.environ else None,

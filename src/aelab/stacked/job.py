@@ -63,6 +63,7 @@ def finish_member(
     `command`: what continues a stopped stack (metrics.json's `resume` when it was stopped).
     Raises NonFiniteLossError for a member the NaN guard stopped (metrics.json says failed).
     """
+    from aelab.numerics import denormals_flushed
     from aelab.train import (
         TestFailedError,
         best_checkpoint,
@@ -75,7 +76,7 @@ def finish_member(
     with run_folder_lock(output_dir):
         logged = _logged_before(output_dir, member, stacked)
         # a continued member whose folder a stopped run wrote: its run.json keeps that entry
-        record_run(output_dir, resumed=member.resumed)
+        record_run(output_dir, resumed=member.resumed, flushed=denormals_flushed())
         stacked = {**stacked, "logged": len(member.history)}
         _record_stacked(output_dir, stacked)
         if member.failed is not None:
