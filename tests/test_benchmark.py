@@ -11,7 +11,11 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.mnist]
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
-LOOPS = ["seed AE", "in-memory AE", "in-memory AE + fused Adam", "aelab AE"]
+LOOPS = [
+    f"{loop}, {setting}"
+    for loop in ("reference AE", "in-memory AE", "in-memory AE + fused Adam", "aelab AE")
+    for setting in ("flushed", "denormals")  # denormal floats flushed to zero, and kept
+]
 NUMBER = r"[-+]?\d+(\.\d+)?"
 
 
@@ -31,14 +35,29 @@ def test_quick_benchmark_prints_a_row_per_loop(tmp_path, mnist_dir):
             rows[cells[0]] = dict(zip(columns, cells, strict=True))
     assert list(rows) == LOOPS
     for name, row in rows.items():
-        for column in ("train images", "s/epoch (train)", "s/60k img (train)", "test MSE"):
+        columns = ("train images", "s/epoch (train)", "s/60k img (train)", "test MSE")
+        for column in (*columns, "ms/step early", "ms/step late"):
             assert re.fullmatch(NUMBER, row[column]), (name, column, row[column])
         assert float(row["peak RSS MB"]) > 0, name
-    assert re.fullmatch(NUMBER, rows["aelab AE"]["s/epoch (+val)"])
-    assert rows["seed AE"]["s/epoch (+val)"] == "—"  # plain loops have no validation pass
+    assert re.fullmatch(NUMBER, rows["aelab AE, flushed"]["s/epoch (+val)"])
+    assert re.fullmatch(NUMBER, rows["aelab AE, flushed"]["ms/step (+val)"])
+    # plain loops have no validation pass
+    assert rows["reference AE, flushed"]["s/epoch (+val)"] == "—"
     assert re.search(
-        r"aelab AE / seed AE, training part: [\d.]+, fastest epochs [\d.]+ \(", done.stdout
+        r"aelab AE, flushed / reference AE, flushed, training part: [\d.]+, fastest epochs "
+        r"[\d.]+ \(",
+        done.stdout,
     )
+    assert re.search(
+        r"aelab AE, flushed / in-memory AE \+ fused Adam, flushed, per step, whole epoch with "
+        r"validation: [\d.]+ \((meets|MISSES) <= 1.2\)",
+        done.stdout,
+    )
+    # flushing changes no figure on this scale: the same test MSE either way, for every loop
+    assert re.search(r"- aelab AE: late steps with denormals [\d.]+ ms vs flushed", done.stdout)
+    for loop in ("reference AE", "in-memory AE", "aelab AE"):
+        mse = {s: float(rows[f"{loop}, {s}"]["test MSE"]) for s in ("flushed", "denormals")}
+        assert mse["flushed"] == pytest.approx(mse["denormals"], rel=1e-3), loop
 
     saved = json.loads(rows_file.read_text())
     assert [r["loop"] for r in saved["rows"]] == LOOPS

@@ -86,6 +86,9 @@ def test_train_then_eval_a_noisy_vae(tmp_path, mnist_dir):
         data_dir=mnist_dir,
     )
     again = json.loads((only_run_dir(tmp_path, "eval") / "metrics.json").read_text())
+    # both processes flushed denormal floats (flush_denormal, on by default), measured
+    assert json.loads((run_dir / "run.json").read_text())["flush_denormal"] is True
+    assert json.loads((only_run_dir(tmp_path, "eval") / "run.json").read_text())["flush_denormal"]
     for key, value in metrics.items():
         if key.startswith("test/"):
             assert again[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key

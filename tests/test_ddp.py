@@ -48,6 +48,9 @@ def test_ddp_on_two_cpu_processes_scores_like_one_process(tmp_path, mnist_dir):
     # Lightning starts the second process in the same run folder; only rank 0 writes the results
     (run_dir,) = (tmp_path / "runs").glob("*/*_train")
     assert (run_dir / "train_ddp_process_1.log").is_file()
+    # each process measured that it flushes denormal floats (flush_denormal, on by default)
+    for log in ("train.log", "train_ddp_process_1.log"):
+        assert "denormal floats flushed to zero: yes" in (run_dir / log).read_text(), log
     assert out.count("run directory:") == 1
     ddp = json.loads((run_dir / "metrics.json").read_text())
     assert ddp["status"] == "completed"

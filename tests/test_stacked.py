@@ -353,6 +353,7 @@ def test_a_stacked_sweep_writes_each_job_as_the_unstacked_sweep_does(tmp_path, m
                 assert mine[key] == pytest.approx(value, rel=1e-4, abs=1e-6), (name, key)
         info = json.loads((stacked / name / "run.json").read_text())
         assert info["stacked"]["group"] == [0, 1, 2] and info["stacked"]["member"] == k
+        assert info["flush_denormal"] is True  # the launcher trained the stack flushing them
         assert "stacked" not in json.loads((plain / name / "run.json").read_text())
         assert (stacked / name / ".hydra" / "config.yaml").is_file()
         # the checkpoint loads as an ordinary single model, as aelab-eval loads it
