@@ -1,7 +1,8 @@
 """`scripts/benchmark.py --stacked 1,4,8,16`: images/s of M jobs trained as one stack against the
 same M jobs trained one after another (aelab-train's ordinary loop, as a sweep runs them).
 
-Per model (the seed AE and VAE, default configs): M configs differing only in `seed`. The stack
+Per model (the reference AE and VAE, default configs, so denormal floats flushed to zero in
+both: `flush_denormal=true`): M configs differing only in `seed`. The stack
 is `aelab.stacked.train_stacked`, timed over its training loop (batch order, per-member noise,
 forward, backward, Adam; no validation). The sequential jobs are `aelab.train.train` with the
 default callbacks and logger, each timed from the start of its training epoch to the start of

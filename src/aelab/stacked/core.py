@@ -41,6 +41,7 @@ from aelab.data.resumable import EpochSampler, derive_seed, seed_global_rng
 from aelab.losses import kl_standard_normal_per_dim, recon_nll
 from aelab.models.base import AutoencoderModule
 from aelab.models.vae import VAE
+from aelab.numerics import set_flush_denormal
 from aelab.stacked.checkpoint import group_key, load_stack, save_stack
 from aelab.stacked.grouping import NotStackable, shape_key, why_not_stackable
 from aelab.stacked.nets import StackedNets
@@ -260,6 +261,9 @@ def train_stacked(
 
     Raises NotStackable naming why the configs cannot share a stack.
     """
+    # one value for the stack (jobs that differ in it do not share one), set before the members
+    # are built and torch's threads start, as aelab-train sets it
+    set_flush_denormal(cfgs[0].get("flush_denormal", True))
     device = torch.device(device)
     models = build_members(cfgs)
     first = cfgs[0]

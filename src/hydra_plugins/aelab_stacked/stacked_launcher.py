@@ -154,10 +154,6 @@ class StackedLauncher(BasicLauncher):
             )
         import torch  # here: Hydra loads every plugin module for every app, stacked or not
 
-        from aelab.numerics import set_flush_denormal
-
-        # one value for the stack: jobs that differ in it do not share one (grouping)
-        set_flush_denormal(cfgs[0].get("flush_denormal", True))
         threads = cfgs[0].get("threads")
         if threads is not None:
             torch.set_num_threads(int(threads))
