@@ -7,6 +7,7 @@ import re
 import secrets
 import string
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -198,15 +199,39 @@ def _sweep_job_dirname(*, _root_: Any) -> str:
     only resolves inside the job does not stop the sweep.
     """
     job = OmegaConf.to_container(_root_.hydra.job, resolve=False)
+    task = OmegaConf.to_container(_root_.hydra.overrides.task, resolve=False)
     plan = sweep_plan()
     if plan is None:
-        return job_dirname(job["num"], job["override_dirname"])
-    dirname = job["config"]["override_dirname"]
-    task = OmegaConf.to_container(_root_.hydra.overrides.task, resolve=False)
-    text = varying_overrides(
-        task, plan["varying"], dirname["exclude_keys"], dirname["kv_sep"], dirname["item_sep"]
-    )
-    return job_dirname(job["num"], text)
+        name = job_dirname(job["num"], job["override_dirname"])
+    else:
+        dirname = job["config"]["override_dirname"]
+        text = varying_overrides(
+            task, plan["varying"], dirname["exclude_keys"], dirname["kv_sep"], dirname["item_sep"]
+        )
+        name = job_dirname(job["num"], text)
+    return free_job_dirname(str(_root_.hydra.sweep.dir), name, task)
+
+
+def free_job_dirname(sweep_dir: str, name: str, task: Sequence[Any]) -> str:
+    """`name`, unless that folder of `sweep_dir` holds the results of a job started with other
+    overrides (a sweep run again into its folder with a value shared by all its jobs changed,
+    which the job names leave out: hydra#1817); then the first of `name~r2`, `name~r3`, ...
+    that holds no other job's results. So a job never writes into another config's folder, and
+    the same config finds its own folder again (where a completed job is left as it is).
+    """
+    from aelab.run.folder import results_in, run_overrides, stored_overrides
+
+    wanted = sorted(run_overrides(task))
+    candidate, k = name, 1
+    while True:
+        folder = Path(sweep_dir) / candidate
+        if not results_in(folder):
+            return candidate
+        stored = stored_overrides(folder)
+        if stored is not None and sorted(stored) == wanted:
+            return candidate
+        k += 1
+        candidate = f"{name}~r{k}"  # `~` is escaped in names: no job's own name looks like this
 
 
 def register_resolvers() -> None:

@@ -454,6 +454,15 @@ def main() -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def hydra_main(cfg: DictConfig) -> float | None:
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        done = _completed_metrics(Path(cfg.paths.output_dir))
+        if done is not None:
+            # a sweep run again in its folder: this job's config completed there before (its
+            # folder name holds only its own config's results: `aelab.resolvers.free_job_dirname`)
+            log.info("completed earlier with these overrides: left as it is")
+            name = Path(cfg.paths.output_dir).name
+            print(f"aelab-train: {name}: completed earlier, left as it is", flush=True)
+            return done.get("val/loss")
     with exit_on_config_error("aelab-train"), nothing_left_if_refused():
         try:
             metrics = train(cfg)

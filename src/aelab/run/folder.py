@@ -76,13 +76,47 @@ def run_folder_lock(folder: str | Path) -> Iterator[None]:
         yield
 
 
+# what a run leaves in its folder besides Hydra's records: a folder holding one of these holds
+# another run's results, and a new run never writes there (hydra#2103)
+RESULTS = ("metrics.json", "run.json", "checkpoints", "tb")
+
+
+def results_in(folder: Path) -> list[str]:
+    """The names of `RESULTS` that `folder` holds (none: a new or empty folder)."""
+    return [name for name in RESULTS if (folder / name).exists()]
+
+
+def resumes_in(config: DictConfig, folder: Path) -> bool:
+    """True when `config` continues the run in `folder`: `resume` is set and the folder's run
+    was started with the same overrides (what `run_dir` requires as well)."""
+    resume = OmegaConf.select(config, "resume", default=None)
+    if resume is None or resume is False:
+        return False
+    task = OmegaConf.select(config, "hydra.overrides.task", default=[]) or []
+    return stored_overrides(folder) == run_overrides(task)
+
+
 class OutputFolderCheck(Callback):
-    """Hydra callback: before Hydra makes the run (or sweep) folder, make sure it can.
+    """Hydra callback: before Hydra makes the run (or sweep) folder, make sure it can, and that a
+    single run's folder holds no other run's results (`hydra.run.dir` given twice: refused, as
+    the run would mix its files with theirs; `resume=<folder>` continues that run instead).
 
     Otherwise Hydra fails deep inside with a traceback; this says it in one line (exit status 2).
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        HydraConfig.instance().set_config(config)  # `${hydra:...}` in the paths resolves from it
+        folder = Path(str(OmegaConf.select(config, "hydra.run.dir")))
+        held = results_in(folder)
+        if held and not resumes_in(config, folder):
+            error = ConfigError(
+                "hydra.run.dir",
+                str(folder),
+                f"a folder that holds no other run's results (it holds {', '.join(held)}; "
+                f"resume={folder} continues that run with its own overrides)",
+            )
+            print(f"aelab-{config.task_name}: error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
         self._check(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
