@@ -332,6 +332,50 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, mnist_dir, u
     assert metrics(run) == metrics(uninterrupted)
 
 
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_sigterm_is_treated_as_ctrl_c(tmp_path, mnist_dir, uninterrupted):
+    """`kill` (SIGTERM) outside SLURM: state saved after the step, status `interrupted` with its
+    resume command, the exit status of a terminated process (128 + 15), and the resumed run ends
+    where the uninterrupted one does (Lightning alone exits 0 and saves nothing)."""
+    proc = start_and_wait_for_a_checkpoint(command(tmp_path, mnist_dir, *SHORT), tmp_path)
+    first_step, _ = checkpoint_step(the_run(tmp_path))
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 128 + signal.SIGTERM == 143, stderr[-3000:]
+    assert "SIGTERM: saving a checkpoint after this step" in stderr
+    run = the_run(tmp_path)
+    step, position = checkpoint_step(run)
+    assert step > first_step and position["epoch"] * STEPS + position["batches"] == step
+    stopped = metrics(run)
+    assert stopped["status"] == "interrupted" and stopped["step"] == step
+    assert stderr.strip().splitlines()[-1] == f"to continue: {stopped['resume']}"
+
+    resume = [sys.executable, "-m", "aelab.train", *shlex.split(stopped["resume"])[1:]]
+    done = subprocess.run(resume, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert metrics(run) == metrics(uninterrupted)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_sigterm_stops_a_sweep_job_as_interrupted(tmp_path, mnist_dir):
+    cmd = command(tmp_path, mnist_dir, "-m", *SHORT, "seed=3")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while not list(tmp_path.glob("multiruns/*/*/*/checkpoints/last.ckpt")):
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 143, stderr[-3000:]
+    (job,) = tmp_path.glob("multiruns/*/*/*/metrics.json")
+    stopped = json.loads(job.read_text())
+    assert stopped["status"] == "interrupted"
+    assert stopped["resume"].endswith(f"resume={job.parent}")
+
+
 NAN = [
     "trainer.accelerator=cpu",
     "model=vae",

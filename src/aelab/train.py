@@ -15,6 +15,7 @@ import logging
 import math
 import re
 import shlex
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,7 +36,12 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from aelab import CONFIG_PATH
 from aelab.board import write_hparams
-from aelab.callbacks.faults import NonFiniteLossError, RunInterrupted, last_checkpoint_path
+from aelab.callbacks.faults import (
+    GracefulInterrupt,
+    NonFiniteLossError,
+    RunInterrupted,
+    last_checkpoint_path,
+)
 from aelab.callbacks.run_config import RunConfigInCheckpoints
 from aelab.callbacks.validate import ValidateAtMaxSteps
 from aelab.checkpoint_io import AtomicCheckpointIO
@@ -411,15 +417,19 @@ def _failed(output_dir: Path, trainer: pl.Trainer, err: NonFiniteLossError) -> N
 
 
 def _interrupted(output_dir: Path, trainer: pl.Trainer) -> RunInterrupted:
+    asked = [cb.signal for cb in trainer.callbacks if isinstance(cb, GracefulInterrupt)]
+    signum = asked[0] if asked else signal.SIGINT
     last = last_checkpoint_path(trainer)
     command = shlex.join(["aelab-train", *run_overrides(sys.argv[1:]), f"resume={output_dir}"])
     if trainer.is_global_zero:
         stopped = {"status": "interrupted", "step": trainer.global_step, "resume": command}
         write_json_atomic(output_dir / "metrics.json", stopped)
     if not last.is_file():
-        return RunInterrupted(f"interrupted at step {trainer.global_step}, before any checkpoint")
+        where = f"interrupted at step {trainer.global_step}, before any checkpoint"
+        return RunInterrupted(where, signum)
     return RunInterrupted(
-        f"interrupted at step {trainer.global_step}; checkpoint: {last}\nto continue: {command}"
+        f"interrupted at step {trainer.global_step}; checkpoint: {last}\nto continue: {command}",
+        signum,
     )
 
 
@@ -483,7 +493,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
             raise SystemExit(1) from None
         except RunInterrupted as err:
             print(f"aelab-train: {err}", file=sys.stderr)
-            raise SystemExit(130) from None
+            raise SystemExit(err.exit_status) from None
         except Exception as err:
             if HydraConfig.get().mode != RunMode.MULTIRUN:
                 output_dir = Path(cfg.paths.output_dir)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor
 from typing_extensions import override
@@ -27,7 +28,12 @@ class NonFiniteLossError(RuntimeError):
 
 
 class RunInterrupted(Exception):
-    """The run was stopped by Ctrl-C; the message says where its checkpoint is and how to go on."""
+    """The run was stopped by Ctrl-C or SIGTERM; the message says where its checkpoint is and how
+    to go on. `exit_status`: a process ended by that signal's, 128 + its number (130, 143)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.exit_status = 128 + int(signum)
 
 
 def last_checkpoint_path(trainer: pl.Trainer) -> Path:
@@ -136,37 +142,46 @@ class NonFiniteLossGuard(pl.Callback):
 
 
 class GracefulInterrupt(pl.Callback):
-    """Ctrl-C while training: finish the step, save `last.ckpt`, stop.
+    """Ctrl-C (or SIGTERM: `kill`, a container or scheduler stopping the job) while training:
+    finish the step, save `last.ckpt`, stop; the run records `interrupted` and exits as that
+    signal's process would (130, 143).
 
     The first Ctrl-C only sets a flag; the checkpoint is taken at the end of the training step,
     where Lightning takes its own step checkpoints, so a resumed run continues exactly (Python's
     KeyboardInterrupt lands anywhere, e.g. half-way through an optimizer step). A second Ctrl-C
     stops at once; the last checkpoint is then the one written before. (SIGTERM/SIGUSR1 under
-    SLURM are `aelab.callbacks.SlurmRequeue`'s.)
+    SLURM are `aelab.callbacks.SlurmRequeue`'s; elsewhere Lightning's own SIGTERM handler would
+    end the run at the next batch with no checkpoint and no record, exit status 0.)
     """
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self.signal: signal.Signals = signal.SIGINT  # the one that asked to stop
+        self._previous: dict[signal.Signals, Any] = {}
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signals = [signal.SIGINT] if SLURMEnvironment.detect() else [signal.SIGINT, signal.SIGTERM]
+        for signum in signals:
+            self._previous[signum] = signal.signal(signum, self._on_signal)
 
-    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
+        self.signal = signal.Signals(signum)
         self._restore()
+        name = "Ctrl-C" if self.signal == signal.SIGINT else self.signal.name
         print(
-            "\nCtrl-C: saving a checkpoint after this step, then stopping (again: stop now)",
+            f"\n{name}: saving a checkpoint after this step, then stopping (again: stop now)",
             file=sys.stderr,
             flush=True,
         )
 
     def _restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
 
     @override
     def on_train_batch_end(
