@@ -107,6 +107,7 @@ def build(cfg: Any, group: str, **kwargs: Any) -> Any:
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
+    check_keys(cfg, group)
     try:
         return instantiate(cfg, **kwargs)
     except InstantiationException as err:
@@ -122,6 +123,81 @@ def build(cfg: Any, group: str, **kwargs: Any) -> Any:
                 raise named from err
         reason = " ".join(str(err).split())
         raise ConfigError(group, target, f"a buildable config ({reason})", grouped=True) from err
+
+
+# classes whose `**kwargs` keeps a subclass's own hyperparameters, handed in by name, rather
+# than taking any key: a key none of their subclasses names is a typo (hydra#1457)
+CLOSED_KWARGS = frozenset({"aelab.models.base.AutoencoderModule"})
+
+
+def accepted_keys(target: Any) -> set[str] | None:
+    """The keyword arguments `target` (a class or a function) takes, following a constructor's
+    `**kwargs` up the class's bases (a subclass hands them to `super().__init__`); None when
+    any key may be taken (a `**kwargs` that reaches no signature, or none to read)."""
+    import inspect
+
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    if not isinstance(target, type):
+        try:
+            params = inspect.signature(target).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params):
+            return None
+        return {p.name for p in params if p.kind in named}
+    keys: set[str] = set()
+    for klass in target.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass is object:  # no constructor of its own anywhere: it takes no keyword
+            return set() if _no_init(target) else None  # else: a **kwargs that reached object
+        try:
+            params = list(inspect.signature(init).parameters.values())[1:]  # self
+        except (TypeError, ValueError):
+            return None
+        keys |= {p.name for p in params if p.kind in named}
+        if f"{klass.__module__}.{klass.__qualname__}" in CLOSED_KWARGS:
+            return keys
+        if not any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params):
+            return keys
+    return None
+
+
+def _no_init(cls: type) -> bool:
+    return all("__init__" not in vars(k) for k in cls.__mro__[:-1])
+
+
+def check_keys(cfg: Any, group: str) -> None:
+    """Every key of `cfg` (a `_target_` node) is an argument its target takes.
+
+    Raises ConfigError naming `group.key` and the nearest key the target takes: a misspelt
+    `+model.latnt_dim=8`, or `++model.beta=2` on a model without beta, would otherwise be
+    dropped or stored without effect.
+    """
+    import difflib
+
+    target = cfg.get("_target_") if hasattr(cfg, "get") else None
+    if not isinstance(target, str):
+        return
+    try:
+        found = locate(target)
+    except ImportError:
+        return  # instantiate says it, naming the import's own error
+    accepted = accepted_keys(found)
+    if accepted is None:
+        return
+    for key in cfg:
+        key = str(key)
+        if key.startswith("_") or key in accepted:
+            continue
+        nearest = difflib.get_close_matches(key, sorted(accepted), n=1, cutoff=0.6)
+        takes = ", ".join(sorted(accepted)) or "none"
+        hint = f"did you mean {nearest[0]}?" if nearest else f"it takes {takes}"
+        value = cfg.get(key)
+        raise ConfigError(
+            f"{group}.{key}", value, f"a key that {target} takes ({hint})", grouped=True
+        )
 
 
 def import_refusal(group: str, target: Any, err: ImportError) -> ConfigError:
