@@ -200,6 +200,42 @@ def check_keys(cfg: Any, group: str) -> None:
         )
 
 
+# every key that seeds a random generator, and the range `pl.seed_everything` and numpy take
+SEED_KEYS = ("seed", "data.seed", "data.split_seed", "eval.seed")
+MAX_SEED = 2**32 - 1
+
+
+def check_seeds(cfg: Any) -> None:
+    """Each seed-like key of `cfg` (`SEED_KEYS`, where set) is an integer in [0, 2^32 - 1].
+
+    Raises ConfigError naming the key (`seed=abc`, `seed=-1`, `seed=99999999999`), before
+    anything is built or written.
+    """
+    from omegaconf import OmegaConf
+
+    for key in SEED_KEYS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            check_int(key, value, 0, MAX_SEED)
+
+
+PRECISIONS = (32, "32", "32-true", 16, "16", "16-mixed", "bf16", "bf16-mixed")
+
+
+def check_precision(value: Any) -> None:
+    """`trainer.precision` is float32 or a mixed precision (autocast over float32 data): a
+    `-true` precision would run the model in another dtype than the images aelab serves.
+
+    Raises ConfigError (`trainer.precision`) for `bf16-true`, `16-true`, `64-true` and the rest.
+    """
+    if value is not None and value not in PRECISIONS:
+        allowed = (
+            "32-true, 16-mixed or bf16-mixed (the images are float32: a model in another dtype "
+            "fails at its first batch)"
+        )
+        raise ConfigError("trainer.precision", value, allowed, grouped=True)
+
+
 def import_refusal(group: str, target: Any, err: ImportError) -> ConfigError:
     """A `_target_` that cannot be imported, naming it and the import's own error (Hydra wraps
     that error: `No module named 'my_models'`, a missing class, a syntax error in the module)."""

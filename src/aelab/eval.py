@@ -21,6 +21,7 @@ from aelab.checks import (
     build,
     check_int,
     check_search_path,
+    check_seeds,
     check_test_batches,
     exit_on_config_error,
     import_refusal,
@@ -59,6 +60,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     given = None if OmegaConf.is_missing(cfg, "ckpt_path") else cfg.ckpt_path
     if not given:
         raise ConfigError("ckpt_path", given, "a checkpoint written by aelab-train (required)")
+    check_seeds(cfg)
     check_test_batches(cfg.trainer.get("limit_test_batches"))
     flushed = set_flush_denormal(cfg.get("flush_denormal", True))
     if cfg.get("threads") is not None:

@@ -50,7 +50,9 @@ from aelab.checks import (
     build,
     check_choice,
     check_int,
+    check_precision,
     check_search_path,
+    check_seeds,
     check_test_batches,
     exit_on_config_error,
     in_group,
@@ -141,6 +143,7 @@ def _accelerators() -> list[str]:
 def check_trainer(trainer: DictConfig) -> None:
     """Lightning's own checks come late and deep (or never: `max_epochs=-1` without `max_steps`
     trains for ever); these are the values users get wrong. Raises ConfigError (`trainer.*`)."""
+    check_precision(trainer.get("precision"))
     with in_group("trainer"):
         max_epochs = _optional_int("max_epochs", trainer.get("max_epochs"), -1)
         max_steps = check_int("max_steps", trainer.get("max_steps", -1), -1)
@@ -326,6 +329,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
     `metrics.json` also records a run that failed (NaN loss, an error while testing) or was
     stopped (Ctrl-C). `extra_callbacks` join the `callbacks` group's (e.g. a benchmark's timer).
     """
+    check_seeds(cfg)
     check_trainer(cfg.trainer)
     if cfg.test:
         check_test_batches(cfg.trainer.get("limit_test_batches"))

@@ -36,7 +36,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 from torch.optim.adam import adam
 
-from aelab.checks import build
+from aelab.checks import build, check_seeds
 from aelab.data.resumable import EpochSampler, derive_seed, seed_global_rng
 from aelab.losses import kl_standard_normal_per_dim, recon_nll
 from aelab.models.base import AutoencoderModule
@@ -228,6 +228,7 @@ def build_members(cfgs: Sequence[DictConfig]) -> list[AutoencoderModule]:
         raise NotStackable("the members' configs differ in more than stackable values")
     models = []
     for cfg in cfgs:
+        check_seeds(cfg)  # as aelab-train checks them, before seed_everything's traceback
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         models.append(build_model(cfg))
     return models

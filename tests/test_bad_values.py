@@ -1,0 +1,49 @@
+"""Seeds and precisions that cannot work are one line before anything is built or written."""
+
+import pytest
+
+from aelab.checks import ConfigError
+from aelab.train import check_trainer, train
+
+
+@pytest.mark.parametrize(
+    "override, line",
+    [
+        ("seed=abc", "seed='abc' is invalid: allowed an integer in [0, 4294967295]"),
+        ("seed=-1", "seed=-1 is invalid: allowed an integer in [0, 4294967295]"),
+        ("seed=99999999999", "seed=99999999999 is invalid: allowed an integer in [0, 4294967295]"),
+        ("seed=4294967296", "seed=4294967296 is invalid: allowed an integer in [0, 4294967295]"),
+        ("data.seed=-2", "data.seed=-2 is invalid: allowed an integer in [0, 4294967295]"),
+        (
+            "data.split_seed=x",
+            "data.split_seed='x' is invalid: allowed an integer in [0, 4294967295]",
+        ),
+        ("eval.seed=1.5", "eval.seed=1.5 is invalid: allowed an integer in [0, 4294967295]"),
+    ],
+)
+def test_every_seed_like_key_is_checked_before_anything_is_written(
+    make_cfg, tmp_path, override, line
+):
+    cfg = make_cfg(override)
+    with pytest.raises(ConfigError) as err:
+        train(cfg)
+    assert str(err.value) == line
+    assert not (tmp_path / "run.json").exists()
+
+
+def test_the_largest_seed_passes(make_cfg):
+    from aelab.checks import check_seeds
+
+    check_seeds(make_cfg("seed=4294967295", "eval.seed=0"))
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "16-true", "64-true", 64, "bf16-x"])
+def test_a_precision_other_than_float32_data_allows_is_refused(make_cfg, precision):
+    with pytest.raises(ConfigError) as err:
+        check_trainer(make_cfg(f"trainer.precision={precision}").trainer)
+    assert str(err.value).startswith(f"trainer.precision={precision!r} is invalid: allowed 32-true")
+
+
+@pytest.mark.parametrize("precision", ["32-true", "32", "bf16-mixed", "16-mixed"])
+def test_float32_and_mixed_precisions_pass(make_cfg, precision):
+    check_trainer(make_cfg(f"trainer.precision={precision}").trainer)
