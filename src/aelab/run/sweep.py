@@ -39,6 +39,10 @@ class SweepLauncherCheck(Callback):
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        empty = _empty_sweep(config)
+        if empty is not None:
+            print(f"aelab-{config.task_name}: error: {empty}", file=sys.stderr)
+            raise SystemExit(2)
         choices = config.hydra.runtime.choices
         launcher = choices.get("hydra/launcher")
         if launcher in DDP_SWEEP_LAUNCHERS or "ddp" not in _trainer_choices(config):
@@ -52,6 +56,31 @@ class SweepLauncherCheck(Callback):
         )
         print(f"aelab-{config.task_name}: error: {error}", file=sys.stderr)
         raise SystemExit(2)
+
+
+def _empty_sweep(config: DictConfig) -> ConfigError | None:
+    """Why the sweep would run no job at all (then Hydra or its plugins fail with a traceback, or
+    exit 0 leaving an empty sweep folder), or None: `hydra.sweeper.n_trials` < 1 (Optuna),
+    `hydra.launcher.n_jobs=0` (joblib: -1 is one per core), or sweep values that make no job
+    (`model.latent_dim=range(5,2)`)."""
+    sweeper = OmegaConf.to_container(config.hydra.sweeper, resolve=True)
+    trials = sweeper.get("n_trials")
+    if trials is not None and (not isinstance(trials, int) or trials < 1):
+        return ConfigError("hydra.sweeper.n_trials", trials, "an integer >= 1", grouped=True)
+    n_jobs = OmegaConf.select(config, "hydra.launcher.n_jobs", default=None)
+    if n_jobs is not None and (not isinstance(n_jobs, int) or n_jobs == 0):
+        allowed = "a non-zero integer (-1: one job per core)"
+        return ConfigError("hydra.launcher.n_jobs", n_jobs, allowed, grouped=True)
+    task = list(config.hydra.overrides.task)
+    if _job_count(task, sweeper) == 0:
+        params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+        for override in OverridesParser.create().parse_overrides(params + task):
+            if override.is_sweep_override() and not list(override.sweep_string_iterator()):
+                value = str(override.input_line).split("=", 1)[1]
+                allowed = "sweep values that make at least one job (these make none)"
+                return ConfigError(override.key_or_group, value, allowed, grouped=True)
+        return ConfigError("the sweep", " ".join(task), "at least one job", grouped=True)
+    return None
 
 
 def _trainer_choices(config: DictConfig) -> set[str]:
