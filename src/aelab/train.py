@@ -36,6 +36,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from aelab import CONFIG_PATH
 from aelab.board import write_hparams
+from aelab.callbacks.data_range import DataRangeCheck
 from aelab.callbacks.faults import (
     GracefulInterrupt,
     NonFiniteLossError,
@@ -189,6 +190,7 @@ def build_trainer(
     callbacks = [build(c, _callback_group(chosen, k)) for k, c in chosen.items() if c is not None]
     if cfg.trainer.get("max_steps", -1) >= 0:  # the test must score the weights training ended with
         callbacks.append(ValidateAtMaxSteps())
+    callbacks.append(DataRangeCheck())
     callbacks.extend(extra_callbacks)
     loggers = build_loggers(cfg)
     if not loggers:  # `logger=none`: Lightning's LR monitor refuses to start without a logger

@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from aelab.callbacks.data_range import DataRangeCheck
     from aelab.callbacks.eval_suite import EvaluationSuite
     from aelab.callbacks.faults import GracefulInterrupt, NonFiniteLossGuard
     from aelab.callbacks.image_grids import ImageGrids
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from aelab.callbacks.validate import ValidateAtMaxSteps
 
 _MODULES = {
+    "DataRangeCheck": "data_range",
     "EvaluationSuite": "eval_suite",
     "GracefulInterrupt": "faults",
     "NonFiniteLossGuard": "faults",
@@ -30,6 +32,7 @@ _MODULES = {
 }
 
 __all__ = [
+    "DataRangeCheck",
     "EvaluationSuite",
     "GracefulInterrupt",
     "ImageGrids",

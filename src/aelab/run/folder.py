@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -140,6 +141,7 @@ class OutputFolderCheck(Callback):
 
 
 HYDRA_RECORDS = ("config.yaml", "hydra.yaml", "overrides.yaml")  # what Hydra puts in .hydra/
+BEFORE_TRAINING = frozenset({"run.json", "tb"})  # run.json, the logger's folder
 
 
 @contextlib.contextmanager
@@ -147,7 +149,8 @@ def nothing_left_if_refused() -> Iterator[None]:
     """A run refused for bad input (ConfigError, DataSourceError) leaves no folder behind.
 
     Hydra makes the run folder before the task starts; while it holds only Hydra's own files
-    (.hydra/, the job's log, the run lock) those are removed, then the folder if empty. A folder
+    (.hydra/, the job's log, the run lock) and what a run writes before its first step
+    (run.json, the TensorBoard folder) those are removed, then the folder if empty. A folder
     holding anything else (checkpoints: a resumed run) is never touched. A sweep's job folder
     stays, with metrics.json `"status": "failed"` and the reason, for the sweep's report.
     """
@@ -168,6 +171,9 @@ def _discard_refused(folder: Path, error: str) -> None:
         if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == folder
     ]
     own = {".hydra", ".lock", *(Path(h.baseFilename).name for h in logs)}
+    # what a run writes before its first step: a value refused at the start of training (one
+    # Lightning checks only against the data) leaves them, and nothing of a trained run
+    own |= BEFORE_TRAINING
     try:
         if not {p.name for p in folder.iterdir()} <= own:
             return
@@ -177,8 +183,9 @@ def _discard_refused(folder: Path, error: str) -> None:
         for handler in logs:  # the log file is open: close it before it goes
             handler.close()
             root.removeHandler(handler)
-        for name in own - {".hydra"}:
+        for name in own - {".hydra", "tb"}:
             (folder / name).unlink(missing_ok=True)
+        shutil.rmtree(folder / "tb", ignore_errors=True)
         for name in HYDRA_RECORDS:
             (folder / ".hydra" / name).unlink(missing_ok=True)
         with contextlib.suppress(FileNotFoundError):
