@@ -47,3 +47,24 @@ def test_a_precision_other_than_float32_data_allows_is_refused(make_cfg, precisi
 @pytest.mark.parametrize("precision", ["32-true", "32", "bf16-mixed", "16-mixed"])
 def test_float32_and_mixed_precisions_pass(make_cfg, precision):
     check_trainer(make_cfg(f"trainer.precision={precision}").trainer)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_value_lightning_refuses_at_the_start_of_training_leaves_no_folder(tmp_path, mnist_dir):
+    """`val_check_interval` beyond the epoch's batches: Lightning checks it only against the
+    data, once training starts, after run.json and the TensorBoard folder were written."""
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "aelab.train", "debug=smoke", "++trainer.val_check_interval=25000"]
+    cmd += [f"paths.data_dir={mnist_dir}", f"hydra.run.dir={run_dir}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "aelab-train: error: trainer.val_check_interval=25000 is invalid: allowed what Lightning "
+        "accepts (`val_check_interval` (25000) must be less than or equal to the number of the "
+        "training batches (20)."
+    )
+    assert not run_dir.exists()
