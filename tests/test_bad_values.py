@@ -68,3 +68,45 @@ def test_a_value_lightning_refuses_at_the_start_of_training_leaves_no_folder(tmp
         "training batches (20)."
     )
     assert not run_dir.exists()
+
+
+def _mlp_params(widths):
+    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=False))
+
+
+@pytest.mark.parametrize("latent_dim, fits", [(12, True), (1000, False)])
+def test_a_latent_size_whose_training_cannot_fit_in_memory_is_named(
+    make_cfg, monkeypatch, latent_dim, fits
+):
+    """With 4 MiB free: the default AE (784-128-64-d and back) needs 16 bytes a parameter
+    (weights, gradient, Adam's two moments); d = 12 fits, d = 1000 does not, d = 1 would."""
+    import aelab.models.base as base
+    from aelab.train import build_model
+
+    free = 4 * 2**20
+    monkeypatch.setattr(base, "available_memory_bytes", lambda: free)
+    count = _mlp_params([784, 128, 64, latent_dim]) + _mlp_params([latent_dim, 64, 128, 784])
+    assert (16 * count <= free) == fits
+    cfg = make_cfg(f"model.latent_dim={latent_dim}")
+    if fits:
+        build_model(cfg)
+        return
+    with pytest.raises(ConfigError) as err:
+        build_model(cfg)
+    assert str(err.value) == (
+        f"model.latent_dim={latent_dim} is invalid: allowed a size whose training fits in memory "
+        f"({count:.3g} parameters, {16 * count / 2**30:.3g} GiB with Adam's state; "
+        f"{free / 2**30:.3g} GiB free)"
+    )
+
+
+def test_widths_whose_training_cannot_fit_name_the_net(make_cfg, monkeypatch):
+    import aelab.models.base as base
+    from aelab.train import build_model
+
+    monkeypatch.setattr(base, "available_memory_bytes", lambda: 2**20)
+    with pytest.raises(ConfigError) as err:
+        build_model(make_cfg("net.hidden=[4096]"))
+    assert str(err.value).startswith(
+        "net={'hidden': [4096]} is invalid: allowed a size whose training fits in memory"
+    )

@@ -22,7 +22,7 @@ from torchmetrics.functional.image import (
 from typing_extensions import override
 
 import aelab
-from aelab.checks import build, check_choice, check_float, check_int, in_group
+from aelab.checks import ConfigError, build, check_choice, check_float, check_int, in_group
 from aelab.losses import RECON_LOSSES, bernoulli_nll
 from aelab.metrics import RunningMeans
 from aelab.noise import Noise
@@ -52,6 +52,50 @@ def build_group(cfg: dict[str, Any], group: str) -> Any:
     Raises ConfigError naming `group.field`.
     """
     return build(OmegaConf.create({group: cfg})[group], group)
+
+
+def _parameter_count(nets: Any, image_shape: tuple[int, ...], code_factor: int, d: int) -> int:
+    """Parameters of the encoder and decoder `nets` builds, counted on the meta device (no
+    memory taken)."""
+    with torch.device("meta"):
+        modules = (nets.encoder(image_shape, code_factor * d), nets.decoder(d, image_shape))
+    return sum(p.numel() for m in modules for p in m.parameters())
+
+
+def available_memory_bytes() -> int | None:
+    """The memory the system can still give this process (Linux), None where unknown."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_in_memory(
+    nets: Any,
+    image_shape: tuple[int, ...],
+    code_factor: int,
+    latent_dim: int,
+    net_cfg: Mapping[str, Any] | None = None,
+) -> None:
+    """Refuse a model whose float32 parameters (x 4: Adam's two moments and the gradient) cannot
+    be had, before torch fails to allocate them naming only the model's class.
+
+    Raises ConfigError naming `latent_dim` (reported as `model.latent_dim`) when the latent size
+    makes it too large, else `net` (its widths).
+    """
+    available = available_memory_bytes()
+    try:
+        count = _parameter_count(nets, image_shape, code_factor, latent_dim)
+    except Exception:  # noqa: BLE001 - a net that cannot be built on the meta device: unchecked
+        return
+    if available is None or 16 * count <= available:
+        return
+    need = f"{count:.3g} parameters, {16 * count / 2**30:.3g} GiB with Adam's state"
+    allowed = f"a size whose training fits in memory ({need}; {available / 2**30:.3g} GiB free)"
+    if 16 * _parameter_count(nets, image_shape, code_factor, 1) <= available:
+        raise ConfigError("latent_dim", latent_dim, allowed)
+    values = {k: v for k, v in (net_cfg or {}).items() if not k.startswith("_")}
+    raise ConfigError("net", values or nets.__class__.__name__, allowed, grouped=True)
 
 
 def ssim(images: Tensor, target: Tensor) -> Tensor:
@@ -135,6 +179,7 @@ class AutoencoderModule(pl.LightningModule):
         # built here only (aelab-train hands the groups in): a bad value is the user's `net.*` or
         # `noise.*`, not `model.*`
         nets = build_group(net, "net")
+        check_fits_in_memory(nets, self.image_shape, self.code_factor, self.latent_dim, net)
         with in_group("net"):  # a net that does not fit the image shape
             self.encoder = nets.encoder(self.image_shape, self.code_factor * self.latent_dim)
             self.decoder = nets.decoder(self.latent_dim, self.image_shape)
