@@ -35,6 +35,16 @@ def test_both_checkpoints_and_tensorboard_when_all_were_written(tmp_path, capsys
     assert lines["test metrics"].strip() == "{'test/loss': 1.23457}"
 
 
+def test_the_tensorboard_hint_is_one_shell_argument_for_a_folder_with_spaces(tmp_path, capsys):
+    import shlex
+
+    run = tmp_path / "my runs" / "it's here"
+    run.mkdir(parents=True)
+    tb = TensorBoardLogger(save_dir=run, name="tb", version="")
+    hint = closing_lines(capsys, run, "", [tb])["tensorboard"].strip()
+    assert shlex.split(hint) == ["tensorboard", "--logdir", str(run)]
+
+
 def test_no_best_checkpoint_without_validation(tmp_path, capsys):
     # limit_val_batches=0: val/loss is never logged, so there is no best checkpoint
     (tmp_path / "checkpoints").mkdir()

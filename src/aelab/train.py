@@ -454,7 +454,8 @@ def _say_where(output_dir: Path, trainer: pl.Trainer, metrics: dict[str, float])
         if names:
             lines.append(f"checkpoints:    {folder} ({', '.join(names)})")
     if any(isinstance(lg, TensorBoardLogger) for lg in trainer.loggers):
-        lines.append(f"tensorboard:    tensorboard --logdir {output_dir}")
+        # quoted as a shell needs it: a folder with spaces or quotes is one argument
+        lines.append(f"tensorboard:    tensorboard --logdir {shlex.quote(str(output_dir))}")
     shown = {k: round(v, 5) for k, v in metrics.items() if k.startswith("test/")}
     lines.append(f"test metrics:   {shown}")
     print("\n".join(lines), flush=True)
