@@ -28,6 +28,7 @@ from torchvision.utils import make_grid, save_image
 from typing_extensions import override
 
 from aelab.checks import ConfigError, check_float, check_int
+from aelab.contract import CanSample, HasCodeIndices, HasPosterior
 from aelab.metrics import generation
 from aelab.metrics.anomaly import anomaly_scores, one_class_auroc
 from aelab.metrics.disentanglement import kl_decomposition
@@ -164,7 +165,7 @@ class EvaluationSuite(pl.Callback):
         with self._timed("encode"):
             x, y = self._tensors(test, None, model.device)
             metrics: dict[str, float] = {"likelihood_on_binarized": float(_is_binary(x))}
-            is_vae = hasattr(model, "posterior")
+            is_vae = isinstance(model, HasPosterior)
             if is_vae:
                 posterior = zip(*self._map(model.posterior, x), strict=True)
                 mu, logvar = (torch.cat(p) for p in posterior)
@@ -175,7 +176,7 @@ class EvaluationSuite(pl.Callback):
                     type(model).__name__,
                 )
                 mu, logvar = torch.cat(self._map(model.encode, x)), None
-        if hasattr(model, "code_indices"):  # a VQ code: its rate and codebook use
+        if isinstance(model, HasCodeIndices):  # a VQ code: its rate and codebook use
             metrics.update(codebook_figures(torch.cat(self._map(model.code_indices, x)), model.k))
         if is_vae:
             metrics.update(self._latent_figures(model, x, mu, logvar))
@@ -268,10 +269,10 @@ class EvaluationSuite(pl.Callback):
             "interpolations": generation.interpolations(decode, mu[a], mu[b], x[a], x[b]),
             "traversals": generation.traversals(decode, mu[pick[0]], center, scale),
         }
-        if hasattr(model, "sample"):
+        if isinstance(model, CanSample):
             samples = model.sample(64, generator=self._generator(model, 4))
             out["prior_samples"] = make_grid(samples.cpu(), nrow=8, pad_value=1.0)
-        elif hasattr(model, "code_indices"):
+        elif isinstance(model, HasCodeIndices):
             log.info("prior_samples skipped: not meaningful for a uniform code prior (VQ-VAE)")
         else:
             log.info(

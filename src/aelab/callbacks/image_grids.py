@@ -13,6 +13,7 @@ from torchvision.utils import make_grid, save_image
 from typing_extensions import override
 
 from aelab.checks import check_int
+from aelab.contract import CanSample
 from aelab.models.base import EVAL_NOISE_SEED
 
 
@@ -35,7 +36,7 @@ class ImageGrids(pl.Callback):
         rows = [x] if pl_module.noise.is_identity else [x, x_in]
         rows.append(pl_module.reconstruct(x_in))
         out = {"reconstructions": make_grid(torch.cat(rows), nrow=len(x), pad_value=1.0)}
-        if hasattr(pl_module, "sample") and self.n_samples:
+        if isinstance(pl_module, CanSample) and self.n_samples:
             g = torch.Generator(device=pl_module.device).manual_seed(EVAL_NOISE_SEED)
             samples = pl_module.sample(self.n_samples, generator=g)
             out["samples"] = make_grid(samples, nrow=int(self.n_samples**0.5), pad_value=1.0)
