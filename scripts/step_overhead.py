@@ -1,6 +1,6 @@
 """Milliseconds per training step: a plain loop, a bare Lightning Trainer, and aelab's Trainer.
 
-    python scripts/step_overhead.py                  # the seed's VAE, torch's default threads
+    python scripts/step_overhead.py                  # the reference VAE, torch's default threads
     python scripts/step_overhead.py --model ae --threads 1 --rounds 5
 
 All three train the same aelab model on the same in-memory MNIST loader, in one process, taking

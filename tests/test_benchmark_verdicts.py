@@ -30,7 +30,7 @@ def verdict(seed_epochs, aelab_epochs):
     [
         ([99, 10, 10, 10], [99, 4.4, 4.4, 4.4], "0.48, fastest epochs 0.48 (meets <= 0.5)"),
         ([99, 10, 10, 10], [99, 6.0, 6.0, 6.0], "0.65, fastest epochs 0.65 (MISSES <= 0.5)"),
-        # a slow spell in the seed's epochs flatters the medians; the fastest epochs do not
+        # a slow spell in the reference loop's epochs flatters the medians; fastest epochs do not
         ([99, 8, 11, 11], [99, 4.4, 4.4, 4.6], "0.44, fastest epochs 0.60 (UNSETTLED"),
     ],
 )

@@ -42,7 +42,7 @@ def test_no_logger_trains_with_the_default_callbacks(make_cfg, tiny_batches):
 
 def test_model_presets_pick_their_nets_and_noise(make_cfg):
     assert make_cfg("model=vae").net.hidden == [400, 200, 100]
-    assert make_cfg("model=vae").net.relu_before_code is False  # as the seed's VAE
+    assert make_cfg("model=vae").net.relu_before_code is False  # as the reference VAE
     assert make_cfg("model=ae").net.hidden == [128, 64]
     dae = build_model(make_cfg("model=dae"))
     assert isinstance(dae.noise, GaussianNoise) and dae.noise.std == 0.3

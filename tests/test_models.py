@@ -84,7 +84,7 @@ def test_kl_of_prior_is_zero_and_matches_torch():
 
 
 def test_ae_loss_matches_seed_mse_scale():
-    """The AE's per-image squared error is the seed's pixel-mean MSE times 784."""
+    """The AE's per-image squared error is the reference AE's pixel-mean MSE times 784."""
     model = Autoencoder(latent_dim=4, net=MLP)
     x = torch.rand(6, 1, 28, 28)
     parts, logits = model.loss(x, x)
@@ -93,7 +93,7 @@ def test_ae_loss_matches_seed_mse_scale():
 
 
 def test_seed_architectures():
-    ae = Autoencoder(latent_dim=12)  # default net: the seed's 784-128-64-12
+    ae = Autoencoder(latent_dim=12)  # default net: the reference AE's 784-128-64-12
     widths = [m.out_features for m in ae.encoder.modules() if isinstance(m, torch.nn.Linear)]
     assert widths == [128, 64, 12]
     assert sum(isinstance(m, torch.nn.ReLU) for m in ae.encoder.modules()) == 2  # 128, 64
@@ -101,7 +101,8 @@ def test_seed_architectures():
     vae = VAE(net=net)
     widths = [m.out_features for m in vae.decoder.modules() if isinstance(m, torch.nn.Linear)]
     assert widths == [100, 200, 400, 784]
-    # the seed's heads read the 100-wide layer without a ReLU: Linear(200, 100) -> Linear(100, 40)
+    # the reference VAE's heads read the 100-wide layer without a ReLU:
+    # Linear(200, 100) -> Linear(100, 40)
     layers = list(vae.encoder[1])
     assert [type(m).__name__ for m in layers[-3:]] == ["ReLU", "Linear", "Linear"]
     assert layers[-1].out_features == 40

@@ -77,9 +77,10 @@ from aelab.slurm import latest_hpc_checkpoint
 log = logging.getLogger("aelab.train")
 
 # At exit Python's last garbage collection walks every object torch, Lightning and their imports
-# made (~0.5 M): 1.5-2.5 s of a job on this project's CPU, for nothing, as the run's files are
-# written and closed by then. Objects frozen at exit are left out of it (the atexit handlers run
-# before it); a sweep's jobs in one process are not concerned, this runs once, at its end.
+# made (about half a million): seconds of a job (README, Per-job cost), for nothing, as the run's
+# files are written and closed by then. Objects frozen at exit are left out of it (the atexit
+# handlers run before it); a sweep's jobs in one process are not concerned, this runs once, at
+# its end.
 atexit.register(gc.freeze)
 
 

@@ -1,9 +1,9 @@
 """MNIST as a LightningDataModule that keeps every image in memory and slices whole batches.
 
-The seed's loader converts one PIL image at a time (`ToTensor`) and spends most of its epoch
-there. Here the uint8 images live in one tensor (47 MB for the 60k training set; on the GPU when
-training there), a batch is one fancy-index of that tensor, and the DataLoader only hands out
-index lists, so Lightning's samplers (shuffling, DDP sharding) still apply unchanged.
+The reference models' loader converts one PIL image at a time (`ToTensor`) and spends most of
+its epoch there. Here the uint8 images live in one tensor (47 MB for the 60k training set; on
+the GPU when training there), a batch is one fancy-index of that tensor, and the DataLoader only
+hands out index lists, so Lightning's samplers (shuffling, DDP sharding) still apply unchanged.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ class InMemoryImages(Dataset):
         idx = torch.as_tensor(indices)
         if self.images.is_cuda:  # only the indices cross, without waiting for the GPU's queue
             idx = idx.pin_memory().to(self.images.device, non_blocking=True)
-        # index_select, not images[idx]: advanced indexing costs ~60 us more per batch on a CPU
+        # index_select, not images[idx]: advanced indexing is slower per batch on a CPU (README,
+        # Performance)
         x = self.images.index_select(0, idx).float().div_(255.0)
         return x, self.labels.index_select(0, idx)
 

@@ -104,9 +104,9 @@ def ssim(images: Tensor, target: Tensor) -> Tensor:
         return structural_similarity_index_measure(
             images, target, data_range=1.0, reduction="none"
         ).mean()
-    # oneDNN's convolution of one-channel 28 x 28 images with the 11 x 11 window is 3.5x slower
-    # than torch's own on a CPU (0.32 s instead of 0.09 per 1000 images, one thread): most of
-    # the test loop. Equal within a float's rounding (6e-8).
+    # oneDNN's convolution of one-channel 28 x 28 images with the 11 x 11 window is several times
+    # slower than torch's own on a CPU, most of the test loop (README, Performance); the two are
+    # equal within a float's rounding.
     enabled = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = False
     try:

@@ -1,4 +1,4 @@
-"""Fully connected encoder/decoder, as in the seed's models (README, "The seed")."""
+"""Fully connected encoder/decoder, as in the reference models (README, "The reference models")."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def mlp(widths: Sequence[int], relu_before_last: bool = True) -> nn.Sequential:
 class MLPNet:
     """`hidden` are the encoder's widths; the decoder mirrors them.
 
-    The defaults are the seed's autoencoder (784-128-64-12); its VAE uses 400-200-100 with
+    The defaults are the reference autoencoder (784-128-64-12); its VAE uses 400-200-100 with
     `relu_before_code=False`: its mu and log sigma^2 heads read the 100-wide layer as it is, and a
     ReLU there (dead units feeding the posterior) cost 1-6 nats of test -ELBO after 3 epochs.
 
