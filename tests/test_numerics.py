@@ -21,13 +21,15 @@ def restore_mode():
 
 
 def test_the_mode_is_measured_by_what_a_denormal_becomes(restore_mode):
-    denormal = torch.tensor([SMALLEST_NORMAL_FLOAT32 / 8])
+    def denormal():  # made under the mode in force: flushing also zeroes a conversion
+        return torch.tensor([SMALLEST_NORMAL_FLOAT32 / 8])
+
     assert set_flush_denormal(True) is True
-    assert float(denormal * 3.0) == 0.0  # flushed: the arithmetic sees zero
+    assert float(denormal() * 3.0) == 0.0  # flushed: the arithmetic sees zero
     assert denormals_flushed()
     assert set_flush_denormal(False) is False
     # kept: 3 x (2^-126 / 8) = 3 x 2^-129 is a denormal float32, exactly representable
-    assert float(denormal * 3.0) == 3 * 2.0**-129
+    assert float(denormal() * 3.0) == 3 * 2.0**-129
     assert not denormals_flushed()
 
 

@@ -219,16 +219,26 @@ def check_seeds(cfg: Any) -> None:
             check_int(key, value, 0, MAX_SEED)
 
 
-PRECISIONS = (32, "32", "32-true", 16, "16", "16-mixed", "bf16", "bf16-mixed")
+# precisions Lightning accepts that cast the model but not the data (float32 images)
+OTHER_DTYPE_PRECISIONS = (
+    64,
+    "64",
+    "64-true",
+    "16-true",
+    "bf16-true",
+    "transformer-engine",
+    "transformer-engine-float16",
+)
 
 
 def check_precision(value: Any) -> None:
     """`trainer.precision` is float32 or a mixed precision (autocast over float32 data): a
-    `-true` precision would run the model in another dtype than the images aelab serves.
+    `-true` precision would run the model in another dtype than the images aelab serves (values
+    Lightning does not know at all are left to its own message).
 
     Raises ConfigError (`trainer.precision`) for `bf16-true`, `16-true`, `64-true` and the rest.
     """
-    if value is not None and value not in PRECISIONS:
+    if value in OTHER_DTYPE_PRECISIONS:
         allowed = (
             "32-true, 16-mixed or bf16-mixed (the images are float32: a model in another dtype "
             "fails at its first batch)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -97,6 +98,12 @@ def resumes_in(config: DictConfig, folder: Path) -> bool:
     return stored_overrides(folder) == run_overrides(task)
 
 
+def _joins_its_rank_zero() -> bool:
+    """True in a DDP process other than rank 0: Lightning starts it with the run's command line
+    and folder, which rank 0 has begun to write."""
+    return any(os.environ.get(k, "0") != "0" for k in ("LOCAL_RANK", "RANK", "SLURM_PROCID"))
+
+
 class OutputFolderCheck(Callback):
     """Hydra callback: before Hydra makes the run (or sweep) folder, make sure it can, and that a
     single run's folder holds no other run's results (`hydra.run.dir` given twice: refused, as
@@ -109,7 +116,7 @@ class OutputFolderCheck(Callback):
         HydraConfig.instance().set_config(config)  # `${hydra:...}` in the paths resolves from it
         folder = Path(str(OmegaConf.select(config, "hydra.run.dir")))
         held = results_in(folder)
-        if held and not resumes_in(config, folder):
+        if held and not resumes_in(config, folder) and not _joins_its_rank_zero():
             error = ConfigError(
                 "hydra.run.dir",
                 str(folder),
