@@ -157,3 +157,17 @@ def test_gmm_sampler_draws_are_reproducible_from_the_generator():
     first = s.sample(ae, 4, torch.Generator().manual_seed(5))
     assert torch.equal(first, s.sample(ae, 4, torch.Generator().manual_seed(5)))
     assert not math.isnan(float(first.sum()))
+
+
+def test_parallel_jobs_racing_for_the_feature_net_leave_one_whole_file(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    images, labels = _tiny_digits()
+    caches = [FeatureNetCache(tmp_path, epochs=1) for _ in range(3)]
+    with ThreadPoolExecutor(3) as pool:
+        nets = list(pool.map(lambda c: c.get(images, labels)[0], caches))
+    assert [p.name for p in tmp_path.iterdir()] == [caches[0].path(images, labels).name]
+    loaded = FeatureNetCache(tmp_path, epochs=1)
+    net, _ = loaded.get(images, labels)
+    assert loaded.hits == 1
+    assert torch.equal(net.features(images), nets[0].features(images))
