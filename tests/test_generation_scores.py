@@ -171,3 +171,25 @@ def test_parallel_jobs_racing_for_the_feature_net_leave_one_whole_file(tmp_path)
     net, _ = loaded.get(images, labels)
     assert loaded.hits == 1
     assert torch.equal(net.features(images), nets[0].features(images))
+
+
+def test_model_generation_scores_name_each_set_and_the_floor_is_zero_on_itself():
+    from aelab.metrics.fid import model_generation_scores
+    from aelab.models import Autoencoder
+
+    torch.manual_seed(0)
+    images, _ = _tiny_digits(60)
+    ae = Autoencoder(latent_dim=3, net=SMALL).eval()
+    feats = FeatureExtractor(DigitFeatures())
+    samplers = {"gmm": GMMSampler(n_components=2, covariance_type="diag").fit(ae, images)}
+    out = model_generation_scores(
+        ae, samplers, feats, images, images, n_samples=20, kid_subsets=2, kid_subset_size=10
+    )
+    names = {key.rsplit("/", 1)[0] for key in out}
+    assert names == {"gen/floor", "gen/recon", "gen/gmm"}
+    # held-out = test here: the same features, so precision = recall = 1 and FID = 0
+    assert out["gen/floor/fid"] == pytest.approx(0.0, abs=1e-6)
+    assert (out["gen/floor/precision"], out["gen/floor/recall"]) == (1.0, 1.0)
+    assert out["gen/gmm/fid"] > 1e-3
+    with pytest.raises(ConfigError, match="n_samples=100"):
+        model_generation_scores(ae, samplers, feats, images, images, n_samples=100)
