@@ -170,7 +170,9 @@ def test_parallel_jobs_racing_for_the_feature_net_leave_one_whole_file(tmp_path)
     loaded = FeatureNetCache(tmp_path, epochs=1)
     net, _ = loaded.get(images, labels)
     assert loaded.hits == 1
-    assert torch.equal(net.features(images), nets[0].features(images))
+    # threads share torch's global generator, so the racers may train different nets: the file
+    # holds one of them, whole (a torn or mixed file would match none)
+    assert any(torch.equal(net.features(images), n.features(images)) for n in nets)
 
 
 def test_model_generation_scores_name_each_set_and_the_floor_is_zero_on_itself():
