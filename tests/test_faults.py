@@ -260,11 +260,14 @@ def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     }
 
 
-def start_and_wait_for_a_checkpoint(cmd: list[str], run_root: Path) -> subprocess.Popen:
-    """Start a run and return once its first step checkpoint is on disk (mid-epoch 0)."""
+def start_and_wait_for_a_checkpoint(
+    cmd: list[str], run_root: Path, folders: str = "runs/*/*"
+) -> subprocess.Popen:
+    """Start a run and return once its first step checkpoint is on disk (mid-epoch 0);
+    `folders`: where its run folder is under `run_root` (a sweep's job: `multiruns/*/*/*`)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600
-    while not list(run_root.glob("runs/*/*/checkpoints/last.ckpt")):
+    while not list(run_root.glob(f"{folders}/checkpoints/last.ckpt")):
         assert proc.poll() is None, proc.stderr.read()[-3000:]
         assert time.monotonic() < deadline
         time.sleep(0.005)
@@ -361,12 +364,7 @@ def test_sigterm_is_treated_as_ctrl_c(tmp_path, mnist_dir, uninterrupted):
 @pytest.mark.mnist
 def test_sigterm_stops_a_sweep_job_as_interrupted(tmp_path, mnist_dir):
     cmd = command(tmp_path, mnist_dir, "-m", *SHORT, "seed=3")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 600
-    while not list(tmp_path.glob("multiruns/*/*/*/checkpoints/last.ckpt")):
-        assert proc.poll() is None, proc.stderr.read()[-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    proc = start_and_wait_for_a_checkpoint(cmd, tmp_path, folders="multiruns/*/*/*")
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 143, stderr[-3000:]
