@@ -142,3 +142,59 @@ def test_a_sweep_without_any_figure_still_gets_its_report(tmp_path, written):
     assert f"2 jobs: 2 {status}. Swept: latent_dim; seeds: 0." in summary
     rows = [] if status != "completed" else ["| 2 | 1 |", "| 8 | 1 |"]
     assert all(row in summary for row in rows)
+
+
+def _tagged_sweep(folder: Path, tags: list[str]) -> Path:
+    """Jobs of one config but for a `+tag=` override, which is no HParams field, as Hydra
+    stores a job's overrides (one job's overrides.yaml per tag; seeds 0 and 1 of each)."""
+    for i, (tag, seed) in enumerate((t, s) for t in tags for s in (0, 1)):
+        job = folder / f"{i}_tag={i}"
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(job_config("VAE", 2, seed)))
+        overrides = [f"+tag={tag}", f"seed={seed}", "trainer.max_epochs=1"]
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+        (job / "metrics.json").write_text(json.dumps({"test/recon_mse": 0.5 + i}))
+    return folder
+
+
+def test_jobs_told_apart_only_by_an_override_outside_the_hparams_get_one_row_each(tmp_path):
+    # issue 22 item 6: `-m "+tag='é',\"'日本'\""` gave two job folders but one summary row
+    sweep = _tagged_sweep(tmp_path / "sweep", ["'é'", "\"'日本'\"", "a/b c"])
+    jobs = aelab.load_sweep(sweep)
+    assert list(jobs["tag"]) == ["é", "é", "'日本'", "'日本'", "a/b c", "a/b c"]
+    assert aelab.report.sweep_variables(jobs) == ["tag"]  # not seed, not the shared max_epochs
+    report(sweep)
+    header, rows = _summary_table(sweep)
+    assert header[:2] == ["tag", "n"]
+    assert sorted(r[:2] for r in rows) == sorted([["é", "2"], ["'日本'", "2"], ["a/b c", "2"]])
+
+
+def _summary_table(sweep: Path) -> tuple[list[str], list[list[str]]]:
+    """summary.md's main table: header and rows, as cells."""
+    text = (sweep / "summary.md").read_text(encoding="utf-8")
+    lines = text.split("\n\n| ", 1)[1].split("\n\n", 1)[0]
+    cells = [[c.strip() for c in ln.strip("| ").split(" | ")] for ln in lines.split("\n")]
+    return cells[0], cells[2:]
+
+
+def test_an_override_the_hparams_already_tell_apart_is_no_extra_variable(sweep):
+    # `model.latent_dim=2,8` is the HParams field latent_dim: it must not be a second column
+    for job in sweep.iterdir():
+        dim = job.name.split("latent_dim=")[1].split(",")[0]
+        overrides = [f"model.latent_dim={dim}", f"model={job.name.rsplit('=', 1)[1]}"]
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    jobs = aelab.load_sweep(sweep)
+    assert list(jobs["model.latent_dim"]) == [2, 2, 8, 8, 8, 2]
+    assert aelab.report.sweep_variables(jobs) == ["model", "latent_dim"]
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_real_sweep_over_unicode_tags_reports_one_row_per_tag(tmp_path, mnist_dir):
+    from helpers.sweeps import TINY, run_sweep
+
+    sweep, out = run_sweep(tmp_path, mnist_dir, "+tag='é',\"'日本'\"", *TINY, "threads=1")
+    assert len([d for d in sweep.iterdir() if (d / "metrics.json").is_file()]) == 2
+    header, rows = _summary_table(sweep)
+    assert header[:2] == ["tag", "n"], out[-2000:]
+    assert sorted(r[:2] for r in rows) == sorted([["é", "1"], ["'日本'", "1"]])

@@ -27,17 +27,33 @@ def completed(jobs: pd.DataFrame) -> pd.DataFrame:
 
 
 def sweep_variables(jobs: pd.DataFrame) -> list[str]:
-    """The hyper-parameters that differ between jobs, seed aside, in `hparams_row` order.
+    """The hyper-parameters that differ between jobs, seed aside, in `hparams_row` order; then
+    the command-line overrides (`+tag=a,b`, any key, any characters) that tell jobs apart which
+    those leave in one group (so no two configs are merged into one row).
 
     When the model varies, columns that are the same for every job of one model (the preset's
     net, loss, an AE's missing beta) are left out: they say nothing the model column does not.
     """
     shown = jobs[jobs.attrs["hparams"]].map(repr)  # None, 1 and "1" apart, as written
     varying = [k for k in shown if k != "seed" and shown[k].nunique() > 1]
-    if "model" not in varying:
+    if "model" in varying:
+        per_model = shown.groupby("model")
+        varying = [k for k in varying if k == "model" or (per_model[k].nunique() > 1).any()]
+    typed = jobs[jobs.attrs.get("overrides", [])].map(repr)
+    if typed.empty:
         return varying
-    per_model = shown.groupby("model")
-    return [k for k in varying if k == "model" or (per_model[k].nunique() > 1).any()]
+    # an override the variables and the seed already determine (`model.latent_dim=2,8` beside
+    # `latent_dim`) adds nothing; one that splits a group of them is a variable of its own
+    keys = [*varying, *(["seed"] if "seed" in shown else [])]
+    known = pd.concat([shown[keys], typed], axis=1)
+    for k in typed:
+        if typed[k].nunique() < 2:
+            continue
+        splits = known.groupby(keys)[k].nunique() > 1 if keys else pd.Series([True])
+        if splits.any():
+            varying.append(k)
+            keys.append(k)
+    return varying
 
 
 def sort_key(value: Any) -> tuple[int, float, str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -40,6 +41,8 @@ class Job:
     error: str = ""
     hparams: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    # the job's command-line overrides, `+`/`++` dropped: `{"tag": "é"}`
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 def job_dirs(sweep: Path) -> list[Path]:
@@ -89,9 +92,34 @@ def _config(path: Path) -> dict[str, Any]:
     return out
 
 
+def job_overrides(path: Path) -> dict[str, Any]:
+    """A job folder's command-line overrides (`.hydra/overrides.yaml`) as `{key: value}`, the
+    key without its `+`/`++` and the value as Hydra parses it (`+tag='é'` -> `{"tag": "é"}`,
+    `trainer.max_epochs=2` -> 2; a list or dict as typed); deletions and `resume` left out. Empty when the file is missing or unreadable."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        stored = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text(encoding="utf-8"))
+        parsed = OverridesParser.create().parse_overrides([str(o) for o in stored or []])
+    except (OSError, yaml.YAMLError, TypeError, HydraException):
+        return {}
+    return {
+        o.key_or_group: _plain(o.value(), o.get_value_element_as_str())
+        for o in parsed
+        if not o.is_delete() and o.key_or_group != "resume"
+    }
+
+
+def _plain(value: Any, text: str) -> Any:
+    """A number or a string as parsed (`'é'` -> `é`), anything else (lists, dicts) as typed."""
+    return value if isinstance(value, str | int | float) else text
+
+
 def load_job(path: Path) -> Job:
     """One job folder: no metrics.json is `unfinished`, an unreadable one `failed`."""
     job = Job(path.name, path, "unfinished", "no metrics.json: still running, or stopped")
+    job.overrides = job_overrides(path)
     try:
         job.hparams = hparams_row(_config(path / ".hydra" / "config.yaml"))
     except (OmegaConfBaseException, KeyError, TypeError, ValueError, ImportError) as err:
@@ -126,17 +154,24 @@ def jobs_frame(jobs: list[Job], sweep: Path | None = None) -> pd.DataFrame:
         (k for k in _ordered_keys([j.metrics for j in jobs]) if k not in hparams),
         key=lambda k: (not k.startswith("test/"), k),
     )
+    taken = {*JOB_COLUMNS, *hparams, *metrics, "path"}
+    overrides = [k for k in _ordered_keys([j.overrides for j in jobs]) if k not in taken]
     head = pd.DataFrame(
         [[j.name, j.status, j.error] for j in jobs], columns=list(JOB_COLUMNS), dtype=object
     )
     # as written (an int stays an int, a missing field is None): the report prints them as is
     values = pd.DataFrame([j.hparams for j in jobs], columns=hparams, dtype=object)
     values = values.where(values.notna(), None)
+    typed = pd.DataFrame([j.overrides for j in jobs], columns=overrides, dtype=object)
+    typed = typed.where(typed.notna(), None)
     figures = pd.DataFrame([j.metrics for j in jobs], columns=metrics, dtype=float)
-    frame = pd.concat([head, values, figures], axis=1)
+    frame = pd.concat([head, values, typed, figures], axis=1)
     frame["path"] = [j.path for j in jobs]
     frame.attrs.update(
-        sweep=None if sweep is None else Path(sweep), hparams=hparams, metrics=metrics
+        sweep=None if sweep is None else Path(sweep),
+        hparams=hparams,
+        overrides=overrides,
+        metrics=metrics,
     )
     return frame
 
@@ -147,9 +182,10 @@ def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
     Columns: `job` (the folder's name), `status` (completed, failed, interrupted, or unfinished:
     no metrics.json), `error` (why it did not complete; "" otherwise), the HParams row's fields
     (`model`, `latent_dim`, `beta`, `noise`, `noise_level`, `seed`, ...: as the config has them,
-    None where a job's model lacks one), every numeric figure of metrics.json (`val/*`,
+    None where a job's model lacks one), the command-line overrides' keys that are none of those
+    (`tag`, `trainer.max_epochs`: the value as typed, None where a job lacks it), every numeric figure of metrics.json (`val/*`,
     `test/*`: float, NaN where a job has none), and `path` (the job folder). `attrs` names the
-    `hparams` and `metrics` columns and holds the `sweep` folder.
+    `hparams`, `overrides` and `metrics` columns and holds the `sweep` folder.
 
     Raises NotASweepError (a ValueError) naming the folder when it is missing, not a folder, or
     holds no job folder.
