@@ -95,7 +95,8 @@ def _config(path: Path) -> dict[str, Any]:
 def job_overrides(path: Path) -> dict[str, Any]:
     """A job folder's command-line overrides (`.hydra/overrides.yaml`) as `{key: value}`, the
     key without its `+`/`++` and the value as Hydra parses it (`+tag='é'` -> `{"tag": "é"}`,
-    `trainer.max_epochs=2` -> 2; a list or dict as typed); deletions and `resume` left out. Empty when the file is missing or unreadable."""
+    `trainer.max_epochs=2` -> 2; a list or dict as typed); deletions and `resume` left out.
+    Empty when the file is missing or unreadable."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -183,9 +184,10 @@ def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
     no metrics.json), `error` (why it did not complete; "" otherwise), the HParams row's fields
     (`model`, `latent_dim`, `beta`, `noise`, `noise_level`, `seed`, ...: as the config has them,
     None where a job's model lacks one), the command-line overrides' keys that are none of those
-    (`tag`, `trainer.max_epochs`: the value as typed, None where a job lacks it), every numeric figure of metrics.json (`val/*`,
-    `test/*`: float, NaN where a job has none), and `path` (the job folder). `attrs` names the
-    `hparams`, `overrides` and `metrics` columns and holds the `sweep` folder.
+    (`tag`, `trainer.max_epochs`: the value as parsed, None where a job lacks it), every numeric
+    figure of metrics.json (`val/*`, `test/*`: float, NaN where a job has none), and `path`
+    (the job folder). `attrs` names the `hparams`, `overrides` and `metrics` columns and holds
+    the `sweep` folder.
 
     Raises NotASweepError (a ValueError) naming the folder when it is missing, not a folder, or
     holds no job folder.
