@@ -785,3 +785,59 @@ def test_a_sweep_names_jobs_by_what_varies_and_says_where_it_is(  # noqa: F811 -
     starts = [tiny_sweep_stdout.index(f"job {n + 1} of 4: ") for n in range(4)]
     assert starts == sorted(starts)
     assert_headline_table(tiny_sweep_stdout, tiny_sweep)
+
+
+# --- an Optuna search with no finite objective (issue 22 items 7 and 13a) ----------------------
+
+
+def _optuna_search(tmp_path, mnist_dir, *extra):
+    return run_sweep_streams(
+        tmp_path,
+        mnist_dir,
+        "hparams_search=vae_optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=1",
+        *TINY,
+        "threads=1",
+        *extra,
+        returncode=1,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_an_optuna_search_whose_jobs_never_validate_ends_with_its_report_and_one_line(
+    tmp_path, mnist_dir
+):
+    # Lightning#6791: validation every 2nd epoch of 1; Hydra's sweeper raised "No trials are
+    # completed yet" (a traceback, exit 1, no summary.md)
+    sweep, stdout, stderr = _optuna_search(
+        tmp_path, mnist_dir, "trainer.check_val_every_n_epoch=2"
+    )
+    assert "Traceback" not in stderr and "No trials are completed" not in stdout + stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "aelab-train: error: no job logged a finite val/loss, the objective the sweep minimises "
+        "(2 jobs; a job that never validates has none: check trainer.check_val_every_n_epoch, "
+        "trainer.limit_val_batches and the training budget)"
+    )
+    assert (sweep / "summary.md").is_file() and not (sweep / "optimization_results.yaml").exists()
+    for job in (d for d in sweep.iterdir() if d.is_dir()):
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert metrics["status"] == "completed" and "val/loss" not in metrics
+    assert_headline_table(stdout, sweep)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_an_optuna_search_with_no_finite_trial_names_no_best_trial(tmp_path, mnist_dir):
+    # every trial fails (objective inf): Hydra's sweeper logged "Best value: inf" and the report
+    # a "Best trial: ...; validation loss inf"
+    fail = ["+callbacks.boom._target_=helpers.sweeps.FailOnFitStart", "+callbacks.boom.fail=true"]
+    sweep, stdout, stderr = _optuna_search(tmp_path, mnist_dir, *fail)
+    assert "Best value" not in stdout + stderr and "Best parameters" not in stdout + stderr
+    assert OmegaConf.load(sweep / "optimization_results.yaml").best_value == math.inf
+    summary = (sweep / "summary.md").read_text()
+    assert "No trial reached a finite validation loss: the study has no best trial." in summary
+    assert "Best trial" not in summary
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("aelab-train: error: 2 of 2 jobs did not complete"), last

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import pandas as pd
 from hydra.experimental.callback import Callback
 from matplotlib.figure import Figure
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from aelab.report.board import write_sweep_board
 from aelab.report.groups import group_jobs, sweep_variables
@@ -94,10 +95,37 @@ class WriteReport(Callback):
             log.debug("wrote %s", ", ".join(p.name for p in written))
             print_headline(sweep, jobs)
         line = failed_jobs_line(sweep, jobs) if jobs is not None else None
+        if line is None and _optimises(config):
+            line = no_objective_line(jobs)
         if line is not None:
             # SystemExit, not an exception: Hydra's callbacks turn those into a warning
             print(f"aelab-{config.task_name}: error: {line}", file=sys.stderr)
             raise SystemExit(1)
+
+
+# what `aelab-train` returns to a sweeper that optimises (`hydra_main`'s value)
+OBJECTIVE = "val/loss"
+
+
+def _optimises(config: DictConfig) -> bool:
+    """True for a sweep whose sweeper minimises the jobs' objective (Optuna's)."""
+    return "optuna" in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).lower()
+
+
+def no_objective_line(jobs: pd.DataFrame | None) -> str | None:
+    """One line when no job has a finite objective (`val/loss`), so an optimising sweep found
+    nothing (jobs that never validated: `trainer.check_val_every_n_epoch` over `max_epochs`, a
+    step or time budget that ends first, `limit_val_batches=0`); None when one has."""
+    if jobs is None or jobs.empty:
+        return None  # no job ran: the sweep's own check says why
+    values = jobs[OBJECTIVE] if OBJECTIVE in jobs else pd.Series([math.nan] * len(jobs))
+    if values.map(math.isfinite).any():
+        return None
+    return (
+        f"no job logged a finite {OBJECTIVE}, the objective the sweep minimises "
+        f"({len(jobs)} jobs; a job that never validates has none: check "
+        "trainer.check_val_every_n_epoch, trainer.limit_val_batches and the training budget)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

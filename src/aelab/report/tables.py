@@ -141,7 +141,10 @@ def _optuna_section(sweep: Path) -> list[str]:
     if not path.is_file():
         return []
     study = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    if "best_params" in study:
+    if "best_params" in study and not math.isfinite(float(study.get("best_value", math.nan))):
+        # every trial diverged or failed (the objective of those is inf): none is best
+        body = ["No trial reached a finite validation loss: the study has no best trial."]
+    elif "best_params" in study:
         params = ", ".join(f"{k}={num(v)}" for k, v in study["best_params"].items())
         body = [f"Best trial: {params}; validation loss {num(study.get('best_value'))}."]
     else:  # several objectives: the Pareto front

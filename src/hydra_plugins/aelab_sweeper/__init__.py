@@ -1,1 +1,1 @@
-"""aelab's Hydra sweeper (Hydra finds plugins only under the `hydra_plugins` package)."""
+"""aelab's Hydra sweepers (Hydra finds plugins only under the `hydra_plugins` package)."""
