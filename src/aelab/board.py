@@ -15,14 +15,17 @@ Lightning there: `aelab-report` writes it).
 from __future__ import annotations
 
 import io
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from pytorch_lightning import loggers as pl_loggers
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from aelab.report.board import (
     FLAGS,
@@ -125,3 +128,19 @@ def write_hparams(
     for summary in summaries:
         writer.add_summary(summary)
     writer.flush()
+
+
+def drop_unused_event_files(logger: Any) -> None:
+    """Close a TensorBoard logger's writer and delete the event files this process opened in
+    its folder that hold no summary (only the header). Other loggers: nothing.
+
+    Lightning opens a writer in `fit`'s setup even when nothing follows: a finished run resumed
+    would otherwise gain an event file with only its header.
+    """
+    if not isinstance(logger, pl_loggers.TensorBoardLogger) or logger._experiment is None:
+        return
+    logger.experiment.close()
+    # tensorboard names a file events.out.tfevents.<time>.<host>.<pid>.<n>
+    for path in Path(logger.log_dir).glob(f"events.out.tfevents.*.{os.getpid()}.*"):
+        if all(e.WhichOneof("what") == "file_version" for e in EventFileLoader(str(path)).Load()):
+            path.unlink(missing_ok=True)

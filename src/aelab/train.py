@@ -35,7 +35,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from aelab import CONFIG_PATH
-from aelab.board import write_hparams
+from aelab.board import drop_unused_event_files, write_hparams
 from aelab.callbacks.data_range import DataRangeCheck
 from aelab.callbacks.faults import (
     GracefulInterrupt,
@@ -64,7 +64,7 @@ from aelab.data.source import DataSourceError
 from aelab.numerics import set_flush_denormal
 from aelab.report.board import hparams_with_flags
 from aelab.run.atomic import write_json_atomic
-from aelab.run.checkpoint import LAST_CHECKPOINT, load_checkpoint
+from aelab.run.checkpoint import LAST_CHECKPOINT, from_start_dir, load_checkpoint
 from aelab.run.folder import (
     nothing_left_if_refused,
     run_folder_lock,
@@ -249,7 +249,8 @@ def resume_path(cfg: DictConfig, model: pl.LightningModule) -> tuple[str | None,
             f"a checkpoint of {wanted} with latent_dim="
             f"{model.latent_dim} (it holds {found} with latent_dim={stored_latent})",
         )
-    return str(path), int(stored.get("global_step", 0))
+    # Lightning reads it from the current folder: the run folder under hydra.job.chdir=true
+    return str(from_start_dir(path)), int(stored.get("global_step", 0))
 
 
 def record_run(output_dir: Path, resumed: bool, flushed: bool | None = None) -> None:
@@ -376,6 +377,8 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
     if metrics is None:  # a finished run, resumed: nothing to add
         metrics = {k: v for k, v in (finished or {}).items() if k != "status"}
         if writer:
+            for logger in trainer.loggers:
+                drop_unused_event_files(logger)
             log.info("the run had already completed: metrics.json and TensorBoard unchanged")
             _say_where(output_dir, trainer, metrics)
         return metrics

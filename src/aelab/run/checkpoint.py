@@ -13,17 +13,27 @@ CHECKPOINT_KEY = "aelab"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
 
+def from_start_dir(path: str | Path) -> Path:
+    """A path as the user typed it, relative ones against the folder the command was started in
+    (Hydra's `runtime.cwd`), not the run folder `hydra.job.chdir=true` moved to (hydra#922)."""
+    from hydra.utils import to_absolute_path  # the current folder outside a Hydra app
+
+    return Path(to_absolute_path(str(path)))
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint written by aelab-train, loaded weights-only (a pickle is code) on the CPU.
+    """A checkpoint written by aelab-train, loaded weights-only (a pickle is code) on the CPU;
+    a relative `path` is read from the folder the command was started in (`from_start_dir`).
 
     Raises ConfigError (`ckpt_path`) for a missing file, a file torch cannot load weights-only
     (naming the refused global), or a checkpoint without aelab's entry or a state_dict.
     """
     import torch  # here only: the rest of aelab.run stays torch-free
 
-    path = Path(path)
+    given, path = str(path), from_start_dir(path)
     if not path.is_file():
-        raise ConfigError("ckpt_path", str(path), "an existing checkpoint file")
+        where = "" if given == str(path) else f" (none at {path})"
+        raise ConfigError("ckpt_path", given, f"an existing checkpoint file{where}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "not our checkpoint"
@@ -32,10 +42,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         reason = found[0] if found else f"not a torch checkpoint: {type(err).__name__}"
         raise ConfigError(
             "ckpt_path",
-            str(path),
+            given,
             f"a checkpoint written by aelab-train (loading failed: {reason})",
         ) from None
     meta = ckpt.get(CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or not meta.get("config") or "state_dict" not in ckpt:
-        raise ConfigError("ckpt_path", str(path), "a checkpoint written by aelab-train")
+        raise ConfigError("ckpt_path", given, "a checkpoint written by aelab-train")
     return ckpt

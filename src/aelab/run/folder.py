@@ -18,12 +18,13 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from aelab.checks import ConfigError
 from aelab.data.source import DataSourceError
 from aelab.run.atomic import write_json_atomic
 from aelab.run.checkpoint import LAST_CHECKPOINT
+from aelab.run.record import read_metrics
 
 
 def run_overrides(overrides: Iterable[Any]) -> list[str]:
@@ -104,6 +105,14 @@ def _joins_its_rank_zero() -> bool:
     return any(os.environ.get(k, "0") != "0" for k in ("LOCAL_RANK", "RANK", "SLURM_PROCID"))
 
 
+def _completed(folder: Path) -> bool:
+    """True when the run folder's metrics.json records a completed run."""
+    try:
+        return read_metrics(folder).get("status") == "completed"
+    except (OSError, ValueError):
+        return False
+
+
 class OutputFolderCheck(Callback):
     """Hydra callback: before Hydra makes the run (or sweep) folder, make sure it can, and that a
     single run's folder holds no other run's results (`hydra.run.dir` given twice: refused, as
@@ -125,6 +134,10 @@ class OutputFolderCheck(Callback):
             )
             print(f"aelab-{config.task_name}: error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
+        if held and _completed(folder):
+            # a finished run resumed adds nothing: Hydra's records of how it was made stay
+            with read_write(config.hydra), open_dict(config.hydra):
+                config.hydra.output_subdir = None
         self._check(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
