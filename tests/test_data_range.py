@@ -97,3 +97,35 @@ def test_aelab_train_refuses_it_in_one_line_and_leaves_no_folder(tmp_path, mnist
     assert last.startswith("aelab-train: error: model.recon_loss='bce' is invalid: allowed a ")
     assert "span [-1, 1]" in last
     assert not run_dir.exists()
+
+
+@pytest.mark.mnist
+def test_a_stacked_sweep_refuses_it_before_a_step_as_a_run_alone_does(
+    tmp_path, mnist_dir, monkeypatch
+):
+    from aelab.stacked.core import train_stacked
+    from tests.conftest import compose_cfg
+
+    (tmp_path / "my_data_stacked.py").write_text(
+        textwrap.dedent(
+            """
+            from aelab.data.mnist import MNISTDataModule
+
+            class Normalised(MNISTDataModule):
+                def fixed_batch(self, split, n=16):
+                    x, y = super().fixed_batch(split, n)
+                    return (x - 0.5) / 0.5, y
+
+                def training_batch(self, rows):
+                    raise AssertionError("a step was taken")
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    common = ["model=vae", "data._target_=my_data_stacked.Normalised", "threads=1"]
+    common += [f"paths.data_dir={mnist_dir}", "trainer.max_epochs=1"]
+    cfgs = [compose_cfg([*common, f"optimizer.lr={lr}"], tmp_path / lr) for lr in ("1e-3", "2e-3")]
+    with pytest.raises(ConfigError) as err:
+        train_stacked(cfgs)
+    assert str(err.value).startswith("model.recon_loss='bce' is invalid: allowed a likelihood")
+    assert "span [-1, 1]" in str(err.value)

@@ -13,30 +13,35 @@ from aelab.checks import ConfigError
 CHECKED_IMAGES = 1024
 
 
-class DataRangeCheck(pl.Callback):
+def check_data_range(model: Any, datamodule: Any) -> None:
     """A Bernoulli likelihood (`model.recon_loss=bce`) scores pixels in [0, 1]: on images
     outside it (a user's datamodule normalising to (x - 0.5) / 0.5, say) the cross-entropy is
     no log-likelihood, and a run would complete with figures like recon = -28320 nats
-    (lightning-bolts#177). The first `CHECKED_IMAGES` training images are read through the
-    datamodule seam (`fixed_batch`); a datamodule without it is not checked.
+    (lightning-bolts#177). The first `CHECKED_IMAGES` training images (B x C x H x W) are read
+    through the datamodule seam (`fixed_batch`); a datamodule without it is not checked.
 
     Raises ConfigError (`model.recon_loss`) naming the likelihood and the data's range.
     """
+    if getattr(model, "recon_loss", None) != "bce" or datamodule is None:
+        return
+    if not hasattr(datamodule, "fixed_batch"):
+        return
+    images, _ = datamodule.fixed_batch("train", CHECKED_IMAGES)
+    low, high = float(images.min()), float(images.max())
+    if low < 0.0 or high > 1.0:
+        raise ConfigError(
+            "model.recon_loss",
+            "bce",
+            f"a likelihood for the data's pixels, which span [{low:.4g}, {high:.4g}] (a "
+            "Bernoulli likelihood needs [0, 1]: model.recon_loss=mse, or images in [0, 1])",
+            grouped=True,
+        )
+
+
+class DataRangeCheck(pl.Callback):
+    """`check_data_range` before the first step of a fit (the stacked engine, which trains
+    without a Trainer, calls it itself)."""
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        datamodule: Any = trainer.datamodule
-        if getattr(pl_module, "recon_loss", None) != "bce" or datamodule is None:
-            return
-        if not hasattr(datamodule, "fixed_batch"):
-            return
-        images, _ = datamodule.fixed_batch("train", CHECKED_IMAGES)
-        low, high = float(images.min()), float(images.max())
-        if low < 0.0 or high > 1.0:
-            raise ConfigError(
-                "model.recon_loss",
-                "bce",
-                f"a likelihood for the data's pixels, which span [{low:.4g}, {high:.4g}] (a "
-                "Bernoulli likelihood needs [0, 1]: model.recon_loss=mse, or images in [0, 1])",
-                grouped=True,
-            )
+        check_data_range(pl_module, trainer.datamodule)

@@ -36,6 +36,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 from torch.optim.adam import adam
 
+from aelab.callbacks.data_range import check_data_range
 from aelab.checks import build, check_seeds
 from aelab.data.resumable import EpochSampler, derive_seed, seed_global_rng
 from aelab.losses import kl_standard_normal_per_dim, recon_nll
@@ -304,6 +305,8 @@ def train_stacked(
             f"data._target_={first.data.get('_target_')}: the datamodule serves no "
             "training_batch(indices), which a stack draws its members' batches from"
         )
+    for model in models:  # as `build_trainer`'s DataRangeCheck does for a run of its own
+        check_data_range(model, datamodule)
     n_train = datamodule.split_size("train")
     batch_size = datamodule.batch_size
     total = math.ceil(n_train / batch_size)
