@@ -14,7 +14,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from aelab.data.source import DataSourceError
+
+class DataSourceError(RuntimeError):
+    """The data could not be made available (MNIST's files, a data folder); the message names
+    the file or folder and why. Here, beside ConfigError, so that every layer can refuse with it
+    (`aelab.data.source` raises it and re-exports it)."""
 
 
 class ConfigError(ValueError):

@@ -79,6 +79,14 @@ SWEEP_ENV = "AELAB_SWEEP"
 _UNSET = "\x00unset"  # the value of a key a job leaves as composed
 
 
+def value_text(value: Any) -> str:
+    """A config value as a command-line override writes it (`true`, `null`, `0.1`): the
+    baseline sweeper's values (`hydra.sweeper.baseline`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else str(value)
+
+
 def varying_keys(
     overrides: Iterable[str],
     params: Mapping[str, Any] | None = None,
@@ -97,8 +105,6 @@ def varying_keys(
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import Glob
-
-    from hydra_plugins.aelab_sweeper.baseline_sweeper import value_text
 
     items = [f"{k}={v}" for k, v in (params or {}).items()] + list(overrides)
     values: dict[str, set[str] | None] = {}  # None: too many to list

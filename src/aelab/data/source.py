@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from aelab.checks import DataSourceError
 from aelab.run.atomic import write_atomic
 
 if TYPE_CHECKING:
@@ -52,10 +53,6 @@ SPLITS = ("train", "valid", "test")
 STAMP = ".aelab-verified.json"  # size+mtime of verified files, so a second call skips hashing
 STAMP_MIN_AGE_NS = 2_000_000_000
 DOWNLOAD_TIMEOUT_S = 5.0
-
-
-class DataSourceError(RuntimeError):
-    """MNIST could not be made available; the message names the file or folder and why."""
 
 
 def raw_dir(root: str | Path) -> Path:

@@ -8,5 +8,6 @@
 - `checkpoint`: the checkpoint key, `last.ckpt`'s place, weights-only loading.
 - `sweep`: Hydra callbacks of a sweep: the launcher check, its plan, the progress lines.
 
-Nothing is imported here: `aelab.data.source` uses `atomic`, and `folder` needs it back.
+Nothing is imported here: the submodules sit on different layers (pyproject.toml's
+`[tool.importlinter]`): `aelab.data` uses `atomic` and `checkpoint`, `folder` and `sweep` sit above it.
 """

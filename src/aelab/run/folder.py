@@ -20,8 +20,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from aelab.checks import ConfigError
-from aelab.data.source import DataSourceError
+from aelab.checks import ConfigError, DataSourceError
 from aelab.run.atomic import write_json_atomic
 from aelab.run.checkpoint import LAST_CHECKPOINT
 from aelab.run.record import read_metrics

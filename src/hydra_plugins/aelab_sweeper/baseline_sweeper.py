@@ -15,6 +15,8 @@ from typing import Any
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.types import Override
 
+from aelab.resolvers import value_text
+
 
 def _key(item: str) -> str:
     """The config key of a job override `+a.b=1` (`a.b`)."""
@@ -45,13 +47,6 @@ def with_baseline(jobs: Sequence[Sequence[str]], baseline: Mapping[str, Any]) ->
             seen.add(tuple(candidate))
             extra.append(candidate)
     return extra + [list(job) for job in jobs]
-
-
-def value_text(value: Any) -> str:
-    """A baseline value as a command-line override writes it (`true`, `null`, `0.1`)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "null" if value is None else str(value)
 
 
 class BaselineSweeper(BasicSweeper):
