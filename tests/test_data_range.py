@@ -72,20 +72,23 @@ def test_a_gaussian_likelihood_or_data_in_range_trains(tmp_path):
     assert fit(VAE(latent_dim=2, net=SMALL), Normalised(scale=False), tmp_path).global_step == 4
 
 
+# a user's module: MNIST served as (x - 0.5) / 0.5
+NORMALISED_MNIST = textwrap.dedent(
+    """
+    from aelab.data.mnist import MNISTDataModule
+
+    class Normalised(MNISTDataModule):
+        def fixed_batch(self, split, n=16):
+            x, y = super().fixed_batch(split, n)
+            return (x - 0.5) / 0.5, y
+
+    """
+)
+
+
 @pytest.mark.slow
 def test_aelab_train_refuses_it_in_one_line_and_leaves_no_folder(tmp_path, mnist_dir):
-    (tmp_path / "my_data.py").write_text(
-        textwrap.dedent(
-            """
-            from aelab.data.mnist import MNISTDataModule
-
-            class Normalised(MNISTDataModule):
-                def fixed_batch(self, split, n=16):
-                    x, y = super().fixed_batch(split, n)
-                    return (x - 0.5) / 0.5, y
-            """
-        )
-    )
+    (tmp_path / "my_data.py").write_text(NORMALISED_MNIST)
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "aelab.train", "model=vae", "debug=smoke"]
     cmd += ["data._target_=my_data.Normalised", f"paths.data_dir={mnist_dir}"]
@@ -106,21 +109,8 @@ def test_a_stacked_sweep_refuses_it_before_a_step_as_a_run_alone_does(
     from aelab.stacked.core import train_stacked
     from tests.conftest import compose_cfg
 
-    (tmp_path / "my_data_stacked.py").write_text(
-        textwrap.dedent(
-            """
-            from aelab.data.mnist import MNISTDataModule
-
-            class Normalised(MNISTDataModule):
-                def fixed_batch(self, split, n=16):
-                    x, y = super().fixed_batch(split, n)
-                    return (x - 0.5) / 0.5, y
-
-                def training_batch(self, rows):
-                    raise AssertionError("a step was taken")
-            """
-        )
-    )
+    step_taken = "    def training_batch(self, rows):\n        raise AssertionError('a step')\n"
+    (tmp_path / "my_data_stacked.py").write_text(NORMALISED_MNIST + step_taken)
     monkeypatch.syspath_prepend(str(tmp_path))
     common = ["model=vae", "data._target_=my_data_stacked.Normalised", "threads=1"]
     common += [f"paths.data_dir={mnist_dir}", "trainer.max_epochs=1"]

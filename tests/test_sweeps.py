@@ -811,9 +811,7 @@ def test_an_optuna_search_whose_jobs_never_validate_ends_with_its_report_and_one
 ):
     # Lightning#6791: validation every 2nd epoch of 1; Hydra's sweeper raised "No trials are
     # completed yet" (a traceback, exit 1, no summary.md)
-    sweep, stdout, stderr = _optuna_search(
-        tmp_path, mnist_dir, "trainer.check_val_every_n_epoch=2"
-    )
+    sweep, stdout, stderr = _optuna_search(tmp_path, mnist_dir, "trainer.check_val_every_n_epoch=2")
     assert "Traceback" not in stderr and "No trials are completed" not in stdout + stderr
     assert stderr.strip().splitlines()[-1] == (
         "aelab-train: error: no job logged a finite val/loss, the objective the sweep minimises "
