@@ -839,3 +839,17 @@ def test_an_optuna_search_with_no_finite_trial_names_no_best_trial(tmp_path, mni
     assert "Best trial" not in summary
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("aelab-train: error: 2 of 2 jobs did not complete"), last
+
+
+def test_a_study_continued_from_a_storage_counts_its_earlier_finite_trials(tmp_path):
+    from hydra_plugins.aelab_sweeper.optuna_sweeper import _finite_trials
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert _finite_trials("s", storage) == 0  # no study yet
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.tell(study.ask(), math.inf)  # a diverged trial
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)  # one that never validated
+    assert _finite_trials("s", storage) == 0
+    study.tell(study.ask(), 1.5)
+    assert _finite_trials("s", storage) == 1
+    assert _finite_trials("s", None) == 0  # in memory: nothing before this command

@@ -56,4 +56,3 @@ class TrialSeededTPESampler(TPESampler):
         # per parameter too: the sweeper asks a whole batch of trials before it samples them
         self._reseed(trial.number, zlib.crc32(param_name.encode()))
         return super().sample_independent(study, trial, param_name, param_distribution)
-

@@ -9,5 +9,5 @@
 - `sweep`: Hydra callbacks of a sweep: the launcher check, its plan, the progress lines.
 
 Nothing is imported here: the submodules sit on different layers (pyproject.toml's
-`[tool.importlinter]`): `aelab.data` uses `atomic` and `checkpoint`, `folder` and `sweep` sit above it.
+`[tool.importlinter]`): `aelab.data` uses `atomic`; `folder` and `sweep` sit above it.
 """

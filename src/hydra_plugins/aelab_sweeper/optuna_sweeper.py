@@ -8,6 +8,7 @@ import logging
 import math
 from typing import Any
 
+import optuna
 from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_optuna_sweeper import optuna_sweeper
 
@@ -26,6 +27,21 @@ def finite_objective(ret: JobReturn) -> bool:
         return False
 
 
+def _finite_trials(study_name: str | None, storage: Any) -> int:
+    """The completed trials with a finite value of a study kept in `storage`; 0 for none."""
+    if storage is None or study_name is None:
+        return 0
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:  # not made yet: this command starts it
+        return 0
+    done = optuna.trial.TrialState.COMPLETE
+    return sum(
+        t.state == done and len(t.values or ()) == 1 and math.isfinite(t.values[0])
+        for t in study.get_trials(deepcopy=False)
+    )
+
+
 class FiniteOptunaSweeper(optuna_sweeper.OptunaSweeper):
     """Hydra's Optuna sweeper (`hydra/sweeper=optuna`'s options), whose study ends cleanly when no
     trial reached a finite objective (`hparams_search=vae_optuna` sets it as `_target_`).
@@ -34,14 +50,13 @@ class FiniteOptunaSweeper(optuna_sweeper.OptunaSweeper):
     trial's objective is None (jobs that never validated: a budget that ends before the first
     validation, Lightning#6791) and names a "Best trial ... inf" when every trial diverged.
     Here neither is logged: the sweep ends normally, and `aelab.report.cli.WriteReport` writes
-    the report and one error line. (Trials counted are this command's: a study resumed from a
-    storage whose earlier trials were finite still names its best trial.)
+    the report and one error line. A study continued from a storage counts its earlier trials.
     """
 
     def setup(self, **kwargs: Any) -> None:
         super().setup(**kwargs)
         impl = self.sweeper
-        self.finite = 0  # trials that returned a finite objective
+        self.finite = 0  # trials that returned a finite objective, this study's earlier ones too
         launch = impl.launcher.launch
 
         def counting_launch(*args: Any, **launch_kwargs: Any) -> Any:
@@ -50,6 +65,7 @@ class FiniteOptunaSweeper(optuna_sweeper.OptunaSweeper):
             return returns
 
         impl.launcher.launch = counting_launch
+        self.finite = _finite_trials(impl.study_name, impl.storage)
 
     def _no_best_line(self, record: logging.LogRecord) -> bool:
         return self.finite > 0 or not str(record.msg).startswith(_BEST_LINES)
