@@ -40,9 +40,7 @@ class ReferenceTable(pl.Callback):
         ConfigError: an unknown `paper` or `pca_components` < 1.
     """
 
-    def __init__(
-        self, paper: str, test_each_epoch: bool = False, pca_components: int = 30
-    ) -> None:
+    def __init__(self, paper: str, test_each_epoch: bool = False, pca_components: int = 30) -> None:
         self.paper = check_paper(paper)
         if not isinstance(test_each_epoch, bool):
             raise ConfigError("test_each_epoch", test_each_epoch, "true or false")
@@ -61,7 +59,8 @@ class ReferenceTable(pl.Callback):
             if isinstance(logger, TensorBoardLogger):
                 for name, value in parts.items():
                     logger.experiment.add_scalar(f"reference/test_{name}", value, epoch)
-        log.info("epoch %d: test loss %s", epoch, ", ".join(f"{k} {v:.4f}" for k, v in parts.items()))
+        figures = ", ".join(f"{k} {v:.4f}" for k, v in parts.items())
+        log.info("epoch %d: test loss %s", epoch, figures)
 
     @staticmethod
     def _test_loss(trainer: pl.Trainer, model: pl.LightningModule) -> dict[str, float]:

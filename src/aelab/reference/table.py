@@ -50,10 +50,11 @@ def compare(
 
 
 def markdown(paper: str, table: pd.DataFrame) -> str:
-    """The table as Markdown under the paper's title; NaN reads "not reproduced"."""
-    shown = table.astype(object).where(table.notna(), "not reproduced")
-    for col in ("paper", "aelab", "difference"):
-        shown[col] = [v if isinstance(v, str) else f"{v:.4g}" for v in shown[col]]
+    """The table as Markdown under the paper's title: aelab's NaN reads "not reproduced", the
+    paper's (a figure it does not give) and a difference without both read "—"."""
+    shown = table.astype(object)
+    for col, missing in (("paper", "—"), ("aelab", "not reproduced"), ("difference", "—")):
+        shown[col] = [missing if pd.isna(v) else f"{v:.6g}" for v in table[col]]
     lines = _md_table(COLUMNS, list(shown.itertuples(index=False)))
     return f"# {PAPERS[paper]}\n\n" + "\n".join(lines) + "\n"
 
@@ -73,5 +74,7 @@ def sweep_table(sweep_dir: str | Path, paper: str) -> pd.DataFrame:
         return pd.DataFrame(columns=COLUMNS)
     table = pd.concat(parts, ignore_index=True).drop_duplicates(["row", "metric"], keep="last")
     order = {(f.row, f.metric): i for i, f in enumerate(FIGURES[check_paper(paper)])}
-    key = [order.get((r, m), len(order)) for r, m in zip(table["row"], table["metric"])]
+    key = [
+        order.get((r, m), len(order)) for r, m in zip(table["row"], table["metric"], strict=True)
+    ]
     return table.assign(_order=key).sort_values("_order").drop(columns="_order")
