@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from aelab.callbacks.eval_suite import EvaluationSuite
     from aelab.callbacks.faults import GracefulInterrupt, NonFiniteLossGuard
     from aelab.callbacks.image_grids import ImageGrids
+    from aelab.callbacks.reference import ReferenceTable
     from aelab.callbacks.run_config import RunConfigInCheckpoints
     from aelab.callbacks.slurm import SlurmRequeue
     from aelab.callbacks.timing import PhaseTimer
@@ -27,6 +28,7 @@ _MODULES = {
     "ImageGrids": "image_grids",
     "PhaseTimer": "timing",
     "RunConfigInCheckpoints": "run_config",
+    "ReferenceTable": "reference",
     "SlurmRequeue": "slurm",
     "ValidateAtMaxSteps": "validate",
 }
@@ -38,6 +40,7 @@ __all__ = [
     "ImageGrids",
     "NonFiniteLossGuard",
     "PhaseTimer",
+    "ReferenceTable",
     "RunConfigInCheckpoints",
     "SlurmRequeue",
     "ValidateAtMaxSteps",
