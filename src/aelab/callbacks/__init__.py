@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aelab.callbacks.data_range import DataRangeCheck
+    from aelab.callbacks.disentanglement import DisentanglementScores
     from aelab.callbacks.eval_suite import EvaluationSuite
     from aelab.callbacks.faults import GracefulInterrupt, NonFiniteLossGuard
     from aelab.callbacks.image_grids import ImageGrids
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 _MODULES = {
     "DataRangeCheck": "data_range",
+    "DisentanglementScores": "disentanglement",
     "EvaluationSuite": "eval_suite",
     "GracefulInterrupt": "faults",
     "NonFiniteLossGuard": "faults",
@@ -33,6 +35,7 @@ _MODULES = {
 
 __all__ = [
     "DataRangeCheck",
+    "DisentanglementScores",
     "EvaluationSuite",
     "GracefulInterrupt",
     "ImageGrids",

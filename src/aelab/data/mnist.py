@@ -160,6 +160,43 @@ class InMemorySplits:
         split = self.splits["train"]
         return split.finish_batch(split.__getitems__(indices))
 
+    # --- the loaders: a datamodule of this seam sets batch_size, eval_batch_size, num_workers,
+    # on_device and seed, and fills `self.splits` in `setup`
+
+    def _device(self) -> torch.device:
+        """The trainer's device when it is a GPU and workers are off: no host copy per step."""
+        trainer = self.trainer
+        if self.on_device and self.num_workers == 0 and trainer is not None:
+            device = trainer.strategy.root_device
+            if device.type != "cpu":
+                return device
+        return torch.device("cpu")
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if not self.splits:
+            self.setup()
+        dataset = self.splits[split]
+        # the shuffled loader is resumable mid-epoch and replays each batch's randomness exactly
+        resumable = {"seed": self.seed} if shuffle else {}
+        return (ResumableLoader if shuffle else DataLoader)(
+            dataset,
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            num_workers=self.num_workers,
+            collate_fn=whole_batch,
+            persistent_workers=self.num_workers > 0,
+            multiprocessing_context=worker_start_method() if self.num_workers else None,
+            **resumable,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
 
 class MNISTDataModule(InMemorySplits, pl.LightningDataModule):
     """MNIST train/val split from the official 60k (fixed seed), the official 10k test set.
@@ -248,40 +285,3 @@ class MNISTDataModule(InMemorySplits, pl.LightningDataModule):
         g = torch.Generator().manual_seed(seed)
         probs = images.float().div_(255.0)
         return torch.bernoulli(probs, generator=g).mul_(255).to(torch.uint8)
-
-    def _device(self) -> torch.device:
-        """The trainer's device when it is a GPU and workers are off: no host copy per step."""
-        trainer = self.trainer
-        if self.on_device and self.num_workers == 0 and trainer is not None:
-            device = trainer.strategy.root_device
-            if device.type != "cpu":
-                return device
-        return torch.device("cpu")
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if not self.splits:
-            self.setup()
-        dataset = self.splits[split]
-        # the shuffled loader is resumable mid-epoch and replays each batch's randomness exactly
-        resumable = {"seed": self.seed} if shuffle else {}
-        return (ResumableLoader if shuffle else DataLoader)(
-            dataset,
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            num_workers=self.num_workers,
-            collate_fn=whole_batch,
-            persistent_workers=self.num_workers > 0,
-            multiprocessing_context=worker_start_method() if self.num_workers else None,
-            **resumable,
-        )
-
-    @override
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    @override
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    @override
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
