@@ -68,7 +68,9 @@ def _own_names(cls: type) -> set[str]:
     for klass in cls.__mro__:
         if klass is AutoencoderModule or not issubclass(klass, AutoencoderModule):
             continue
-        names.update(n for n, v in vars(klass).items() if not n.startswith("_") and callable(v))
+        names.update(
+            n for n, v in vars(klass).items() if not n.startswith("_") and callable(v)
+        )
     return names
 
 

@@ -30,3 +30,5 @@ def latest_hpc_checkpoint(folder: str | Path) -> Path | None:
         if (m := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", p.name))
     }
     return found[max(found)] if found else None
+
+

@@ -309,7 +309,9 @@ def train_stacked(
     total = math.ceil(n_train / batch_size)
     n_batches = _num_batches(_limit(first, "limit_train_batches"), total)
     # the datamodule's seed, as the member's ResumableLoader takes it (`data.seed`: `${seed}`)
-    samplers = [EpochSampler(n_train, int(_member_value(c, "data.seed", c.seed))) for c in cfgs]
+    samplers = [
+        EpochSampler(n_train, int(_member_value(c, "data.seed", c.seed))) for c in cfgs
+    ]
     max_epochs = first.trainer.get("max_epochs")
     max_steps = int(first.trainer.get("max_steps", -1) or -1)
     if max_epochs in (None, -1):
