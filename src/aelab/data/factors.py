@@ -13,7 +13,6 @@ class to predict.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
@@ -63,16 +62,10 @@ class FactorImagesDataModule(InMemorySplits, pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.data_dir = Path(data_dir)
-        self.batch_size = check_int("batch_size", batch_size, 1)
-        self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, 1)
+        self.set_loading(data_dir, batch_size, eval_batch_size, num_workers, on_device, seed)
         self.val_size = check_int("val_size", val_size, 1)
         self.test_size = check_int("test_size", test_size, 1)
         self.split_seed = check_int("split_seed", split_seed, 0)
-        self.num_workers = check_int("num_workers", num_workers, 0)
-        self.on_device = on_device
-        self.seed = check_int("seed", seed, 0)
-        self.splits: dict[str, InMemoryImages] = {}
         self.factors: dict[str, Tensor] = {}
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:

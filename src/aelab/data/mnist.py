@@ -160,8 +160,27 @@ class InMemorySplits:
         split = self.splits["train"]
         return split.finish_batch(split.__getitems__(indices))
 
-    # --- the loaders: a datamodule of this seam sets batch_size, eval_batch_size, num_workers,
-    # on_device and seed, and fills `self.splits` in `setup`
+    # --- the loaders: a datamodule of this seam calls `set_loading` in its constructor and fills
+    # `self.splits` in `setup`
+
+    def set_loading(
+        self,
+        data_dir: str | Path,
+        batch_size: int,
+        eval_batch_size: int,
+        num_workers: int,
+        on_device: bool,
+        seed: int,
+    ) -> None:
+        """The settings the loaders read (as `MNISTDataModule`'s arguments), checked; no splits
+        yet. Raises ConfigError naming the field."""
+        self.data_dir = Path(data_dir)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, 1)
+        self.num_workers = check_int("num_workers", num_workers, 0)
+        self.on_device = on_device
+        self.seed = check_int("seed", seed, 0)
+        self.splits = {}
 
     def _device(self) -> torch.device:
         """The trainer's device when it is a GPU and workers are off: no host copy per step."""
@@ -223,18 +242,12 @@ class MNISTDataModule(InMemorySplits, pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.data_dir = Path(data_dir)
-        self.batch_size = check_int("batch_size", batch_size, 1)
-        self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, 1)
+        self.set_loading(data_dir, batch_size, eval_batch_size, num_workers, on_device, seed)
         self.val_size = check_int("val_size", val_size, 1, N_TRAIN - 1)
         self.binarize = check_choice("binarize", binarize, BINARIZE)
         self.classes = self._check_classes(classes)
-        self.num_workers = check_int("num_workers", num_workers, 0)
         self.split_seed = split_seed
         self.download = download
-        self.on_device = on_device
-        self.seed = check_int("seed", seed, 0)
-        self.splits: dict[str, InMemoryImages] = {}
 
     @staticmethod
     def _check_classes(classes: Sequence[int] | None) -> list[int] | None:
