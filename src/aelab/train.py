@@ -130,17 +130,17 @@ def check_image_shape(model: pl.LightningModule, datamodule: pl.LightningDataMod
     """Refuse a model built for other images than the datamodule serves (before a shape error
     deep in the first step). Either side without `image_shape` is not checked.
 
-    Raises ConfigError naming `model.image_shape`, the data's shape and how to set it.
+    Raises ConfigError naming `model.image_shape` and the data's shape.
     """
     data_shape = getattr(datamodule, "image_shape", None)
     model_shape = getattr(model, "image_shape", None)
     if data_shape is None or model_shape is None or tuple(data_shape) == tuple(model_shape):
         return
-    shape = ",".join(map(str, data_shape))
     raise ConfigError(
         "model.image_shape",
         list(model_shape),
-        f"the data's image_shape {list(data_shape)} (add +model.image_shape=[{shape}])",
+        f"the data's image_shape {list(data_shape)} (leave model.image_shape unset: a model "
+        "takes the data's)",
         grouped=True,
     )
 
