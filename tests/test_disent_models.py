@@ -136,3 +136,63 @@ def test_bad_values_are_refused_in_one_line(cls, kwargs, field):
     with pytest.raises(ConfigError, match=rf"^{field}=") as err:
         cls(net=MLP, **kwargs)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("cls", [FactorVAE, DIPVAE])
+def test_a_checkpoint_restores_the_model_and_training_resumes_step_for_step(
+    cls, tiny_batches, tmp_path
+):
+    import pytorch_lightning as pl
+
+    def trainer(steps):
+        return pl.Trainer(
+            max_steps=steps,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+        )
+
+    extra = {"discriminator_hidden": [16]} if cls is FactorVAE else {"dip_type": "ii"}
+    model = cls(latent_dim=3, net=MLP, **extra)
+    first = trainer(3)
+    first.fit(model, tiny_batches)
+    assert first.global_step == 3  # one optimizer step per batch, the discriminator's included
+    path = tmp_path / "m.ckpt"
+    first.save_checkpoint(path)
+    stored = torch.load(path, weights_only=True)
+    again = cls(**stored["hyper_parameters"])
+    again.load_state_dict(stored["state_dict"])
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[key], value, msg=key)
+    groups = stored["optimizer_states"][0]["param_groups"]
+    assert len(groups) == (2 if cls is FactorVAE else 1)
+    second = trainer(5)
+    second.fit(again, tiny_batches, ckpt_path=path, weights_only=True)
+    assert second.global_step == 5
+
+
+@pytest.mark.parametrize(
+    ("study", "level", "target", "key", "value"),
+    [
+        ("beta_vae", 2, "aelab.models.VAE", "beta", 4),
+        ("beta_tcvae", 4, "aelab.models.BetaTCVAE", "beta", 8),
+        ("factor_vae", 5, "aelab.models.FactorVAE", "gamma", 100),
+        ("dip_vae_i", 0, "aelab.models.DIPVAE", "lambda_od", 1),
+        ("dip_vae_ii", 3, "aelab.models.DIPVAE", "lambda_od", 10),
+    ],
+)
+def test_the_study_gives_each_model_disentanglement_libs_value(
+    study, level, target, key, value, make_cfg
+):
+    from aelab.train import build_model
+
+    cfg = make_cfg("experiment=disentanglement", f"+disent_model={study}",
+                   f"disent_study.level={level}")  # fmt: skip
+    assert cfg.model._target_ == target and cfg.model[key] == value
+    assert cfg.net.channels == [32, 32, 64, 64] and cfg.data.orientations == 10
+    model = build_model(cfg)
+    assert model.image_shape == (1, 64, 64) and getattr(model, key) == value
+    if study.startswith("dip"):
+        assert model.dip_type == study.removeprefix("dip_vae_")
