@@ -5,6 +5,7 @@ net=conv64, and the disentanglement scores after the test loop."""
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -158,5 +159,20 @@ def test_a_run_on_shapes_writes_the_scores_and_refuses_counts_beyond_the_split(m
     names += ["dci_completeness", "dci_informativeness", "modularity", "explicitness"]
     for name in names:
         assert 0.0 <= metrics[f"disent/{name}"] <= 1.0
+    # the report's traversals decode from this run's best checkpoint (a run folder as Hydra
+    # leaves it: its composed config in .hydra/)
+    from omegaconf import OmegaConf
+
+    from aelab.report.disentanglement import traversal_figure
+
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
+
+    job = {"model": "VAE", "status": "completed", "path": str(tmp_path), **metrics}
+    jobs = pd.DataFrame([job, {**job, "path": str(tmp_path / "none"), "disent/mig": -1.0}])
+    fig = traversal_figure(jobs)
+    assert len(fig.axes) == 1 and fig.axes[0].get_title().startswith("beta-VAE: mig")
+    height, width = fig.axes[0].images[0].get_array().shape[:2]  # units x 7 steps, 64 + 1 each
+    assert (height, width) == (cfg.model.latent_dim * 65 + 1, 7 * 65 + 1)
     with pytest.raises(ConfigError, match=r"^disent.num_train=300 .*200 images"):
         train(make_cfg("model=vae", "net=conv64", *data, *small, "disent.num_train=300", *tiny))

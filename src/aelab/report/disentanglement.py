@@ -1,7 +1,8 @@
 """The "Disentanglement" section of a sweep report (experiment=disentanglement): each
-`disent/<metric>` against each model's hyperparameter (median and range over seeds), and the
+`disent/<metric>` against each model's hyperparameter (median and range over seeds), the
 Spearman rank correlation between the metrics over all completed runs, as Locatello et al.
-(2019, sec. 5, fig. 2) compare them. From `load_sweep`'s DataFrame."""
+(2019, sec. 5, fig. 2) compare them, and latent traversals of each model's best run
+(`traversals.png`). From `load_sweep`'s DataFrame."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import math
 from typing import Any
 
 import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from torchvision.utils import make_grid
 
 from aelab.report.groups import column, completed, sort_key
 
@@ -23,6 +27,12 @@ def model_label(model: Any, dip_type: Any) -> str:
     if model == "DIPVAE":
         return f"DIP-VAE-{str(dip_type).upper()}"
     return LABELS.get(str(model), str(model))
+
+
+def _labelled(jobs: pd.DataFrame) -> pd.DataFrame:
+    """`jobs` with a `study_model` column: each job's `model_label`."""
+    pairs = zip(jobs["model"], column(jobs, "dip_type"), strict=True)
+    return jobs.assign(study_model=[model_label(m, d) for m, d in pairs])
 
 
 def _median_range(values: pd.Series) -> str:
@@ -48,10 +58,7 @@ def disentanglement_section(jobs: pd.DataFrame) -> list[str]:
     metrics = [c for c in done.columns if c.startswith(PREFIX) and done[c].notna().any()]
     if not metrics:
         return []
-    labels = [
-        model_label(m, d) for m, d in zip(done["model"], column(done, "dip_type"), strict=True)
-    ]
-    done = done.assign(study_model=labels)
+    done = _labelled(done)
     rows = []
     for label, runs in done.groupby("study_model", sort=False):
         key = HYPERPARAMETER.get(str(runs["model"].iloc[0]))
@@ -89,3 +96,54 @@ def disentanglement_section(jobs: pd.DataFrame) -> list[str]:
 
 def _number(value: float) -> str:
     return "–" if not math.isfinite(value) else f"{value:.2f}"
+
+
+def best_runs(jobs: pd.DataFrame, metric: str = "disent/mig") -> dict[str, pd.Series]:
+    """Each model's (`model_label`) completed job with the highest `metric`; {} without it."""
+    done = completed(jobs)
+    if metric not in done or not done[metric].notna().any():
+        return {}
+    done = _labelled(done).dropna(subset=[metric])
+    return {
+        str(label): runs.loc[runs[metric].idxmax()]
+        for label, runs in done.groupby("study_model", sort=False)
+    }
+
+
+@torch.no_grad()
+def traversal_figure(
+    jobs: pd.DataFrame, metric: str = "disent/mig", steps: int = 7, limit: float = 2.0
+) -> Figure | None:
+    """Latent traversals of each model's best run by `metric` (`best_runs`): one panel per
+    model, a row per latent unit (most informative first, by its test KL `test/kl_dim_j`), each
+    unit moved over linspace(-limit, limit, steps) with the others at the prior mean 0, decoded
+    (Higgins et al. 2017, fig. 7). None when no run has the metric or a checkpoint."""
+    from aelab.api import RunFolderError, load_run
+
+    panels = []
+    for label, job in best_runs(jobs, metric).items():
+        try:
+            model = load_run(job["path"]).model
+        except RunFolderError:
+            continue
+        d = model.latent_dim
+        kl = [job.get(f"test/kl_dim_{j}", math.nan) for j in range(d)]
+        order = sorted(range(d), key=lambda j: -kl[j] if math.isfinite(kl[j]) else 0.0)
+        z = torch.zeros(d, steps, d)
+        for row, j in enumerate(order):
+            z[row, :, j] = torch.linspace(-limit, limit, steps)
+        images = model.decode(z.reshape(-1, d).to(model.device)).sigmoid().cpu()
+        grid = make_grid(images, nrow=steps, padding=1, pad_value=0.5)
+        panels.append((f"{label}: {metric.removeprefix(PREFIX)} {job[metric]:.3g}", grid))
+    if not panels:
+        return None
+    fig = Figure(figsize=(2.6 * len(panels), 3.4), layout="constrained")
+    for k, (title, grid) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray")
+        ax.set_title(title, fontsize=7)
+        ax.set_axis_off()
+    fig.suptitle(
+        f"Latent traversals, z_j in [-{limit:g}, {limit:g}] (rows: units by KL)", fontsize=9
+    )
+    return fig
