@@ -10,9 +10,7 @@ import math
 from typing import Any
 
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
-from torchvision.utils import make_grid
 
 from aelab.report.groups import column, completed, sort_key
 
@@ -110,7 +108,6 @@ def best_runs(jobs: pd.DataFrame, metric: str = "disent/mig") -> dict[str, pd.Se
     }
 
 
-@torch.no_grad()
 def traversal_figure(
     jobs: pd.DataFrame, metric: str = "disent/mig", steps: int = 7, limit: float = 2.0
 ) -> Figure | None:
@@ -118,6 +115,9 @@ def traversal_figure(
     model, a row per latent unit (most informative first, by its test KL `test/kl_dim_j`), each
     unit moved over linspace(-limit, limit, steps) with the others at the prior mean 0, decoded
     (Higgins et al. 2017, fig. 7). None when no run has the metric or a checkpoint."""
+    import torch  # the report imports no torch until a run is decoded
+    from torchvision.utils import make_grid
+
     from aelab.api import RunFolderError, load_run
 
     panels = []
@@ -132,7 +132,8 @@ def traversal_figure(
         z = torch.zeros(d, steps, d)
         for row, j in enumerate(order):
             z[row, :, j] = torch.linspace(-limit, limit, steps)
-        images = model.decode(z.reshape(-1, d).to(model.device)).sigmoid().cpu()
+        with torch.no_grad():
+            images = model.decode(z.reshape(-1, d).to(model.device)).sigmoid().cpu()
         grid = make_grid(images, nrow=steps, padding=1, pad_value=0.5)
         panels.append((f"{label}: {metric.removeprefix(PREFIX)} {job[metric]:.3g}", grid))
     if not panels:
