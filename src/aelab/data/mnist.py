@@ -117,7 +117,8 @@ class InMemorySplits:
     training batch at given indices.
 
     A datamodule of other data offers the same names: `image_shape` (C, H, W), `classes`,
-    `data_dir`, `split_size`, `split_tensors`, `fixed_batch`.
+    `data_dir`, `split_size`, `split_tensors`, `fixed_batch`; data with known generative factors
+    adds `split_factors` (`aelab.data.factors`), which the disentanglement scores read.
     """
 
     image_shape: tuple[int, int, int] = (1, 28, 28)
