@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+from helpers.options import with_companions
 
 from aelab import CONFIG_DIR
 from aelab.checks import build
-from aelab.data.mnist import MNISTDataModule
+from aelab.data.mnist import InMemorySplits
 from aelab.models import VAE, AutoencoderModule
 from aelab.noise import GaussianNoise, Noise
 from aelab.train import build_model, build_trainer
@@ -22,8 +23,8 @@ GROUPS = ["model", "net", "noise", "optimizer", "data", "trainer", "logger", "ca
 
 @pytest.mark.parametrize("override", [f"{g}={o}" for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_builds(override, make_cfg):
-    cfg = make_cfg(override)
-    assert isinstance(build(cfg.data, "data"), MNISTDataModule)
+    cfg = make_cfg(*with_companions(override))
+    assert isinstance(build(cfg.data, "data"), InMemorySplits)  # the datamodules' one seam
     model = build_model(cfg)
     assert isinstance(model, AutoencoderModule)  # the one model interface, every model
     trainer = build_trainer(cfg, accelerator="cpu")

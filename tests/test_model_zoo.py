@@ -512,7 +512,7 @@ def test_a_model_for_other_images_than_the_data_is_refused_in_one_line():
         check_image_shape(model, data)
     assert str(info.value) == (
         "model.image_shape=[1, 28, 28] is invalid: allowed the data's image_shape [1, 32, 32] "
-        "(add +model.image_shape=[1,32,32])"
+        "(leave model.image_shape unset: a model takes the data's)"
     )
     check_image_shape(model, type("D", (), {"image_shape": (1, 28, 28)})())  # the same: fine
     check_image_shape(model, object())  # a datamodule without image_shape: not checked

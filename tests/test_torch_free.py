@@ -28,6 +28,7 @@ HEAVY = ("torch", "pytorch_lightning", "lightning_fabric")
         "aelab.report.plots",
         "aelab.report.board",
         "aelab.report.cli",
+        "aelab.report.disentanglement",
     ],
 )
 def test_importing_it_imports_no_torch(module):

@@ -3,6 +3,7 @@ takes, for every group that builds an object (hydra#1457: `+model.latnt_dim=8` u
 with the default latent size, `++model.beta=2` on an AE was recorded as if it had an effect)."""
 
 import pytest
+from helpers.options import with_companions
 from omegaconf import OmegaConf
 
 from aelab.checks import ConfigError, accepted_keys, build
@@ -103,6 +104,6 @@ def test_every_preset_of_every_group_passes_the_check(make_cfg):
 
     for group in ("model", "net", "noise", "optimizer", "data", "callbacks", "trainer"):
         for option in sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml")):
-            cfg = make_cfg(f"{group}={option}")
+            cfg = make_cfg(*with_companions(f"{group}={option}"))
             build_model(cfg)
             build_trainer(cfg, accelerator="cpu")

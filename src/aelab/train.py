@@ -48,6 +48,7 @@ from aelab.callbacks.validate import ValidateAtMaxSteps
 from aelab.checkpoint_io import AtomicCheckpointIO
 from aelab.checks import (
     ConfigError,
+    accepted_keys,
     build,
     check_choice,
     check_int,
@@ -57,6 +58,7 @@ from aelab.checks import (
     check_test_batches,
     exit_on_config_error,
     in_group,
+    locate,
     refusal,
 )
 from aelab.contract import check_model, check_model_target
@@ -84,8 +86,23 @@ log = logging.getLogger("aelab.train")
 atexit.register(gc.freeze)
 
 
-def build_model(cfg: DictConfig) -> pl.LightningModule:
-    """The model from `cfg.model`, with the `net`, `noise` and `optimizer` groups handed in.
+def data_image_shape(cfg: DictConfig, datamodule: Any = None) -> tuple[int, ...] | None:
+    """The images' C, H, W the data serves: the built `datamodule`'s `image_shape`, else the
+    class attribute of `cfg.data._target_` (known without loading any data); None when neither
+    says (the model keeps its own default)."""
+    shape = getattr(datamodule, "image_shape", None)
+    if shape is None:
+        target = cfg.get("data", {}).get("_target_")
+        try:
+            shape = getattr(locate(target), "image_shape", None) if target else None
+        except ImportError:
+            shape = None
+    return tuple(shape) if isinstance(shape, (tuple, list)) else None
+
+
+def build_model(cfg: DictConfig, datamodule: Any = None) -> pl.LightningModule:
+    """The model from `cfg.model`, with the `net`, `noise` and `optimizer` groups handed in, and
+    the data's image shape (`data_image_shape`) where `cfg.model` does not set `image_shape`.
 
     The model builds the net and the noise and checks `optimizer.lr`, naming their groups
     (`net.channels`, `noise.std`, `optimizer.lr`); the optimizer is built here once on a stand-in
@@ -99,6 +116,11 @@ def build_model(cfg: DictConfig) -> pl.LightningModule:
     groups = {
         g: OmegaConf.to_container(cfg[g], resolve=True) for g in ("net", "noise", "optimizer")
     }
+    shape = data_image_shape(cfg, datamodule)
+    if shape is not None and "image_shape" not in cfg.model:
+        keys = accepted_keys(locate(cfg.model._target_))
+        if keys is None or "image_shape" in keys:  # a user's model may not take one
+            groups["image_shape"] = list(shape)
     model = build(cfg.model, "model", _recursive_=False, **groups)
     build(cfg.optimizer, "optimizer", params=[torch.nn.Parameter(torch.zeros(1))])
     return check_model(model, cfg.model.get("_target_"))
@@ -108,17 +130,17 @@ def check_image_shape(model: pl.LightningModule, datamodule: pl.LightningDataMod
     """Refuse a model built for other images than the datamodule serves (before a shape error
     deep in the first step). Either side without `image_shape` is not checked.
 
-    Raises ConfigError naming `model.image_shape`, the data's shape and how to set it.
+    Raises ConfigError naming `model.image_shape` and the data's shape.
     """
     data_shape = getattr(datamodule, "image_shape", None)
     model_shape = getattr(model, "image_shape", None)
     if data_shape is None or model_shape is None or tuple(data_shape) == tuple(model_shape):
         return
-    shape = ",".join(map(str, data_shape))
     raise ConfigError(
         "model.image_shape",
         list(model_shape),
-        f"the data's image_shape {list(data_shape)} (add +model.image_shape=[{shape}])",
+        f"the data's image_shape {list(data_shape)} (leave model.image_shape unset: a model "
+        "takes the data's)",
         grouped=True,
     )
 
@@ -344,7 +366,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule = build(cfg.data, "data")
-    model = build_model(cfg)
+    model = build_model(cfg, datamodule)
     check_image_shape(model, datamodule)
     run_config = OmegaConf.to_container(cfg, resolve=True)
     trainer = build_trainer(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aelab.callbacks.data_range import DataRangeCheck
+    from aelab.callbacks.disentanglement import DisentanglementScores
     from aelab.callbacks.eval_suite import EvaluationSuite
     from aelab.callbacks.faults import GracefulInterrupt, NonFiniteLossGuard
     from aelab.callbacks.image_grids import ImageGrids
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 _MODULES = {
     "DataRangeCheck": "data_range",
+    "DisentanglementScores": "disentanglement",
     "EvaluationSuite": "eval_suite",
     "GracefulInterrupt": "faults",
     "NonFiniteLossGuard": "faults",
@@ -35,6 +37,7 @@ _MODULES = {
 
 __all__ = [
     "DataRangeCheck",
+    "DisentanglementScores",
     "EvaluationSuite",
     "GracefulInterrupt",
     "ImageGrids",

@@ -117,7 +117,8 @@ class InMemorySplits:
     training batch at given indices.
 
     A datamodule of other data offers the same names: `image_shape` (C, H, W), `classes`,
-    `data_dir`, `split_size`, `split_tensors`, `fixed_batch`.
+    `data_dir`, `split_size`, `split_tensors`, `fixed_batch`; data with known generative factors
+    adds `split_factors` (`aelab.data.factors`), which the disentanglement scores read.
     """
 
     image_shape: tuple[int, int, int] = (1, 28, 28)
@@ -160,6 +161,62 @@ class InMemorySplits:
         split = self.splits["train"]
         return split.finish_batch(split.__getitems__(indices))
 
+    # --- the loaders: a datamodule of this seam calls `set_loading` in its constructor and fills
+    # `self.splits` in `setup`
+
+    def set_loading(
+        self,
+        data_dir: str | Path,
+        batch_size: int,
+        eval_batch_size: int,
+        num_workers: int,
+        on_device: bool,
+        seed: int,
+    ) -> None:
+        """The settings the loaders read (as `MNISTDataModule`'s arguments), checked; no splits
+        yet. Raises ConfigError naming the field."""
+        self.data_dir = Path(data_dir)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, 1)
+        self.num_workers = check_int("num_workers", num_workers, 0)
+        self.on_device = on_device
+        self.seed = check_int("seed", seed, 0)
+        self.splits = {}
+
+    def _device(self) -> torch.device:
+        """The trainer's device when it is a GPU and workers are off: no host copy per step."""
+        trainer = self.trainer
+        if self.on_device and self.num_workers == 0 and trainer is not None:
+            device = trainer.strategy.root_device
+            if device.type != "cpu":
+                return device
+        return torch.device("cpu")
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if not self.splits:
+            self.setup()
+        dataset = self.splits[split]
+        # the shuffled loader is resumable mid-epoch and replays each batch's randomness exactly
+        resumable = {"seed": self.seed} if shuffle else {}
+        return (ResumableLoader if shuffle else DataLoader)(
+            dataset,
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            num_workers=self.num_workers,
+            collate_fn=whole_batch,
+            persistent_workers=self.num_workers > 0,
+            multiprocessing_context=worker_start_method() if self.num_workers else None,
+            **resumable,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
 
 class MNISTDataModule(InMemorySplits, pl.LightningDataModule):
     """MNIST train/val split from the official 60k (fixed seed), the official 10k test set.
@@ -186,18 +243,12 @@ class MNISTDataModule(InMemorySplits, pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.data_dir = Path(data_dir)
-        self.batch_size = check_int("batch_size", batch_size, 1)
-        self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, 1)
+        self.set_loading(data_dir, batch_size, eval_batch_size, num_workers, on_device, seed)
         self.val_size = check_int("val_size", val_size, 1, N_TRAIN - 1)
         self.binarize = check_choice("binarize", binarize, BINARIZE)
         self.classes = self._check_classes(classes)
-        self.num_workers = check_int("num_workers", num_workers, 0)
         self.split_seed = split_seed
         self.download = download
-        self.on_device = on_device
-        self.seed = check_int("seed", seed, 0)
-        self.splits: dict[str, InMemoryImages] = {}
 
     @staticmethod
     def _check_classes(classes: Sequence[int] | None) -> list[int] | None:
@@ -248,40 +299,3 @@ class MNISTDataModule(InMemorySplits, pl.LightningDataModule):
         g = torch.Generator().manual_seed(seed)
         probs = images.float().div_(255.0)
         return torch.bernoulli(probs, generator=g).mul_(255).to(torch.uint8)
-
-    def _device(self) -> torch.device:
-        """The trainer's device when it is a GPU and workers are off: no host copy per step."""
-        trainer = self.trainer
-        if self.on_device and self.num_workers == 0 and trainer is not None:
-            device = trainer.strategy.root_device
-            if device.type != "cpu":
-                return device
-        return torch.device("cpu")
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if not self.splits:
-            self.setup()
-        dataset = self.splits[split]
-        # the shuffled loader is resumable mid-epoch and replays each batch's randomness exactly
-        resumable = {"seed": self.seed} if shuffle else {}
-        return (ResumableLoader if shuffle else DataLoader)(
-            dataset,
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            num_workers=self.num_workers,
-            collate_fn=whole_batch,
-            persistent_workers=self.num_workers > 0,
-            multiprocessing_context=worker_start_method() if self.num_workers else None,
-            **resumable,
-        )
-
-    @override
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    @override
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    @override
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

@@ -7,6 +7,8 @@ A denoising autoencoder is an `Autoencoder` trained with noise.
 from aelab.models.ae import Autoencoder
 from aelab.models.base import AutoencoderModule
 from aelab.models.contractive import ContractiveAutoencoder
+from aelab.models.dipvae import DIPVAE
+from aelab.models.factorvae import FactorVAE
 from aelab.models.iwae import IWAE
 from aelab.models.sparse import SparseAutoencoder
 from aelab.models.tcvae import BetaTCVAE
@@ -15,6 +17,8 @@ from aelab.models.vqvae import VQVAE
 
 __all__ = [
     "BetaTCVAE",
+    "DIPVAE",
+    "FactorVAE",
     "IWAE",
     "VAE",
     "VQVAE",

@@ -322,7 +322,13 @@ class AutoencoderModule(pl.LightningModule):
             # Lightning sets this at import to keep fork safe on GPU hosts; without a GPU it only
             # makes every optimizer.step() retry loading NVML (0.05-0.4 ms a step on a CPU).
             os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
-        return instantiate(self.hparams["optimizer"], params=self.parameters())
+        # partial: param groups handed to `instantiate` would be turned into configs
+        return instantiate(self.hparams["optimizer"], _partial_=True)(self.optimizer_params())
+
+    def optimizer_params(self) -> Any:
+        """What the `optimizer` group's optimizer is built over: all parameters here; a model
+        whose parts take their own settings (FactorVAE's discriminator) gives param groups."""
+        return self.parameters()
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -10,6 +10,18 @@ from torch import Tensor
 from aelab.checks import check_float
 from aelab.losses import kl_standard_normal, kl_standard_normal_per_dim, recon_nll, reparameterize
 from aelab.models.base import AutoencoderModule
+
+
+class ELBOParts(NamedTuple):
+    """`recon` = -log p(target | z) and `kl` = KL(q(z | x) || N(0, I)), nats per image, batch
+    means; `logits` = decode(z), B x C x H x W; `mu`, `logvar`, the sample `z`: B x latent_dim."""
+
+    recon: Tensor
+    kl: Tensor
+    logits: Tensor
+    mu: Tensor
+    logvar: Tensor
+    z: Tensor
 
 
 class VAE(AutoencoderModule):
@@ -46,12 +58,21 @@ class VAE(AutoencoderModule):
         """`AutoencoderModule.loss` with one z ~ q(z | x_in) per image drawn from `generator`:
         `recon` = -log p(target | z), `kl` = KL(q(z | x_in) || N(0, I)), `loss` = recon + beta
         * kl, `neg_elbo` = recon + kl; nats per image, batch means. Logits: decode(z)."""
-        mu, logvar = self.posterior(x_in)
-        logits = self.decode(reparameterize(mu, logvar, generator))
-        recon = recon_nll(self.recon_loss, logits, target).mean()
-        kl = kl_standard_normal(mu, logvar).mean()
+        sampled = self.elbo_parts(x_in, target, generator)
+        recon, kl = sampled.recon, sampled.kl
         parts = {"loss": recon + self.beta * kl, "recon": recon, "kl": kl, "neg_elbo": recon + kl}
-        return parts, logits
+        return parts, sampled.logits
+
+    def elbo_parts(
+        self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
+    ) -> ELBOParts:
+        """The ELBO's two terms on one z ~ q(z | x_in) per image drawn from `generator`, with
+        what a model that adds a penalty needs (`ELBOParts`)."""
+        mu, logvar = self.posterior(x_in)
+        z = reparameterize(mu, logvar, generator)
+        logits = self.decode(z)
+        recon = recon_nll(self.recon_loss, logits, target).mean()
+        return ELBOParts(recon, kl_standard_normal(mu, logvar).mean(), logits, mu, logvar, z)
 
     def test_parts(self, x_in: Tensor) -> dict[str, Tensor]:
         """`kl_dim_{j}`: the rate of latent dimension j (nats, mean over images); they sum to

@@ -11,19 +11,31 @@ from aelab.checks import ConfigError, check_int
 
 
 class ConvNet:
-    """`channels` per stride-2 stage (28x28 -> 14x14 -> 7x7 for two stages), then a linear layer.
+    """`channels` per stride-2 stage (28x28 -> 14x14 -> 7x7 for two stages), then a linear layer
+    (two, through a ReLU layer of `dense` units, when `dense` is set); the decoder mirrors it.
 
     The image side must be divisible by 2**len(channels) so the decoder lands on the same size.
+    `channels=[32, 32, 64, 64]`, `kernel_size=4`, `dense=256` is disentanglement_lib's network
+    for 64 x 64 images (Locatello et al. 2019, table 1; `conf/net/conv64.yaml`).
 
     Raises:
-        ConfigError: `channels` empty or holding a count < 1; `kernel_size` < 2.
+        ConfigError: `channels` empty or holding a count < 1; `kernel_size` < 2; `dense` < 1.
     """
 
-    def __init__(self, channels: Sequence[int] = (32, 64), kernel_size: int = 4) -> None:
+    def __init__(
+        self, channels: Sequence[int] = (32, 64), kernel_size: int = 4, dense: int | None = None
+    ) -> None:
         if len(channels) == 0:
             raise ConfigError("channels", list(channels), "a non-empty list of positive counts")
         self.channels = [check_int("channels", c, 1) for c in channels]
         self.kernel_size = check_int("kernel_size", kernel_size, 2)
+        self.dense = None if dense is None else check_int("dense", dense, 1)
+
+    def _dense(self, n_in: int, n_out: int) -> list[nn.Module]:
+        """n_in -> n_out, through the `dense` hidden layer when there is one."""
+        if self.dense is None:
+            return [nn.Linear(n_in, n_out)]
+        return [nn.Linear(n_in, self.dense), nn.ReLU(), nn.Linear(self.dense, n_out)]
 
     def _bottom(self, image_shape: Sequence[int]) -> tuple[int, int, int]:
         _, h, w = image_shape
@@ -55,7 +67,7 @@ class ConvNet:
             layers += [self._conv(c_in, c_out, transpose=False), nn.ReLU()]
             c_in = c_out
         bottom = self._bottom(image_shape)
-        return nn.Sequential(*layers, nn.Flatten(), nn.Linear(math.prod(bottom), out_features))
+        return nn.Sequential(*layers, nn.Flatten(), *self._dense(math.prod(bottom), out_features))
 
     def decoder(self, latent_dim: int, image_shape: Sequence[int]) -> nn.Module:
         """Codes B x latent_dim -> pixel logits B x C x H x W (`image_shape`).
@@ -64,7 +76,7 @@ class ConvNet:
             ConfigError: `channels` has more stages than halve H and W evenly.
         """
         bottom = self._bottom(image_shape)
-        layers: list[nn.Module] = [nn.Linear(latent_dim, math.prod(bottom)), nn.ReLU()]
+        layers: list[nn.Module] = [*self._dense(latent_dim, math.prod(bottom)), nn.ReLU()]
         layers.append(nn.Unflatten(1, bottom))
         widths = [*reversed(self.channels), image_shape[0]]
         for i, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):

@@ -53,12 +53,14 @@ def image_summary(tag: str, png: bytes) -> summary_pb2.Summary:
 
 
 def headline_metrics(metrics: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The metric columns: the last validation loss, the test loss and the report's headline
-    test figures (`aelab.report.HEADLINE`), those some run has, in that order."""
+    """The metric columns: the last validation loss, the test loss, the report's headline
+    test figures (`aelab.report.HEADLINE`) and the disentanglement scores (`disent/*`), those
+    some run has, in that order."""
     from aelab.report.tables import HEADLINE  # pandas: only where it is used
 
     present = {k for m in metrics for k in m}
-    return [k for k in ("val/loss", "test/loss", *HEADLINE) if k in present]
+    disent = sorted(k for k in present if k.startswith("disent/"))
+    return [k for k in ("val/loss", "test/loss", *HEADLINE) if k in present] + disent
 
 
 def hparams_with_flags(row: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
 from aelab.report.board import write_sweep_board
+from aelab.report.disentanglement import traversal_figure
 from aelab.report.groups import group_jobs, sweep_variables
 from aelab.report.load import NotASweepError, load_sweep
 from aelab.report.plots import PLOTS, plot_mosaic
@@ -59,6 +60,9 @@ def report(sweep: Path, jobs: pd.DataFrame | None = None) -> list[Path]:
     mosaic = plot_mosaic(jobs, variables)
     if mosaic is not None:
         plots.append(_save_figure(mosaic, sweep / "reconstructions.png"))
+    traversals = traversal_figure(jobs)
+    if traversals is not None:
+        plots.append(_save_figure(traversals, sweep / "traversals.png"))
     md = summary_markdown(sweep, jobs, variables, plots)
     written.append(write_atomic(sweep / "summary.md", md))
     board = write_sweep_board(sweep, jobs, variables, plots)  # TensorBoard: columns, plots

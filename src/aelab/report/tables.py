@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
+from aelab.report.disentanglement import disentanglement_section
 from aelab.report.groups import (
     column,
     completed,
@@ -200,6 +201,7 @@ def summary_markdown(
     lines += _optuna_section(sweep)
     lines += _anomaly_section(jobs, variables)
     lines += model_zoo_section(jobs)
+    lines += disentanglement_section(jobs)
     unfinished = jobs[jobs["status"] != "completed"]
     if not unfinished.empty:
         lines += ["## Jobs that did not complete", ""]
