@@ -48,6 +48,7 @@ from aelab.callbacks.validate import ValidateAtMaxSteps
 from aelab.checkpoint_io import AtomicCheckpointIO
 from aelab.checks import (
     ConfigError,
+    accepted_keys,
     build,
     check_choice,
     check_int,
@@ -57,6 +58,7 @@ from aelab.checks import (
     check_test_batches,
     exit_on_config_error,
     in_group,
+    locate,
     refusal,
 )
 from aelab.contract import check_model, check_model_target
@@ -84,6 +86,36 @@ log = logging.getLogger("aelab.train")
 atexit.register(gc.freeze)
 
 
+SCHEDULE_GROUPS = ("kl_schedule", "lr_scheduler")
+
+
+def schedule_groups(cfg: DictConfig) -> dict[str, Any]:
+    """The `kl_schedule` and `lr_scheduler` groups for `cfg.model`, as plain dicts. A model class
+    that takes neither (a user's own, not built on AutoencoderModule) gets them only when they
+    are not the defaults: then it is refused, naming the group.
+
+    Raises ConfigError naming the group a model cannot take.
+    """
+    keys = accepted_keys(locate(cfg.model._target_)) if cfg.model.get("_target_") else None
+    out = {}
+    for group in SCHEDULE_GROUPS:
+        if cfg.get(group) is None:
+            continue
+        value = OmegaConf.to_container(cfg[group], resolve=True)
+        if keys is None or group in keys:
+            out[group] = value
+        elif not _is_default_schedule(group, value):
+            allowed = f"the default: {cfg.model._target_} takes no {group}"
+            raise ConfigError(group, value.get("_target_", value), allowed, grouped=True)
+    return out
+
+
+def _is_default_schedule(group: str, value: dict[str, Any]) -> bool:
+    if group == "lr_scheduler":
+        return not value.get("scheduler")
+    return value.get("_target_") == "aelab.schedules.KLSchedule" and not value.get("free_bits")
+
+
 def build_model(cfg: DictConfig) -> pl.LightningModule:
     """The model from `cfg.model`, with the `net`, `noise` and `optimizer` groups handed in.
 
@@ -99,6 +131,7 @@ def build_model(cfg: DictConfig) -> pl.LightningModule:
     groups = {
         g: OmegaConf.to_container(cfg[g], resolve=True) for g in ("net", "noise", "optimizer")
     }
+    groups.update(schedule_groups(cfg))
     model = build(cfg.model, "model", _recursive_=False, **groups)
     build(cfg.optimizer, "optimizer", params=[torch.nn.Parameter(torch.zeros(1))])
     return check_model(model, cfg.model.get("_target_"))

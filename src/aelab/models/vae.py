@@ -22,6 +22,8 @@ class VAE(AutoencoderModule):
     """
 
     code_factor = 2
+    kl_schedules = ("constant", "warmup", "cyclical", "capacity")
+    takes_free_bits = True
 
     def __init__(
         self, latent_dim: int = 20, beta: float = 1.0, recon_loss: str = "bce", **kwargs: Any
@@ -44,13 +46,16 @@ class VAE(AutoencoderModule):
         self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
     ) -> tuple[dict[str, Tensor], Tensor]:
         """`AutoencoderModule.loss` with one z ~ q(z | x_in) per image drawn from `generator`:
-        `recon` = -log p(target | z), `kl` = KL(q(z | x_in) || N(0, I)), `loss` = recon + beta
-        * kl, `neg_elbo` = recon + kl; nats per image, batch means. Logits: decode(z)."""
+        `recon` = -log p(target | z), `kl` = KL(q(z | x_in) || N(0, I)), `loss` = recon + the
+        KL term under `kl_schedule` (beta * kl for the constant one; `AutoencoderModule
+        .kl_penalty`), `neg_elbo` = recon + kl; nats per image, batch means. Logits: decode(z)."""
         mu, logvar = self.posterior(x_in)
         logits = self.decode(reparameterize(mu, logvar, generator))
         recon = recon_nll(self.recon_loss, logits, target).mean()
         kl = kl_standard_normal(mu, logvar).mean()
-        parts = {"loss": recon + self.beta * kl, "recon": recon, "kl": kl, "neg_elbo": recon + kl}
+        units = kl_standard_normal_per_dim(mu, logvar) if self.kl_schedule.needs_units else None
+        loss = recon + self.kl_penalty(kl, units, self.beta)
+        parts = {"loss": loss, "recon": recon, "kl": kl, "neg_elbo": recon + kl}
         return parts, logits
 
     def test_parts(self, x_in: Tensor) -> dict[str, Tensor]:
