@@ -189,7 +189,7 @@ def test_plateau_lowers_the_lr_as_torchs_does(make_cfg, tiny_batches, tmp_path):
     losses = []
 
     class Record(pl.Callback):
-        def on_validation_epoch_end(self, trainer, pl_module):
+        def on_train_epoch_end(self, trainer, pl_module):  # after the epoch's validation
             losses.append(float(trainer.callback_metrics["val/loss"]))
 
     # lr 3 overshoots: val/loss stops improving, and the plateau cuts the lr
