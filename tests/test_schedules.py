@@ -241,3 +241,13 @@ def test_a_killed_run_resumes_mid_schedule_to_the_same_result(tmp_path, mnist_di
     curves = scalars(resumed)
     assert curves == scalars(uninterrupted)
     assert "train/beta" in curves if "kl_schedule=warmup" in schedule else "lr-Adam" in curves
+
+
+def test_a_learning_rate_schedule_does_not_stack(make_cfg):
+    from aelab.stacked.grouping import why_not_stackable
+
+    assert why_not_stackable(make_cfg("model=vae", "kl_schedule=cyclical")) is None
+    assert why_not_stackable(make_cfg("lr_scheduler=cosine")) == (
+        "lr_scheduler=aelab.schedules.cosine_with_warmup: the stacked Adam step keeps each "
+        "member's lr constant (run the sweep without hydra/launcher=stacked)"
+    )

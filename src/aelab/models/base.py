@@ -202,6 +202,10 @@ class AutoencoderModule(pl.LightningModule):
             logger=False,
         )
         self.kl_schedule: KLSchedule = build_group(kl_schedule, "kl_schedule")
+        # the step the weights were last trained at: the schedule's t also when evaluated
+        # outside training (aelab-eval, a stacked member's validation), kept in checkpoints
+        self.schedule_step = 0
+        self.steps_per_epoch: float | None = None  # for `unit: epochs`, set at fit start
         self._check_kl_schedule()
         check_lr_scheduler(lr_scheduler, optimizer)
         # built here only (aelab-train hands the groups in): a bad value is the user's `net.*` or
@@ -270,10 +274,9 @@ class AutoencoderModule(pl.LightningModule):
             )
 
     def schedule_position(self) -> float:
-        """t of the KL schedule now: the global step, or epochs (fractional) for `unit: epochs`."""
-        trainer = self._trainer
-        per_epoch = None if trainer is None else trainer.num_training_batches
-        return position(self.global_step, self.kl_schedule.unit, per_epoch)
+        """t of the KL schedule now: the step of the last training step (`schedule_step`), or
+        epochs (fractional) for `unit: epochs`."""
+        return position(self.schedule_step, self.kl_schedule.unit, self.steps_per_epoch)
 
     def kl_penalty(self, kl: Tensor, kl_units: Tensor | None, beta: float) -> Tensor:
         """The KL part of the loss under `kl_schedule` at the current step (beta * kl for the
@@ -295,7 +298,7 @@ class AutoencoderModule(pl.LightningModule):
     def on_fit_start(self) -> None:
         trainer = self.trainer
         steps = trainer.estimated_stepping_batches
-        per_epoch = trainer.num_training_batches
+        per_epoch = self.steps_per_epoch = trainer.num_training_batches
         length = steps if self.kl_schedule.unit == "steps" else steps / max(per_epoch, 1)
         self.kl_schedule.bind(float(length))
 
@@ -303,6 +306,7 @@ class AutoencoderModule(pl.LightningModule):
     @override
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, _ = batch
+        self.schedule_step = self.global_step
         parts, _ = self.loss(self.noise(x), x)
         self.train_means.update(parts, weight=x.shape[0])
         if self.kl_schedule.varies:
@@ -431,6 +435,8 @@ class AutoencoderModule(pl.LightningModule):
             "config": stored.get("config"),
             # a run resumed after its last validation validates no more, yet reports these
             "validation": self._validation_figures(),
+            "schedule_step": self.schedule_step,
+            "steps_per_epoch": self.steps_per_epoch,
         }
         # a run resumed mid-epoch logs the same `train/*` epoch means as one that never stopped
         sums = {k: v.cpu() for k, v in self.train_means.sums.items()}
@@ -440,6 +446,8 @@ class AutoencoderModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         stored = checkpoint.get(CHECKPOINT_KEY) or {}
         self.last_validation = dict(stored.get("validation") or {})
+        self.schedule_step = int(stored.get("schedule_step") or 0)
+        self.steps_per_epoch = stored.get("steps_per_epoch")
         self._resumed_train_means = checkpoint.get(TRAIN_MEANS_KEY)
 
     @override
