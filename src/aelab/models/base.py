@@ -294,13 +294,16 @@ class AutoencoderModule(pl.LightningModule):
         if capacity is not None:
             self.log("train/capacity", capacity, on_step=True, on_epoch=False)
 
-    @override
-    def on_fit_start(self) -> None:
+    def _bind_schedule(self) -> None:
+        """At train start (not fit start: asking Lightning for the run's length sets up the
+        training data, before a resumed run has restored its loader's position): the steps per
+        epoch, and the run's length for a schedule that spans it (cyclical, total null)."""
         trainer = self.trainer
-        steps = trainer.estimated_stepping_batches
-        per_epoch = self.steps_per_epoch = trainer.num_training_batches
-        length = steps if self.kl_schedule.unit == "steps" else steps / max(per_epoch, 1)
-        self.kl_schedule.bind(float(length))
+        self.steps_per_epoch = trainer.num_training_batches
+        if self.kl_schedule.needs_run_length:
+            steps = trainer.estimated_stepping_batches
+            unit_steps = 1 if self.kl_schedule.unit == "steps" else max(self.steps_per_epoch, 1)
+            self.kl_schedule.bind(float(steps) / unit_steps)
 
     # --- Lightning hooks ------------------------------------------------------------------------
     @override
@@ -452,6 +455,7 @@ class AutoencoderModule(pl.LightningModule):
 
     @override
     def on_train_start(self) -> None:
+        self._bind_schedule()
         # here, not on loading: the model is on its device only now
         resumed, self._resumed_train_means = self._resumed_train_means, None
         if resumed is not None:

@@ -74,6 +74,11 @@ class KLSchedule:
         """Whether `penalty` reads the KL of each unit."""
         return self.free_bits > 0
 
+    @property
+    def needs_run_length(self) -> bool:
+        """Whether `bind` must be given the run's length (a cyclical schedule without `total`)."""
+        return False
+
     def bind(self, run_length: float) -> None:
         """The run's length in `unit`s, for a schedule that spans the run (cyclical)."""
 
@@ -129,6 +134,10 @@ class Cyclical(KLSchedule):
     @property
     def varies(self) -> bool:
         return True
+
+    @property
+    def needs_run_length(self) -> bool:
+        return self.total is None
 
     def bind(self, run_length: float) -> None:
         self._run_length = run_length
