@@ -146,6 +146,27 @@ def test_a_model_that_cannot_be_stacked_names_why(make_cfg):
                 ["model.beta=4", "+trainer.gradient_clip_val=1"],
             ],
         ),
+        # each member with its own KL schedule (aelab.schedules): warm-up lengths, capacities,
+        # free bits
+        (
+            ["model=vae", "data.binarize=dynamic"],
+            [
+                ["kl_schedule=warmup", "kl_schedule.steps=4"],
+                ["kl_schedule=warmup", "kl_schedule.steps=12", "kl_schedule.free_bits=0.5"],
+                [
+                    "kl_schedule=capacity",
+                    "kl_schedule.c_max=5",
+                    "kl_schedule.steps=6",
+                    "kl_schedule.gamma=10",
+                ],
+                [
+                    "kl_schedule=capacity",
+                    "kl_schedule.c_max=15",
+                    "kl_schedule.steps=6",
+                    "kl_schedule.gamma=10",
+                ],
+            ],
+        ),
     ],
 )
 def test_each_member_equals_its_job_run_alone(tmp_path, mnist_dir, common, varying):

@@ -86,6 +86,36 @@ log = logging.getLogger("aelab.train")
 atexit.register(gc.freeze)
 
 
+SCHEDULE_GROUPS = ("kl_schedule", "lr_scheduler")
+
+
+def schedule_groups(cfg: DictConfig) -> dict[str, Any]:
+    """The `kl_schedule` and `lr_scheduler` groups for `cfg.model`, as plain dicts. A model class
+    that takes neither (a user's own, not built on AutoencoderModule) gets them only when they
+    are not the defaults: then it is refused, naming the group.
+
+    Raises ConfigError naming the group a model cannot take.
+    """
+    keys = accepted_keys(locate(cfg.model._target_)) if cfg.model.get("_target_") else None
+    out = {}
+    for group in SCHEDULE_GROUPS:
+        if cfg.get(group) is None:
+            continue
+        value = OmegaConf.to_container(cfg[group], resolve=True)
+        if keys is None or group in keys:
+            out[group] = value
+        elif not _is_default_schedule(group, value):
+            allowed = f"the default: {cfg.model._target_} takes no {group}"
+            raise ConfigError(group, value.get("_target_", value), allowed, grouped=True)
+    return out
+
+
+def _is_default_schedule(group: str, value: dict[str, Any]) -> bool:
+    if group == "lr_scheduler":
+        return not value.get("scheduler")
+    return value.get("_target_") == "aelab.schedules.KLSchedule" and not value.get("free_bits")
+
+
 def data_image_shape(cfg: DictConfig, datamodule: Any = None) -> tuple[int, ...] | None:
     """The images' C, H, W the data serves: the built `datamodule`'s `image_shape`, else the
     class attribute of `cfg.data._target_` (known without loading any data); None when neither
@@ -121,6 +151,7 @@ def build_model(cfg: DictConfig, datamodule: Any = None) -> pl.LightningModule:
         keys = accepted_keys(locate(cfg.model._target_))
         if keys is None or "image_shape" in keys:  # a user's model may not take one
             groups["image_shape"] = list(shape)
+    groups.update(schedule_groups(cfg))
     model = build(cfg.model, "model", _recursive_=False, **groups)
     build(cfg.optimizer, "optimizer", params=[torch.nn.Parameter(torch.zeros(1))])
     return check_model(model, cfg.model.get("_target_"))

@@ -27,6 +27,13 @@ from aelab.losses import RECON_LOSSES, bernoulli_nll
 from aelab.metrics import RunningMeans
 from aelab.noise import Noise
 from aelab.run.checkpoint import CHECKPOINT_KEY
+from aelab.schedules import KLSchedule, position
+from aelab.schedules.lr import (
+    check_lr_scheduler,
+    check_plateau_can_be_fed,
+    is_plateau,
+    total_steps,
+)
 
 EVAL_NOISE_SEED = 1234  # the corrupted val/test inputs are the same in every run and re-evaluation
 TRAIN_MEANS_KEY = "aelab_train_means"  # the epoch's training sums so far, for resume
@@ -34,6 +41,7 @@ TRAIN_MEANS_KEY = "aelab_train_means"  # the epoch's training sums so far, for r
 DEFAULT_NET = {"_target_": "aelab.nets.MLPNet", "hidden": [128, 64]}
 DEFAULT_NOISE = {"_target_": "aelab.noise.Noise"}
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}
+DEFAULT_KL_SCHEDULE = {"_target_": "aelab.schedules.KLSchedule"}
 
 
 def plain(cfg: Mapping[str, Any] | None, default: dict[str, Any]) -> dict[str, Any]:
@@ -131,6 +139,12 @@ class AutoencoderModule(pl.LightningModule):
         net, noise, optimizer: the `net`, `noise` and `optimizer` config groups, as mappings
             with a `_target_` (None: the MLP, no noise, Adam with lr 1e-3). Net and noise are
             built here, the optimizer by `configure_optimizers`.
+        kl_schedule: the `kl_schedule` group (None: a constant beta): how the KL term's weight
+            or capacity moves with the step (`aelab.schedules`); a model without a KL term
+            takes only the constant one (`kl_schedules` lists what a model takes).
+        lr_scheduler: the `lr_scheduler` group (None or without `scheduler`: a constant lr):
+            a torch scheduler config under `scheduler`, and Lightning's `interval`,
+            `frequency`, `monitor`.
         image_shape: C, H, W.
         extra: a subclass's own hyperparameters, stored with these.
 
@@ -139,6 +153,11 @@ class AutoencoderModule(pl.LightningModule):
             reports as `model.latent_dim`) or its group's (`net.channels`, `noise.std`,
             `optimizer.lr`).
     """
+
+    # the kinds of `kl_schedule` the model's loss has a place for (`KLSchedule.kind`), and
+    # whether it takes free bits: none beside the constant weight for a model without a KL term
+    kl_schedules: tuple[str, ...] = ("constant",)
+    takes_free_bits = False
 
     code_factor = (
         1  # encoder outputs code_factor * latent_dim numbers (the VAE needs mu and logvar)
@@ -152,11 +171,15 @@ class AutoencoderModule(pl.LightningModule):
         noise: Mapping[str, Any] | None = None,
         optimizer: Mapping[str, Any] | None = None,
         image_shape: Sequence[int] = (1, 28, 28),
+        kl_schedule: Mapping[str, Any] | None = None,
+        lr_scheduler: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__()
         net, noise = plain(net, DEFAULT_NET), plain(noise, DEFAULT_NOISE)
         optimizer = plain(optimizer, DEFAULT_OPTIMIZER)
+        kl_schedule = plain(kl_schedule, DEFAULT_KL_SCHEDULE)
+        lr_scheduler = plain(lr_scheduler, {})
         self.latent_dim = check_int("latent_dim", latent_dim, 1)
         self.recon_loss = check_choice("recon_loss", recon_loss, RECON_LOSSES)
         lr = optimizer.get("lr")
@@ -172,10 +195,19 @@ class AutoencoderModule(pl.LightningModule):
                 noise=noise,
                 optimizer=optimizer,
                 image_shape=list(self.image_shape),
+                kl_schedule=kl_schedule,
+                lr_scheduler=lr_scheduler,
                 **extra,
             ),
             logger=False,
         )
+        self.kl_schedule: KLSchedule = build_group(kl_schedule, "kl_schedule")
+        # the step the weights were last trained at: the schedule's t also when evaluated
+        # outside training (aelab-eval, a stacked member's validation), kept in checkpoints
+        self.schedule_step = 0
+        self.steps_per_epoch: float | None = None  # for `unit: epochs`, set at fit start
+        self._check_kl_schedule()
+        check_lr_scheduler(lr_scheduler, optimizer)
         # built here only (aelab-train hands the groups in): a bad value is the user's `net.*` or
         # `noise.*`, not `model.*`
         nets = build_group(net, "net")
@@ -230,12 +262,58 @@ class AutoencoderModule(pl.LightningModule):
         """
         raise NotImplementedError
 
+    # --- the KL schedule ------------------------------------------------------------------------
+    def _check_kl_schedule(self) -> None:
+        schedule, name = self.kl_schedule, type(self).__name__
+        if schedule.kind not in self.kl_schedules:
+            allowed = " | ".join(self.kl_schedules)
+            raise ConfigError("kl_schedule", schedule.kind, f"{allowed} for {name}", grouped=True)
+        if schedule.free_bits and not self.takes_free_bits:
+            raise ConfigError(
+                "kl_schedule.free_bits", schedule.free_bits, f"0 for {name}", grouped=True
+            )
+
+    def schedule_position(self) -> float:
+        """t of the KL schedule now: the step of the last training step (`schedule_step`), or
+        epochs (fractional) for `unit: epochs`."""
+        return position(self.schedule_step, self.kl_schedule.unit, self.steps_per_epoch)
+
+    def kl_penalty(self, kl: Tensor, kl_units: Tensor | None, beta: float) -> Tensor:
+        """The KL part of the loss under `kl_schedule` at the current step (beta * kl for the
+        constant schedule without free bits); kl: batch mean, nats per image; kl_units: B x
+        latent_dim, per unit (read with free bits only)."""
+        return self.kl_schedule.penalty(kl, kl_units, beta, self.schedule_position())
+
+    def _log_schedule(self, beta: float) -> None:
+        schedule = self.kl_schedule
+        if not schedule.varies:
+            return
+        t = self.schedule_position()
+        self.log("train/beta", schedule.beta(beta, t), on_step=True, on_epoch=False)
+        capacity = schedule.capacity(t)
+        if capacity is not None:
+            self.log("train/capacity", capacity, on_step=True, on_epoch=False)
+
+    def _bind_schedule(self) -> None:
+        """At train start (not fit start: asking Lightning for the run's length sets up the
+        training data, before a resumed run has restored its loader's position): the steps per
+        epoch, and the run's length for a schedule that spans it (cyclical, total null)."""
+        trainer = self.trainer
+        self.steps_per_epoch = trainer.num_training_batches
+        if self.kl_schedule.needs_run_length:
+            steps = trainer.estimated_stepping_batches
+            unit_steps = 1 if self.kl_schedule.unit == "steps" else max(self.steps_per_epoch, 1)
+            self.kl_schedule.bind(float(steps) / unit_steps)
+
     # --- Lightning hooks ------------------------------------------------------------------------
     @override
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, _ = batch
+        self.schedule_step = self.global_step
         parts, _ = self.loss(self.noise(x), x)
         self.train_means.update(parts, weight=x.shape[0])
+        if self.kl_schedule.varies:
+            self._log_schedule(getattr(self, "beta", 1.0))
         return parts["loss"]
 
     @override
@@ -315,15 +393,41 @@ class AutoencoderModule(pl.LightningModule):
         self.log_dict(
             {f"{stage}/{k}": v for k, v in values.items()}, sync_dist=True, reduce_fx="max"
         )
+        if stage == "val":
+            self._check_monitor({f"val/{k}" for k in values})
+
+    def _check_monitor(self, logged: set[str]) -> None:
+        """A plateau schedule's `monitor` must be among the figures a validation logs (checked
+        at the first, the sanity check's when there is one): else Lightning fails at the end of
+        the first epoch with a traceback."""
+        config = self.hparams.get("lr_scheduler") or {}
+        monitor = config.get("monitor")
+        if not is_plateau(config) or monitor in logged:
+            return
+        known = set(logged) | set(self.trainer.callback_metrics)
+        if monitor not in known:
+            names = ", ".join(sorted(k for k in known if k.startswith("val/")))
+            raise ConfigError("lr_scheduler.monitor", monitor, f"one of {names}", grouped=True)
 
     @override
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
+        """The `optimizer` group's optimizer over the parameters; with an `lr_scheduler`,
+        Lightning's dict of both (the scheduler's `interval`, `frequency`, `monitor`)."""
         if not torch.cuda.is_available():
             # Lightning sets this at import to keep fork safe on GPU hosts; without a GPU it only
             # makes every optimizer.step() retry loading NVML (0.05-0.4 ms a step on a CPU).
             os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
         # partial: param groups handed to `instantiate` would be turned into configs
-        return instantiate(self.hparams["optimizer"], _partial_=True)(self.optimizer_params())
+        optimizer = instantiate(self.hparams["optimizer"], _partial_=True)(self.optimizer_params())
+        config = self.hparams.get("lr_scheduler") or {}
+        if not config.get("scheduler"):
+            return optimizer
+        check_plateau_can_be_fed(config, self.trainer)
+        scheduler = instantiate(
+            config["scheduler"], optimizer=optimizer, **total_steps(config, self.trainer)
+        )
+        settings = {k: config[k] for k in ("interval", "frequency", "monitor") if config.get(k)}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **settings}}
 
     def optimizer_params(self) -> Any:
         """What the `optimizer` group's optimizer is built over: all parameters here; a model
@@ -340,6 +444,8 @@ class AutoencoderModule(pl.LightningModule):
             "config": stored.get("config"),
             # a run resumed after its last validation validates no more, yet reports these
             "validation": self._validation_figures(),
+            "schedule_step": self.schedule_step,
+            "steps_per_epoch": self.steps_per_epoch,
         }
         # a run resumed mid-epoch logs the same `train/*` epoch means as one that never stopped
         sums = {k: v.cpu() for k, v in self.train_means.sums.items()}
@@ -349,10 +455,13 @@ class AutoencoderModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         stored = checkpoint.get(CHECKPOINT_KEY) or {}
         self.last_validation = dict(stored.get("validation") or {})
+        self.schedule_step = int(stored.get("schedule_step") or 0)
+        self.steps_per_epoch = stored.get("steps_per_epoch")
         self._resumed_train_means = checkpoint.get(TRAIN_MEANS_KEY)
 
     @override
     def on_train_start(self) -> None:
+        self._bind_schedule()
         # here, not on loading: the model is on its device only now
         resumed, self._resumed_train_means = self._resumed_train_means, None
         if resumed is not None:

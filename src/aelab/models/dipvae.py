@@ -88,7 +88,7 @@ class DIPVAE(VAE):
         cov = dip_covariance(sampled.mu, sampled.logvar, self.dip_type)
         dip = dip_penalty(cov, self.lambda_od, self.lambda_d)
         parts = {
-            "loss": recon + self.beta * kl + dip,
+            "loss": recon + self.kl_term(sampled) + dip,
             "recon": recon,
             "kl": kl,
             "dip": dip,

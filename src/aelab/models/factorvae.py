@@ -122,7 +122,7 @@ class FactorVAE(VAE):
             self.discriminator(z.detach()), self.discriminator(permute_dims(z.detach(), generator))
         )
         parts = {
-            "loss": recon + self.beta * kl + self.gamma * tc,
+            "loss": recon + self.kl_term(sampled) + self.gamma * tc,
             "recon": recon,
             "kl": kl,
             "tc": tc,

@@ -33,6 +33,9 @@ class IWAE(VAE):
     Raises ConfigError for k < 1.
     """
 
+    kl_schedules = ("constant",)  # the bound has no KL weight to schedule
+    takes_free_bits = False
+
     def __init__(
         self, latent_dim: int = 20, k: int = 5, recon_loss: str = "bce", **kwargs: Any
     ) -> None:

@@ -30,6 +30,10 @@ class BetaTCVAE(VAE):
     Raises ConfigError for a negative weight, an unknown estimator or dataset_size < 1.
     """
 
+    # a schedule moves the TC weight beta; capacity and free bits are the plain KL's
+    kl_schedules = ("constant", "warmup", "cyclical")
+    takes_free_bits = False
+
     def __init__(
         self,
         latent_dim: int = 20,
@@ -94,7 +98,8 @@ class BetaTCVAE(VAE):
             ).items()
         }
         kl = kl_standard_normal(mu, logvar).mean()
-        loss = recon + self.alpha * terms["mi"] + self.beta * terms["tc"]
+        beta = self.kl_schedule.beta(self.beta, self.schedule_position())  # warm-up, cycles
+        loss = recon + self.alpha * terms["mi"] + beta * terms["tc"]
         loss = loss + self.gamma * terms["dim_kl"]
         parts = {"loss": loss, "recon": recon, **terms, "kl": kl, "neg_elbo": recon + kl}
         return parts, logits

@@ -34,6 +34,8 @@ class VAE(AutoencoderModule):
     """
 
     code_factor = 2
+    kl_schedules = ("constant", "warmup", "cyclical", "capacity")
+    takes_free_bits = True
 
     def __init__(
         self, latent_dim: int = 20, beta: float = 1.0, recon_loss: str = "bce", **kwargs: Any
@@ -56,12 +58,23 @@ class VAE(AutoencoderModule):
         self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
     ) -> tuple[dict[str, Tensor], Tensor]:
         """`AutoencoderModule.loss` with one z ~ q(z | x_in) per image drawn from `generator`:
-        `recon` = -log p(target | z), `kl` = KL(q(z | x_in) || N(0, I)), `loss` = recon + beta
-        * kl, `neg_elbo` = recon + kl; nats per image, batch means. Logits: decode(z)."""
+        `recon` = -log p(target | z), `kl` = KL(q(z | x_in) || N(0, I)), `loss` = recon + the
+        KL term under `kl_schedule` (beta * kl for the constant one; `AutoencoderModule
+        .kl_penalty`), `neg_elbo` = recon + kl; nats per image, batch means. Logits: decode(z)."""
         sampled = self.elbo_parts(x_in, target, generator)
         recon, kl = sampled.recon, sampled.kl
-        parts = {"loss": recon + self.beta * kl, "recon": recon, "kl": kl, "neg_elbo": recon + kl}
+        parts = {"loss": recon + self.kl_term(sampled), "recon": recon, "kl": kl}
+        parts["neg_elbo"] = recon + kl
         return parts, sampled.logits
+
+    def kl_term(self, sampled: ELBOParts) -> Tensor:
+        """The KL part of the loss under `kl_schedule` at the current step (beta * kl for the
+        constant schedule; `AutoencoderModule.kl_penalty`), nats per image: every model built on
+        `elbo_parts` adds this, so each takes every schedule."""
+        units = None
+        if self.kl_schedule.needs_units:
+            units = kl_standard_normal_per_dim(sampled.mu, sampled.logvar)
+        return self.kl_penalty(sampled.kl, units, self.beta)
 
     def elbo_parts(
         self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None

@@ -161,6 +161,28 @@ def _training_length(trainer: Mapping[str, Any]) -> dict[str, int]:
     return length
 
 
+def _schedule_fields(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """`kl_schedule` (constant, warmup, cyclical, capacity, free_bits: read from the class name,
+    without importing torch) and `lr_scheduler` (none or the scheduler's class), with their
+    fields as `kl_schedule.<field>` / `lr_scheduler.<field>` where they are not the default."""
+    row: dict[str, Any] = {}
+    kl = cfg.get("kl_schedule") or {}
+    kind = _short(kl.get("_target_", "KLSchedule")).lower()
+    kind = "constant" if kind == "klschedule" else kind
+    if kind == "constant" and kl.get("free_bits"):
+        kind = "free_bits"
+    row["kl_schedule"] = kind
+    if kind != "constant":
+        row.update(_fields(kl, "kl_schedule."))
+    lr = cfg.get("lr_scheduler") or {}
+    scheduler = lr.get("scheduler") or {}
+    row["lr_scheduler"] = _short(scheduler["_target_"]) if scheduler else "none"
+    if scheduler:
+        row.update(_fields(scheduler, "lr_scheduler."))
+        row.update({f"lr_scheduler.{k}": lr.get(k) for k in ("interval", "frequency", "monitor")})
+    return row
+
+
 def hparams_row(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The hyper-parameters that tell runs apart, flat and readable: TensorBoard's HParams columns
     and the variables of `aelab-report`.
@@ -181,6 +203,7 @@ def hparams_row(cfg: Mapping[str, Any]) -> dict[str, Any]:
     row["optimizer"] = _short(optimizer["_target_"])
     row["lr"] = optimizer.get("lr")
     row.update(_fields({k: v for k, v in optimizer.items() if k != "lr"}, "optimizer."))
+    row.update(_schedule_fields(cfg))
     data = cfg["data"]  # a user's datamodule may lack MNIST's fields: those are left out
     row.update(
         batch_size=data.get("batch_size"),

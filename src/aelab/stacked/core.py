@@ -43,6 +43,7 @@ from aelab.losses import kl_standard_normal_per_dim, recon_nll
 from aelab.models.base import AutoencoderModule
 from aelab.models.vae import VAE
 from aelab.numerics import set_flush_denormal
+from aelab.schedules import position as schedule_position
 from aelab.stacked.checkpoint import group_key, load_stack, save_stack
 from aelab.stacked.grouping import NotStackable, shape_key, why_not_stackable
 from aelab.stacked.nets import StackedNets
@@ -297,6 +298,8 @@ def train_stacked(
     clip = torch.tensor([float(v) if v else math.inf for v in clip_values], device=device)
     clip_algorithm = first.trainer.get("gradient_clip_algorithm") or "norm"
     beta = torch.tensor([float(getattr(m, "beta", 0.0)) for m in models], device=device)
+    schedules = [getattr(m, "kl_schedule", None) for m in models]
+    scheduled = any(s is not None and (s.varies or s.needs_units) for s in schedules)
 
     datamodule = build(first.data, "data")
     datamodule.setup("fit")
@@ -312,14 +315,18 @@ def train_stacked(
     total = math.ceil(n_train / batch_size)
     n_batches = _num_batches(_limit(first, "limit_train_batches"), total)
     # the datamodule's seed, as the member's ResumableLoader takes it (`data.seed`: `${seed}`)
-    samplers = [
-        EpochSampler(n_train, int(_member_value(c, "data.seed", c.seed))) for c in cfgs
-    ]
+    samplers = [EpochSampler(n_train, int(_member_value(c, "data.seed", c.seed))) for c in cfgs]
     max_epochs = first.trainer.get("max_epochs")
     max_steps = int(first.trainer.get("max_steps", -1) or -1)
     if max_epochs in (None, -1):
         max_epochs = 1000 if max_steps < 0 else math.ceil(max_steps / max(n_batches, 1))
     val_every = int(first.trainer.get("check_val_every_n_epoch") or 1)
+    run_steps = max_steps if max_steps >= 0 else int(max_epochs) * n_batches
+    for model, schedule in zip(models, schedules, strict=True):
+        if schedule is not None:  # as the member's own on_fit_start would
+            model.steps_per_epoch = n_batches
+            length = run_steps if schedule.unit == "steps" else run_steps / max(n_batches, 1)
+            schedule.bind(float(length))
     latent = models[0].latent_dim
     alive = torch.ones(m_count, dtype=torch.bool, device=device)
     step, first_epoch, first_index, finished = 0, 0, 0, False
@@ -401,9 +408,21 @@ def train_stacked(
             recon = recon_nll(models[0].recon_loss, logits.flatten(0, 1), x.flatten(0, 1))
             recon = recon.view(m_count, -1).mean(1)
             if is_vae:
-                kl = kl_standard_normal_per_dim(mu, logvar).sum(-1).mean(1)
+                kl_units = kl_standard_normal_per_dim(mu, logvar)
+                kl = kl_units.sum(-1).mean(1)
+                if scheduled:  # each member's own kl_schedule at its position (one home:
+                    # aelab.schedules, as the member's solo step computes it)
+                    t = [schedule_position(step, m.kl_schedule.unit, n_batches) for m in models]
+                    kl_term = torch.stack(
+                        [
+                            m.kl_schedule.penalty(kl[k], kl_units[k], m.beta, t[k])
+                            for k, m in enumerate(models)
+                        ]
+                    )
+                else:
+                    kl_term = beta * kl
                 parts = {
-                    "loss": recon + beta * kl,
+                    "loss": recon + kl_term,
                     "recon": recon,
                     "kl": kl,
                     "neg_elbo": recon + kl,
@@ -447,6 +466,8 @@ def train_stacked(
         for member in members:
             if member.failed is None:
                 member.global_step = step
+                # the step its last update was made at, as a solo run's training_step sets it
+                member.model.schedule_step = max(step - 1, 0)
         for k, member in enumerate(members):
             # a frozen member keeps its last finite weights: the stack no longer updates them
             nets.copy_to(k, member.model)

@@ -26,6 +26,7 @@ STACKABLE = (
     "optimizer.lr",
     "optimizer.weight_decay",
     "trainer.gradient_clip_val",
+    "kl_schedule",  # each member's own (aelab.schedules), evaluated per member in the step
 )
 # keys that say where a job's files go or how its process runs, not what it learns
 PER_JOB = ("paths", "hydra", "task_name", "threads", "resume")
@@ -77,6 +78,12 @@ def why_not_stackable(cfg: DictConfig | Mapping[str, Any]) -> str | None:
         return f"trainer.gradient_clip_algorithm={trainer['gradient_clip_algorithm']}: not known"
     if trainer.get("max_time") is not None:
         return "trainer.max_time: members would stop at different steps"
+    scheduler = (c.get("lr_scheduler") or {}).get("scheduler")
+    if scheduler:
+        return (
+            f"lr_scheduler={scheduler.get('_target_')}: the stacked Adam step keeps each "
+            "member's lr constant (run the sweep without hydra/launcher=stacked)"
+        )
     if c.get("ckpt_path"):
         return "ckpt_path: a stack starts from fresh weights or from its own stack checkpoint"
     data_target = (c.get("data") or {}).get("_target_")
