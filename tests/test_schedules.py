@@ -13,7 +13,7 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from aelab.checks import ConfigError
-from aelab.schedules import Capacity, Cyclical, KLSchedule, Warmup, cosine_with_warmup
+from aelab.schedules import Capacity, Cyclical, KLSchedule, Warmup
 from aelab.train import build_model
 
 

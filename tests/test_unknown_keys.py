@@ -21,7 +21,8 @@ from aelab.train import build_model, build_trainer
         (
             "++model.beta=2",
             "model.beta=2 is invalid: allowed a key that aelab.models.Autoencoder takes (it "
-            "takes image_shape, latent_dim, net, noise, optimizer, recon_loss)",
+            "takes image_shape, kl_schedule, latent_dim, lr_scheduler, net, noise, optimizer, "
+            "recon_loss)",
         ),
         (
             "++net.hiden=[3]",
@@ -87,6 +88,7 @@ def test_the_keys_a_model_takes_follow_its_kwargs_up_to_the_base_model():
             super().__init__(weight=weight, **kwargs)
 
     base = {"latent_dim", "recon_loss", "net", "noise", "optimizer", "image_shape"}
+    base |= {"kl_schedule", "lr_scheduler"}
     assert accepted_keys(AutoencoderModule) == base  # its **extra is for subclasses' own values
     assert accepted_keys(Weighted) == base | {"weight", "beta"}
 
