@@ -248,7 +248,9 @@ class EvaluationSuite(pl.Callback):
             if isinstance(features, torch.nn.Module):
                 features = features.to(model.device)
         # a fixed shuffle, so the two halves are alike (the test split may be sorted by class)
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed * 1000 + 8))
+        order = torch.randperm(
+            len(x), generator=torch.Generator().manual_seed(self.seed * 1000 + 8)
+        )
         half = len(order) // 2
         fit_x = train_x[self._subset(len(train_x), self.probe_train_size, offset=9)]
         metrics, draws = gen.scores(

@@ -106,7 +106,8 @@ class GenerationFigures:
         for sampler in self.samplers:
             why = None
             if isinstance(sampler, PriorSampler) and not isinstance(model, CanSample):
-                why = "its codes have no prior (use gmm)"
+                other = "empirical_codes" if discrete else "gmm"
+                why = f"it has no sample(n, generator) (use {other})"
             elif isinstance(sampler, GMMSampler) and discrete:
                 why = "its codes are discrete (use empirical_codes)"
             elif isinstance(sampler, EmpiricalCodeSampler) and not discrete:

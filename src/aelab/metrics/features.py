@@ -78,7 +78,9 @@ def train_feature_net(
         return _train(images.clone(), labels.clone().long(), seed, epochs, batch_size)
 
 
-def _train(images: Tensor, labels: Tensor, seed: int, epochs: int, batch_size: int) -> DigitFeatures:
+def _train(
+    images: Tensor, labels: Tensor, seed: int, epochs: int, batch_size: int
+) -> DigitFeatures:
     g = torch.Generator().manual_seed(seed)
     net = DigitFeatures(int(labels.max()) + 1)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
