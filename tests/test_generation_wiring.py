@@ -111,3 +111,30 @@ def test_unlabelled_training_split_skips_the_figures_in_one_line(tmp_path, caplo
                                        unlabelled, tmp_path)  # fmt: skip
     assert out == ({}, {})
     assert "no digit labels" in caplog.text
+
+
+def test_model_zoo_table_has_fid_per_sampler_and_the_floor_as_its_own_row():
+    from pathlib import Path
+
+    from aelab.report.load import Job, jobs_frame
+    from aelab.report.zoo import model_zoo_section
+
+    def job(model, seed, **m):
+        hp = {"model": model, "noise": "none", "seed": seed}
+        return Job(f"{model}{seed}", Path("."), "completed", hparams=hp, metrics=m)
+
+    floor = {"test/gen/floor/fid": 2.0, "test/gen/floor/precision": 0.9}
+    jobs = [
+        job("VAE", 0, **{"test/gen/prior/fid": 30.0, "test/gen/gmm/fid": 20.0}, **floor),
+        job("VQVAE", 0, **{"test/gen/empirical_codes/fid": 90.0}, **floor),
+        job("AE", 0, **{"test/gen/gmm/fid": 25.0, "test/gen/gmm/precision": 0.7},
+            **{**floor, "test/gen/floor/fid": 4.0}),
+    ]  # fmt: skip
+    lines = model_zoo_section(jobs_frame(jobs))
+    header = (
+        "| model | n | gen/prior/fid | gen/gmm/fid | gen/empirical_codes/fid | gen/gmm/precision |"
+    )
+    assert header in lines
+    assert "| AE | 1 | – | 25 | – | 0.7 |" in lines
+    # the floor's FID (mean ± std of 2, 2, 4) in every FID column, its precision in precision's
+    assert "| real data (floor) | 3 | 2.667 ± 1.2 | 2.667 ± 1.2 | 2.667 ± 1.2 | 0.9 ± 0 |" in lines
