@@ -1,7 +1,7 @@
 """The report's plots (matplotlib), from the groups of `aelab.report.tables.group_jobs`: the
 reconstruction error vs. latent size, the rate-distortion plane of a β sweep, sample FID vs. β
-and vs. latent size, PSNR vs. noise level, and a mosaic of every completed job's test reconstructions. Each returns None when the
-sweep has nothing to draw for it."""
+and vs. latent size, PSNR vs. noise level, and a mosaic of every completed job's test
+reconstructions. Each returns None when the sweep has nothing to draw for it."""
 
 from __future__ import annotations
 
