@@ -252,7 +252,7 @@ class EvaluationSuite(pl.Callback):
             len(x), generator=torch.Generator().manual_seed(self.seed * 1000 + 8)
         )
         half = len(order) // 2
-        fit_x = train_x[self._subset(len(train_x), self.probe_train_size, offset=9)]
+        fit_x = train_x[self._subset(len(train_x), gen.fit_size, offset=9)]
         metrics, draws = gen.scores(
             model, features, fit_x, x[order[:half]], x[order[half:]], self.seed
         )

@@ -48,7 +48,8 @@ class GenerationFigures:
     of precision/recall (Kynkaanniemi et al. 2019 use 3); features: digits (the cached digit
     classifier) or inception (torchmetrics' InceptionV3, when torch-fidelity is installed;
     otherwise one warning and the digit features); feature_train_size: training images the
-    digit classifier is trained on (null: all); feature_epochs: its epochs.
+    digit classifier is trained on (null: all); feature_epochs: its epochs; fit_size: training
+    images whose codes the samplers are fit on (null: all; the GMM's EM dominates the cost).
     Raises ConfigError for a value out of range or an unknown sampler name.
     """
 
@@ -63,6 +64,7 @@ class GenerationFigures:
         features: str = "digits",
         feature_train_size: int | None = None,
         feature_epochs: int = 3,
+        fit_size: int | None = 2000,
     ) -> None:
         self.enabled = bool(enabled)
         self.n_samples = check_int("eval.generation.n_samples", n_samples, 4)
@@ -78,6 +80,9 @@ class GenerationFigures:
             else check_int("eval.generation.feature_train_size", feature_train_size, 10)
         )
         self.feature_epochs = check_int("eval.generation.feature_epochs", feature_epochs, 1)
+        self.fit_size = (
+            None if fit_size is None else check_int("eval.generation.fit_size", fit_size, 2)
+        )
         self.samplers = [self._sampler(s) for s in samplers]
         if self.enabled and self.features == "inception" and not inception_available():
             log.warning(
