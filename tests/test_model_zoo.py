@@ -417,6 +417,7 @@ def test_model_zoo_trains_every_model_and_reports_them(tmp_path, mnist_dir):
         "eval.tc_images=100",
         "eval.probe_train_size=1000",
         "eval.images=false",
+        "eval.generation.enabled=false",  # tests/test_generation_wiring.py scores generation
     )
     jobs = sorted(p for p in sweep.iterdir() if (p / "metrics.json").is_file())
     assert len(jobs) == 8

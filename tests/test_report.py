@@ -289,3 +289,14 @@ def test_report_of_a_real_sweep(tiny_sweep):  # noqa: F811 - the fixture
         ]
         metrics = json.loads((job / "metrics.json").read_text())
         assert row[2] == "1" and row[col] == f"{metrics['test/recon_mse']:.4g}"
+
+
+def test_a_beta_sweep_with_generation_figures_gets_fid_against_beta(tmp_path):
+    sweep = tmp_path / "beta_fid"
+    for num, beta in enumerate((0.5, 1, 4)):
+        metrics = {"status": "completed", "test/kl": 30 / beta, "test/recon": 80 + 5 * beta,
+                   "test/gen/prior/fid": 10 * beta, "test/gen/floor/fid": 1.0}  # fmt: skip
+        make_job(sweep, num, ["model=vae", f"model.beta={beta}"], metrics)
+    names = {p.name for p in report(sweep)}
+    assert {"rate_distortion.png", "fid_vs_beta.png"} <= names
+    assert "fid_vs_latent.png" not in names  # not a latent sweep

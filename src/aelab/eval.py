@@ -74,6 +74,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = build(data_cfg, "data")
     model = model_from_checkpoint(ckpt)
+    if cfg.get("sampler") is not None:  # `sampler=gmm`: this sampler replaces the list
+        cfg.eval.generation.samplers = [cfg.sampler]
     trainer = build_trainer(cfg)  # as aelab-train does: `trainer`, `callbacks`, `logger`
     write_json_atomic(output_dir / "run.json", run_info(flush_denormal=flushed))
     metrics = {k: float(v) for k, v in trainer.test(model, datamodule=datamodule)[0].items()}

@@ -27,6 +27,7 @@ from torch import Tensor
 from torchvision.utils import make_grid, save_image
 from typing_extensions import override
 
+from aelab.callbacks.generation_figures import GenerationFigures
 from aelab.checks import ConfigError, check_float, check_int
 from aelab.contract import CanSample, HasCodeIndices, HasPosterior
 from aelab.metrics import generation
@@ -95,6 +96,7 @@ class EvaluationSuite(pl.Callback):
         batch_size: int = 1000,
         seed: int = 0,
         pca_cache: bool = True,
+        generation: GenerationFigures | dict | None = None,
     ) -> None:
         self.iw_samples = check_int("iw_samples", iw_samples, 1)
         self.iw_images = None if iw_images is None else check_int("iw_images", iw_images, 1)
@@ -114,6 +116,9 @@ class EvaluationSuite(pl.Callback):
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.seed = check_int("seed", seed, 0)
         self.pca_cache = bool(pca_cache)
+        if not isinstance(generation, GenerationFigures):
+            generation = GenerationFigures(**(generation or {"enabled": False}))
+        self.generation = generation
         self.timings: dict[str, float] = {}
 
     # --- Lightning hook -------------------------------------------------------------------------
@@ -137,6 +142,16 @@ class EvaluationSuite(pl.Callback):
         metrics, images = self.evaluate(
             pl_module, test, train if len(train) else None, classes, cache
         )
+        if self.generation.enabled:
+            with self._timed("generation"):
+                gen_metrics, draws = self.generation_figures(
+                    pl_module, test, train, None if data_dir is None else Path(data_dir)
+                )
+            metrics.update(gen_metrics)
+            if self.images:
+                images.update(
+                    {f"samples_{k}": make_grid(v, nrow=8, pad_value=1.0) for k, v in draws.items()}
+                )
         # under DDP every process scores the whole test set with the same seeded generators, so
         # the figures are equal; synced with max (exact for equal values) as the model's means are
         pl_module.log_dict(
@@ -201,6 +216,50 @@ class EvaluationSuite(pl.Callback):
             images = self._figures(model, x, y, mu, logvar) if self.images else {}
         model.train(was_training)
         return metrics, images
+
+    @torch.no_grad()
+    def generation_figures(
+        self, model: pl.LightningModule, test: Split, train: Split, data_dir: Path | None
+    ) -> tuple[dict[str, float], dict[str, Tensor]]:
+        """`eval.generation`'s figures (`aelab.callbacks.generation_figures`): the reference
+        and held-out real images are two disjoint fixed subsets of the test split; the feature
+        network and the samplers are fit on the training split."""
+        gen = self.generation
+        was_training = model.training
+        model.eval()
+        if not len(train):
+            log.info("generation figures (gen/*) skipped: the datamodule has no train split")
+            return {}, {}
+        train_x, train_y = self._tensors(
+            train, gen.feature_train_size, model.device, name="generation.feature_train_size"
+        )
+        x, y = self._tensors(test, None, model.device)
+        if gen.features == "digits" and (train_y.unique().numel() < 2 or (train_y < 0).any()):
+            log.info(
+                "generation figures (gen/*) skipped: the training split has no digit labels to "
+                "train the feature network on (eval.generation.features=inception needs none)"
+            )
+            return {}, {}
+        cache_dir = None if data_dir is None else data_dir / "cache" / "featurenet"
+        with self._timed("generation_features"):
+            features, acc = gen.extractor(
+                (train_x.cpu(), train_y.cpu()), (x.cpu(), y.cpu()), cache_dir, self.seed
+            )
+            if isinstance(features, torch.nn.Module):
+                features = features.to(model.device)
+        # a fixed shuffle, so the two halves are alike (the test split may be sorted by class)
+        order = torch.randperm(
+            len(x), generator=torch.Generator().manual_seed(self.seed * 1000 + 8)
+        )
+        half = len(order) // 2
+        fit_x = train_x[self._subset(len(train_x), gen.fit_size, offset=9)]
+        metrics, draws = gen.scores(
+            model, features, fit_x, x[order[:half]], x[order[half:]], self.seed
+        )
+        if acc is not None:
+            metrics["gen/feature_net_acc"] = acc
+        model.train(was_training)
+        return metrics, draws
 
     @contextlib.contextmanager
     def _timed(self, part: str) -> Iterator[None]:

@@ -70,9 +70,18 @@ def train_feature_net(
     check_int("epochs", epochs, 1)
     if len(images) != len(labels) or len(images) == 0:
         raise ConfigError("labels", len(labels), f"one per image ({len(images)} images)")
+    # its own RNG state and gradients on: called from Lightning's test loop (inference mode,
+    # whose tensors autograd refuses: hence the clones) it must neither fail there nor move the
+    # caller's random stream
+    with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad():
+        torch.manual_seed(seed)
+        return _train(images.clone(), labels.clone().long(), seed, epochs, batch_size)
+
+
+def _train(
+    images: Tensor, labels: Tensor, seed: int, epochs: int, batch_size: int
+) -> DigitFeatures:
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    labels = labels.long()
     net = DigitFeatures(int(labels.max()) + 1)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(

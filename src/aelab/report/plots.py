@@ -1,7 +1,7 @@
 """The report's plots (matplotlib), from the groups of `aelab.report.tables.group_jobs`: the
-reconstruction error vs. latent size, the rate-distortion plane of a β sweep, PSNR vs. noise
-level, and a mosaic of every completed job's test reconstructions. Each returns None when the
-sweep has nothing to draw for it."""
+reconstruction error vs. latent size, the rate-distortion plane of a β sweep, sample FID vs. β
+and vs. latent size, PSNR vs. noise level, and a mosaic of every completed job's test
+reconstructions. Each returns None when the sweep has nothing to draw for it."""
 
 from __future__ import annotations
 
@@ -214,8 +214,42 @@ def plot_mosaic(jobs: pd.DataFrame, variables: Sequence[str], max_jobs: int = 64
     return fig
 
 
+def _plot_fid(
+    groups: pd.DataFrame, variables: Sequence[str], x_var: str, xlabel: str
+) -> Figure | None:
+    """FID of each sampler's samples (and of the real-data floor, dashed) against `x_var`."""
+    sets = [s for s in ("prior", "gmm", "empirical_codes") if _has(groups, f"test/gen/{s}/fid")]
+    if x_var not in variables or not sets:
+        return None
+    i = list(variables).index(x_var)
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for name, members in _series(groups, variables, x_var).items():
+        for s in [*sets, "floor"]:
+            xs, ys, errs = _points(groups, members, i, f"test/gen/{s}/fid")
+            style = {"linestyle": "--"} if s == "floor" else {}
+            tag = "real data (floor)" if s == "floor" else s
+            ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=f"{name}: {tag}", **style)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("FID (digit features; lower is better)")
+    ax.set_title(f"Sample FID vs. {xlabel}")
+    _legend(ax)
+    return fig
+
+
+def plot_fid_vs_beta(groups: pd.DataFrame, variables: Sequence[str]) -> Figure | None:
+    return _plot_fid(groups, variables, "beta", "β")
+
+
+def plot_fid_vs_latent(groups: pd.DataFrame, variables: Sequence[str]) -> Figure | None:
+    return _plot_fid(groups, variables, "latent_dim", "latent size")
+
+
 PLOTS: dict[str, Callable[..., Figure | None]] = {
     "recon_vs_latent.png": plot_latent,
+    "fid_vs_latent.png": plot_fid_vs_latent,
     "rate_distortion.png": plot_rate_distortion,
+    "fid_vs_beta.png": plot_fid_vs_beta,
     "psnr_vs_noise.png": plot_noise,
 }

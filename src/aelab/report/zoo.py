@@ -27,6 +27,11 @@ ZOO_FIGURES = {
     "test/contraction": "encoder Jacobian ||J||_F^2 (contractive AE)",
     "test/linear_probe_acc": "linear probe accuracy",
     "test/knn_acc": "k-NN accuracy",
+    "test/gen/prior/fid": "FID of prior samples (digit features; docs/explanation/generation.md)",
+    "test/gen/gmm/fid": "FID of GMM-sampler samples",
+    "test/gen/empirical_codes/fid": "FID of empirical-code samples (VQ-VAE)",
+    "test/gen/gmm/precision": "precision of GMM samples (k = 3)",
+    "test/gen/gmm/recall": "recall of GMM samples (k = 3)",
 }
 
 
@@ -68,6 +73,7 @@ def model_zoo_section(jobs: pd.DataFrame) -> list[str]:
         ),
         key=lambda row: order[row[0]],
     )
+    rows += _floor_row(done, figures)
     header = ["model", "n", *(f.removeprefix("test/") for f in figures)]
     lines = [
         "## Model zoo",
@@ -79,3 +85,17 @@ def model_zoo_section(jobs: pd.DataFrame) -> list[str]:
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     described = "; ".join(f"{f.removeprefix('test/')}: {ZOO_FIGURES[f]}" for f in figures)
     return [*lines, "", f"Columns: {described}.", ""]
+
+
+def _floor_row(done: pd.DataFrame, figures: list[str]) -> list[list[str]]:
+    """The real-data floor (held-out real test images scored as samples) as its own row: each
+    generation column gets the floor's figure of the same score, over all completed jobs."""
+    if "test/gen/floor/fid" not in done or done["test/gen/floor/fid"].isna().all():
+        return []
+    cells = []
+    for f in figures:
+        floor = "test/gen/floor/" + f.rsplit("/", 1)[-1] if f.startswith("test/gen/") else None
+        values = done[floor].dropna() if floor in done else pd.Series(dtype=float)
+        std = float(values.std()) if len(values) > 1 else 0.0
+        cells.append(_cell((float(values.mean()), std, len(values))) if len(values) else "–")
+    return [["real data (floor)", str(int(done["test/gen/floor/fid"].notna().sum())), *cells]]
