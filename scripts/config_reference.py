@@ -10,7 +10,6 @@ every site build, so the page cannot drift from conf/.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -44,13 +43,27 @@ def conf_keys() -> dict[str, list[str]]:
 
 
 def _module_file(target: str) -> Path | None:
+    """The source file defining `target` (a re-export in a package's __init__ is followed)."""
     parts = target.split(".")
     for n in range(len(parts), 0, -1):
         cand = SRC.joinpath(*parts[:n])
         for p in (cand.with_suffix(".py"), cand / "__init__.py"):
             if p.is_file():
-                return p
+                name = parts[n] if n < len(parts) else None
+                return _follow_import(p, name) if name else p
     return None
+
+
+def _follow_import(path: Path, name: str) -> Path:
+    for node in ast.parse(path.read_text()).body:
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.level == 0
+            and any((a.asname or a.name) == name for a in node.names)
+        ):
+            return _module_file(f"{node.module}.{name}") or path
+    return path
 
 
 def _const(node: ast.AST) -> object:
@@ -89,6 +102,35 @@ def _comments(path: Path) -> dict[str, str]:
     return out
 
 
+def _targets(node: object, prefix: str = "") -> dict[str, str]:
+    """{dotted path of a mapping: its `_target_`} ("" for the top level)."""
+    out = {}
+    if isinstance(node, dict):
+        if isinstance(node.get("_target_"), str):
+            out[prefix] = node["_target_"]
+        for key, value in node.items():
+            out.update(_targets(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _range_for(key: str, targets: dict[str, str], base_ranges: dict[str, str]) -> str:
+    """The range of a key from the checks of the class its mapping (or the nearest enclosing
+    one) builds; a model also has its base class's checks (latent_dim, lr)."""
+    parent, _, leaf = key.rpartition(".")
+    while True:
+        if parent in targets:
+            mod = _module_file(targets[parent])
+            if mod is None:
+                return ""
+            ranges = ranges_in(mod)
+            if "aelab/models/" in mod.as_posix():
+                ranges = {**base_ranges, **ranges}
+            return ranges.get(leaf, "")
+        if not parent:
+            return ""
+        parent = parent.rpartition(".")[0]
+
+
 def _fmt(value: object) -> str:
     text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
     text = text.removesuffix("\n...").removesuffix("...").strip()
@@ -119,16 +161,12 @@ def render() -> str:
             data = yaml.safe_load(path.read_text()) or {}
             rel = path.relative_to(CONF).as_posix()
             option = path.stem if group != "(primary)" else rel
-            target = data.get("_target_") if isinstance(data, dict) else None
-            ranges: dict[str, str] = {}
-            mod = _module_file(target) if isinstance(target, str) else None
-            if mod is not None:
-                ranges.update(ranges_in(mod))
-                if group == "model":
-                    ranges = {**base_ranges, **ranges}
+            targets = _targets(data)
             comments = _comments(path)
             head = f"### `{group}={option}`" if group != "(primary)" else f"### `{rel}`"
-            lines += [head, "", f"File `conf/{rel}`" + (f", builds `{target}`." if target else "."), ""]
+            built = ", ".join(f"`{t}`" for t in sorted(set(targets.values())))
+            lines += [f"File `conf/{rel}`" + (f", builds {built}." if built else "."), ""]
+            lines[-2:-2] = [head, ""]
             keys = flat_keys(data)
             if not keys:
                 lines += ["(no keys)", ""]
@@ -136,7 +174,7 @@ def render() -> str:
             lines += ["| key | default | range |", "| --- | --- | --- |"]
             for key, default in keys:
                 leaf = key.rsplit(".", 1)[-1]
-                allowed = ranges.get(leaf) or comments.get(leaf, "")
+                allowed = _range_for(key, targets, base_ranges) or comments.get(leaf, "")
                 allowed = allowed.replace("|", "\\|")
                 lines.append(f"| `{key}` | `{_fmt(default)}` | {allowed} |")
             lines.append("")
