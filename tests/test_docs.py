@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.sweeps import tiny_sweep  # noqa: F401 (a fixture)
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,3 +131,23 @@ def test_tutorial_block_runs(block, tmp_path, mnist_dir):
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
     metrics = list((tmp_path / "outputs").rglob("metrics.json"))
     assert metrics and all('"completed"' in m.read_text() for m in metrics), metrics
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_notebook_loads_a_sweep_and_plots(tiny_sweep, tmp_path, monkeypatch):  # noqa: F811
+    """notebooks/compare_sweep.ipynb executed (nbclient) on the shared tiny sweep: its table has
+    a row per job and its plot is written (the docs show the same plot). ~15 s past the sweep."""
+    import nbclient
+    import nbformat
+
+    nb = nbformat.read(REPO / "notebooks" / "compare_sweep.ipynb", as_version=4)
+    figure = tmp_path / "sweep.png"
+    monkeypatch.setenv("AELAB_SWEEP", str(tiny_sweep))  # the kernel inherits the environment
+    monkeypatch.setenv("AELAB_NOTEBOOK_FIGURE", str(figure))
+    client = nbclient.NotebookClient(nb, timeout=300, resources={"metadata": {"path": tmp_path}})
+    client.execute()
+    table = nb.cells[1].outputs[0]["data"]["text/plain"]
+    jobs = sorted(p.name for p in tiny_sweep.iterdir() if (p / "metrics.json").is_file())
+    assert len(jobs) == 4 and all(job in table for job in jobs), table
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
