@@ -131,6 +131,8 @@ def test_tutorial_block_runs(block, tmp_path, mnist_dir):
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
     metrics = list((tmp_path / "outputs").rglob("metrics.json"))
     assert metrics and all('"completed"' in m.read_text() for m in metrics), metrics
+    if "aelab-report" in script:
+        assert list((tmp_path / "outputs" / "multiruns").glob("*/*/summary.md"))
 
 
 @pytest.mark.slow
