@@ -8,7 +8,7 @@ DATA   := data
 # when another worker loads both cores); `make test PYTEST_WORKERS=auto` takes one per core
 PYTEST_WORKERS ?= 0
 
-.PHONY: setup data train test lint clean
+.PHONY: setup data train test lint docs clean
 setup: $(STAMP)
 
 # torch/torchvision are pinned to the releases that lie on this machine's disk (no multi-GB download).
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,docs]'
 	touch $(STAMP)
 
 data: $(STAMP)
@@ -28,8 +28,13 @@ train: data
 test: data
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
+# the documentation site (mkdocs.yml), built with warnings as errors, served at 127.0.0.1:8000
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+	$(BIN)/mkdocs serve
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site
