@@ -251,3 +251,30 @@ def test_a_learning_rate_schedule_does_not_stack(make_cfg):
         "lr_scheduler=aelab.schedules.cosine_with_warmup: the stacked Adam step keeps each "
         "member's lr constant (run the sweep without hydra/launcher=stacked)"
     )
+
+
+def test_the_report_has_a_posterior_collapse_section_per_schedule():
+    from pathlib import Path
+
+    from aelab.report.collapse import posterior_collapse_section
+    from aelab.report.load import Job, jobs_frame
+
+    def job(kind, seed, active, iw_nll, **fields):
+        hp = {"model": "VAE", "kl_schedule": kind, "seed": seed, **fields}
+        metrics = {"test/active_units": active, "test/iw_nll": iw_nll}
+        return Job(f"{kind}{seed}{fields}", Path("."), "completed", hparams=hp, metrics=metrics)
+
+    jobs = [
+        job("constant", 0, 6.0, 110.0),
+        job("constant", 1, 8.0, 112.0),
+        job("warmup", 0, 10.0, 99.0, **{"kl_schedule.steps": 100}),
+        job("warmup", 0, 12.0, 98.0, **{"kl_schedule.steps": 500}),
+    ]
+    lines = posterior_collapse_section(jobs_frame(jobs))
+    assert lines[0] == "## Posterior collapse"
+    assert "| kl_schedule | n | active_units | iw_nll |" in lines
+    # mean ± sample std [min, max] over the two seeds: 7 ± 1.4 (sqrt(2)), 111 ± 1.4
+    assert "| constant | 2 | 7 ± 1.4 [6, 8] | 111 ± 1.4 [110, 112] |" in lines
+    assert "| warmup (steps=100) | 1 | 10 | 99 |" in lines
+    assert "| warmup (steps=500) | 1 | 12 | 98 |" in lines
+    assert posterior_collapse_section(jobs_frame(jobs[:2])) == []  # one schedule: no section

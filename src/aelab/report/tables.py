@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
+from aelab.report.collapse import posterior_collapse_section
 from aelab.report.disentanglement import disentanglement_section
 from aelab.report.groups import (
     column,
@@ -201,6 +202,7 @@ def summary_markdown(
     lines += _optuna_section(sweep)
     lines += _anomaly_section(jobs, variables)
     lines += model_zoo_section(jobs)
+    lines += posterior_collapse_section(jobs)
     lines += disentanglement_section(jobs)
     unfinished = jobs[jobs["status"] != "completed"]
     if not unfinished.empty:
