@@ -108,5 +108,6 @@ def test_widths_whose_training_cannot_fit_name_the_net(make_cfg, monkeypatch):
     with pytest.raises(ConfigError) as err:
         build_model(make_cfg("net.hidden=[4096]"))
     assert str(err.value).startswith(
-        "net={'hidden': [4096]} is invalid: allowed a size whose training fits in memory"
+        "net={'hidden': [4096], 'activation': 'relu'} is invalid: allowed a size whose training "
+        "fits in memory"
     )

@@ -42,7 +42,14 @@ def fit_two_steps(tmp_path, *callbacks: pl.Callback) -> dict:
 
 def test_checkpoints_hold_the_run_config_and_the_epochs_sums_so_far(tmp_path):
     ckpt = fit_two_steps(tmp_path, RunConfigInCheckpoints(CONFIG))
-    assert list(ckpt["aelab"]) == ["version", "model_class", "config", "validation"]
+    assert list(ckpt["aelab"]) == [
+        "version",
+        "model_class",
+        "config",
+        "validation",
+        "schedule_step",  # the KL schedule's step, for evaluation outside training
+        "steps_per_epoch",
+    ]
     assert ckpt["aelab"]["config"] == CONFIG
     assert ckpt["aelab"]["model_class"] == "aelab.models.ae.Autoencoder"
     means = ckpt["aelab_train_means"]

@@ -298,7 +298,9 @@ class AutoencoderModule(pl.LightningModule):
         """At train start (not fit start: asking Lightning for the run's length sets up the
         training data, before a resumed run has restored its loader's position): the steps per
         epoch, and the run's length for a schedule that spans it (cyclical, total null)."""
-        trainer = self.trainer
+        trainer = self._trainer
+        if trainer is None:  # hooks called by hand, outside a Trainer
+            return
         self.steps_per_epoch = trainer.num_training_batches
         if self.kl_schedule.needs_run_length:
             steps = trainer.estimated_stepping_batches

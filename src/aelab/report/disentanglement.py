@@ -115,13 +115,16 @@ def traversal_figure(
     model, a row per latent unit (most informative first, by its test KL `test/kl_dim_j`), each
     unit moved over linspace(-limit, limit, steps) with the others at the prior mean 0, decoded
     (Higgins et al. 2017, fig. 7). None when no run has the metric or a checkpoint."""
+    best = best_runs(jobs, metric)
+    if not best:  # before any import: a sweep without the scores loads no torch or Lightning
+        return None
     import torch  # the report imports no torch until a run is decoded
     from torchvision.utils import make_grid
 
     from aelab.api import RunFolderError, load_run
 
     panels = []
-    for label, job in best_runs(jobs, metric).items():
+    for label, job in best.items():
         try:
             model = load_run(job["path"]).model
         except RunFolderError:
