@@ -278,3 +278,23 @@ def test_the_report_has_a_posterior_collapse_section_per_schedule():
     assert "| warmup (steps=100) | 1 | 10 | 99 |" in lines
     assert "| warmup (steps=500) | 1 | 12 | 98 |" in lines
     assert posterior_collapse_section(jobs_frame(jobs[:2])) == []  # one schedule: no section
+
+
+@pytest.mark.mnist
+def test_the_run_length_counted_without_data_equals_lightnings(make_cfg, mnist_dir):
+    from aelab.checks import build
+    from aelab.schedules.lr import run_steps
+    from aelab.train import build_trainer
+
+    for overrides in (
+        ["trainer.max_epochs=3", "++trainer.limit_train_batches=7"],
+        ["trainer.max_epochs=2", "++trainer.limit_train_batches=0.01", "data.batch_size=100"],
+    ):
+        cfg = make_cfg(*overrides, "logger=none", "~callbacks.evaluation")
+        trainer = build_trainer(cfg, accelerator="cpu")
+        datamodule = build(cfg.data, "data")
+        datamodule.setup("fit")
+        trainer.fit_loop.trainer.strategy.connect(build_model(cfg))
+        trainer._data_connector.attach_data(trainer.lightning_module, datamodule=datamodule)
+        ours = run_steps(trainer)
+        assert ours == trainer.estimated_stepping_batches

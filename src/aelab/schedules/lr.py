@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,9 +53,28 @@ def total_steps(config: Mapping[str, Any], trainer: Any) -> dict[str, int]:
     (Lightning's `estimated_stepping_batches`); {} when it is set or absent."""
     scheduler = config.get("scheduler") or {}
     if "total_steps" in scheduler and scheduler["total_steps"] is None:
-        steps = STAND_IN_TOTAL if trainer is None else trainer.estimated_stepping_batches
+        steps = STAND_IN_TOTAL if trainer is None else run_steps(trainer)
         return {"total_steps": int(steps)}
     return {}
+
+
+def run_steps(trainer: Any) -> int:
+    """The run's optimizer steps, as Lightning's `estimated_stepping_batches` counts them, but
+    from the datamodule's split size where it has one: asking Lightning sets up the training
+    data before a resumed run has restored its loader's place in the epoch, and the resumed run
+    then draws other batches than an uninterrupted one."""
+    datamodule = trainer.datamodule
+    epochs = trainer.max_epochs
+    if (trainer.max_steps or -1) > 0:
+        return int(trainer.max_steps)
+    if not hasattr(datamodule, "split_size") or epochs in (None, -1):
+        return int(trainer.estimated_stepping_batches)
+    per_process = math.ceil(datamodule.split_size("train") / max(trainer.world_size, 1))
+    batches = math.ceil(per_process / datamodule.batch_size)
+    limit = trainer.limit_train_batches
+    batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+    per_epoch = math.ceil(batches / trainer.accumulate_grad_batches)
+    return per_epoch * int(epochs)
 
 
 def is_plateau(config: Mapping[str, Any]) -> bool:
