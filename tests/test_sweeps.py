@@ -701,8 +701,11 @@ def test_hydra_names_sweep_jobs_by_what_varies(overrides, expected, monkeypatch)
 def test_every_preset_names_its_jobs_uniquely_by_its_params(experiment, monkeypatch):
     names = sweep_job_names([f"experiment={experiment}"], monkeypatch)
     assert len(set(names)) == len(names) > 1
-    params = compose_with_hydra([f"experiment={experiment}"]).hydra.sweeper.params
-    shown = {k.rsplit(".", 1)[-1] for k in params}
+    hydra = compose_with_hydra([f"experiment={experiment}"]).hydra
+    # job names leave out the excluded keys (the seed) when something else varies, and a key's
+    # `+` (added keys are named by the key itself)
+    excluded = set(hydra.job.config.override_dirname.exclude_keys)
+    shown = {k.lstrip("+").rsplit(".", 1)[-1] for k in hydra.sweeper.params if k not in excluded}
     for num, name in enumerate(names):
         head, items = name.split("_", 1)
         assert head == str(num) and len(name) <= JOB_NAME_MAX_BYTES
