@@ -205,6 +205,9 @@ def test_one_process_at_a_time_trains_in_a_run_folder(tmp_path):
         pass
     with run_folder_lock(tmp_path):  # free again
         pass
+    new = tmp_path / "not" / "yet"  # `paths.output_dir=<new folder>`: made, not a traceback
+    with run_folder_lock(new):
+        assert (new / ".lock").is_file()
 
 
 # --- the entry point on a slice of real MNIST ----------------------------------------------

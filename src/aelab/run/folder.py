@@ -67,8 +67,11 @@ def run_folder_lock(folder: str | Path) -> Iterator[None]:
     """Train in the run folder only while no other process does (two `resume=true` of one run,
     or a resume while the run still goes). The kernel drops the lock however the process ends.
 
+    The folder is made when missing (`paths.output_dir=<new folder>`).
+
     Raises ConfigError (`resume`) when another process holds it.
     """
+    Path(folder).mkdir(parents=True, exist_ok=True)
     with open(Path(folder) / ".lock", "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
