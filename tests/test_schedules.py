@@ -243,13 +243,32 @@ def test_a_killed_run_resumes_mid_schedule_to_the_same_result(tmp_path, mnist_di
     assert "train/beta" in curves if "kl_schedule=warmup" in schedule else "lr-Adam" in curves
 
 
-def test_a_learning_rate_schedule_does_not_stack(make_cfg):
-    from aelab.stacked.grouping import why_not_stackable
+def test_schedules_stack_and_one_that_cycles_momentum_says_why(make_cfg):
+    from aelab.stacked.grouping import group_configs, why_not_stackable
 
     assert why_not_stackable(make_cfg("model=vae", "kl_schedule=cyclical")) is None
-    assert why_not_stackable(make_cfg("lr_scheduler=cosine")) == (
-        "lr_scheduler=aelab.schedules.cosine_with_warmup: the stacked Adam step keeps each "
-        "member's lr constant (run the sweep without hydra/launcher=stacked)"
+    # members with their own scheduler and step size share a stack
+    cfgs = [
+        make_cfg("lr_scheduler=step", "lr_scheduler.scheduler.step_size=2"),
+        make_cfg("lr_scheduler=step", "lr_scheduler.scheduler.step_size=5"),
+        make_cfg("lr_scheduler=cosine"),
+        make_cfg("seed=4"),
+    ]
+    assert group_configs(cfgs, max_models=8) == ([[0, 1, 2, 3]], {})
+    # OneCycleLR cycles Adam's betas too, which a stack keeps one value of
+    one_cycle = make_cfg(
+        "lr_scheduler=step",
+        "lr_scheduler.scheduler._target_=torch.optim.lr_scheduler.OneCycleLR",
+        "~lr_scheduler.scheduler.step_size",
+        "~lr_scheduler.scheduler.gamma",
+        "+lr_scheduler.scheduler.max_lr=0.01",
+        "+lr_scheduler.scheduler.total_steps=100",
+    )
+    assert why_not_stackable(one_cycle) == (
+        "lr_scheduler.scheduler._target_=torch.optim.lr_scheduler.OneCycleLR: a stack steps the "
+        "schedulers that set only the learning rate (StepLR, MultiStepLR, ExponentialLR, "
+        "CosineAnnealingLR, LinearLR, ConstantLR, PolynomialLR, ReduceLROnPlateau, "
+        "cosine_with_warmup)"
     )
 
 

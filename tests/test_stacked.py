@@ -167,21 +167,37 @@ def test_a_model_that_cannot_be_stacked_names_why(make_cfg):
                 ],
             ],
         ),
+        # each member with its own learning-rate scheduler (aelab.stacked.lr): per step, per
+        # epoch, with a warm-up, on a plateau (a patience of 0 halves it at once), and none
+        (
+            ["model=vae", "trainer.max_epochs=3", "logger=tensorboard"],
+            [
+                ["lr_scheduler=step", "lr_scheduler.interval=step", "lr_scheduler.scheduler"
+                 ".step_size=2"],
+                ["lr_scheduler=step", "lr_scheduler.scheduler.step_size=1"],
+                ["lr_scheduler=cosine", "lr_scheduler.scheduler.warmup_steps=3"],
+                ["lr_scheduler=plateau", "lr_scheduler.scheduler.patience=0",
+                 "+lr_scheduler.scheduler.threshold=10"],
+                ["optimizer.lr=0.002"],
+            ],
+        ),
     ],
 )
 def test_each_member_equals_its_job_run_alone(tmp_path, mnist_dir, common, varying):
     from aelab.train import train
     from tests.conftest import compose_cfg
 
+    logged = any(o.startswith("logger=") for o in common)
+    tiny = [o for o in TINY if not (logged and o.startswith("logger="))]
     singles, cfgs = [], []
     for k, own in enumerate(varying):
         folder = tmp_path / f"single{k}"
         folder.mkdir()
-        cfg = compose_cfg([*TINY, *common, *own], folder)
+        cfg = compose_cfg([*tiny, *common, *own], folder)
         metrics = train(cfg)
         state = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
         singles.append((metrics, state))
-        cfgs.append(compose_cfg([*TINY, *common, *own], tmp_path / f"stacked{k}"))
+        cfgs.append(compose_cfg([*tiny, *common, *own], tmp_path / f"stacked{k}"))
     members = train_stacked(cfgs)
     for (metrics, state), member in zip(singles, members, strict=True):
         assert member.failed is None
@@ -198,6 +214,10 @@ def test_each_member_equals_its_job_run_alone(tmp_path, mnist_dir, common, varyi
             assert value == pytest.approx(metrics[key], rel=1e-4), key
         stored = json.loads((tmp_path / "single0" / "metrics.json").read_text())
         assert stored["status"] == "completed"
+    # each member's learning rate per epoch: what its own run's LearningRateMonitor logged
+    for k, member in enumerate(members if logged else []):
+        own = _scalars(tmp_path / f"single{k}", "lr-Adam")
+        assert own == [(e["start_step"], pytest.approx(e["lr"], rel=1e-6)) for e in member.history]
 
 
 @pytest.mark.slow
@@ -268,6 +288,19 @@ def test_a_stack_stopped_after_a_step_holds_the_weights_of_that_step(tmp_path, m
             3,
             (0, 3),
         ),
+        # in the middle of a step-wise StepLR, a cosine warm-up and a plateau schedule
+        (
+            ["model=vae", "trainer.max_epochs=3"],
+            [
+                ["lr_scheduler=step", "lr_scheduler.interval=step",
+                 "lr_scheduler.scheduler.step_size=2"],
+                ["lr_scheduler=cosine", "lr_scheduler.scheduler.warmup_steps=5"],
+                ["lr_scheduler=plateau", "lr_scheduler.scheduler.patience=0",
+                 "+lr_scheduler.scheduler.threshold=10"],
+            ],
+            4,
+            (1, 1),
+        ),
     ],
 )
 def test_a_stack_continued_from_its_checkpoint_ends_as_if_never_stopped(
@@ -306,13 +339,14 @@ def test_a_stack_continued_from_its_checkpoint_ends_as_if_never_stopped(
             (h["epoch"], h["step"]) for h in ref.history
         ]
         for got, want in zip(mine.history, ref.history, strict=True):
+            assert got["lr"] == want["lr"]  # each member's scheduler went on where it stopped
             assert set(got["figures"]) == set(want["figures"])
             for name, value in want["figures"].items():
                 assert got["figures"][name] == pytest.approx(value, rel=1e-6, nan_ok=True), name
         assert (mine.best_epoch, mine.best_val) == (ref.best_epoch, ref.best_val)
         for name, value in ref.last_state.items():
             torch.testing.assert_close(mine.last_state[name], value, rtol=1e-6, atol=1e-7)
-    if "model=vae" in common:  # the frozen member stayed frozen across the stop
+    if ["model.beta=4", "optimizer.lr=1e4"] in varying:  # frozen, it stayed frozen
         assert members[1].failed is not None and not bool(saved["alive"][1])
     # a finished stack's checkpoint trains no more: the same members, at once
     again = train_stacked(cfgs, checkpoint=path)

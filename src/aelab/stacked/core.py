@@ -12,6 +12,8 @@ Everything random or stateful is per member:
   reparameterisation noise in that order; the stacked step does the same per member;
 - Adam: each member's slices are stepped as the tensors of its own model, with its own moments,
   step count, learning rate and weight decay (`StackedAdam`, torch's fused functional Adam);
+- learning-rate schedule: each member's own `lr_scheduler`, stepped where Lightning steps it in
+  the member's run (`aelab.stacked.lr`);
 - gradient clipping: the 2-norm (or value) per member, with its own threshold;
 - NaN guard: a member whose loss is not finite is frozen (no further update) and marked failed
   with the single run's message; the others go on.
@@ -46,6 +48,7 @@ from aelab.numerics import set_flush_denormal
 from aelab.schedules import position as schedule_position
 from aelab.stacked.checkpoint import group_key, load_stack, save_stack
 from aelab.stacked.grouping import NotStackable, shape_key, why_not_stackable
+from aelab.stacked.lr import MemberSchedulers
 from aelab.stacked.nets import StackedNets
 
 log = logging.getLogger("aelab.stacked")
@@ -143,6 +146,11 @@ class StackedAdam:
             [torch.zeros((), device=device if self.fused else "cpu") for _ in m]
             for m in self.members
         ]
+        self.set_lr(self.lr)
+
+    def set_lr(self, lr: Sequence[float]) -> None:
+        """Each member's learning rate for the next steps (its scheduler's value)."""
+        self.lr = [float(v) for v in lr]
         self.groups: dict[tuple[float, float], list[int]] = {}
         for k, key in enumerate(zip(self.lr, self.weight_decay, strict=True)):
             self.groups.setdefault(key, []).append(k)
@@ -327,6 +335,8 @@ def train_stacked(
             model.steps_per_epoch = n_batches
             length = run_steps if schedule.unit == "steps" else run_steps / max(n_batches, 1)
             schedule.bind(float(length))
+    lr_schedules = MemberSchedulers(cfgs, run_steps)
+    optimizer.set_lr(lr_schedules.lr)  # a warm-up (LinearLR) starts below the configured lr
     latent = models[0].latent_dim
     alive = torch.ones(m_count, dtype=torch.bool, device=device)
     step, first_epoch, first_index, finished = 0, 0, 0, False
@@ -342,6 +352,8 @@ def train_stacked(
             for leaf, value in zip(params, saved["leaves"], strict=True):
                 leaf.copy_(value)
         optimizer.load(saved["adam"])
+        lr_schedules.load(saved["lr_schedulers"])
+        optimizer.set_lr(lr_schedules.lr)
         alive = saved["alive"].to(device)
         sums, seen = {n: v.to(device) for n, v in saved["sums"].items()}, saved["seen"]
         for k, (member, state) in enumerate(zip(members, saved["members"], strict=True)):
@@ -356,6 +368,8 @@ def train_stacked(
             ": trained, nothing left to train" if finished else "",
         )
 
+    epoch_lr, epoch_start = lr_schedules.lr, step
+
     def save(epoch: int, index: int, done: bool) -> None:
         if checkpoint is None:
             return
@@ -364,6 +378,8 @@ def train_stacked(
             "position": {"epoch": epoch, "index": index, "step": step, "finished": done},
             "leaves": params,
             "adam": optimizer.state(),
+            "lr_schedulers": lr_schedules.state(),
+            "epoch_start": {"lr": epoch_lr, "step": epoch_start},
             "alive": alive,
             "sums": sums,
             "seen": seen,
@@ -381,6 +397,12 @@ def train_stacked(
         if start_index == 0:  # a stack continued mid-epoch goes on with the epoch's sums
             sums, seen = {}, 0
         interrupted = False
+        # what the member's LearningRateMonitor(logging_interval=epoch) logs at the epoch's start
+        if start_index == 0 or saved is None:
+            epoch_lr, epoch_start = lr_schedules.lr, step
+        else:  # continued mid-epoch: the rates the epoch started with
+            epoch_lr, epoch_start = saved["epoch_start"]["lr"], saved["epoch_start"]["step"]
+        whole_epoch = False  # its last batch trained (Lightning's `_num_ready_batches_reached`)
         started = time.perf_counter()
         for index in range(start_index, n_batches):
             if 0 <= max_steps <= step:
@@ -452,6 +474,10 @@ def train_stacked(
                 None if bool(alive.all()) else alive.tolist(),
             )
             step += 1
+            whole_epoch = index + 1 == n_batches
+            if lr_schedules.active:
+                lr_schedules.after_batch(index, epoch, last_batch=whole_epoch)
+                optimizer.set_lr(lr_schedules.lr)
             weight = x.shape[1]
             seen += weight
             for n, v in parts.items():
@@ -497,6 +523,9 @@ def train_stacked(
                 if loss_val < member.best_val:  # ModelCheckpoint(mode=min) keeps the first best
                     member.best_val, member.best_epoch = loss_val, epoch
                     member.best_state = _cpu_state(member.model)
+        if lr_schedules.active and whole_epoch and validate:
+            lr_schedules.after_validation(epoch, figures, alive.tolist())
+            optimizer.set_lr(lr_schedules.lr)
         for k, member in enumerate(members):
             if member.failed is None or figures[k]:
                 member.history.append(
@@ -505,6 +534,8 @@ def train_stacked(
                         "step": step,
                         "figures": figures[k],
                         "train_seconds": train_seconds,  # the whole stack's training loop
+                        "lr": epoch_lr[k],
+                        "start_step": epoch_start,
                     }
                 )
         if on_epoch is not None:

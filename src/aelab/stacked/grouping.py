@@ -2,7 +2,8 @@
 
 Two jobs share a stack when their composed configs differ only in values that change neither a
 tensor's shape nor a code path of the training step (`STACKABLE`): the seed, beta, the noise
-level, the learning rate, weight decay, the gradient-clipping threshold. Everything else (model
+level, the learning rate, weight decay, the gradient-clipping threshold, the KL schedule and the
+learning-rate scheduler. Everything else (model
 class, net, latent size, batch size, data, trainer limits, ...) must be equal.
 """
 
@@ -16,6 +17,8 @@ from typing import Any
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from aelab.stacked.lr import why_scheduler_not_stackable
+
 # dotted keys a member may set to its own value
 STACKABLE = (
     "seed",
@@ -27,6 +30,7 @@ STACKABLE = (
     "optimizer.weight_decay",
     "trainer.gradient_clip_val",
     "kl_schedule",  # each member's own (aelab.schedules), evaluated per member in the step
+    "lr_scheduler",  # each member's own, stepped per member (aelab.stacked.lr)
 )
 # keys that say where a job's files go or how its process runs, not what it learns
 PER_JOB = ("paths", "hydra", "task_name", "threads", "resume")
@@ -78,12 +82,9 @@ def why_not_stackable(cfg: DictConfig | Mapping[str, Any]) -> str | None:
         return f"trainer.gradient_clip_algorithm={trainer['gradient_clip_algorithm']}: not known"
     if trainer.get("max_time") is not None:
         return "trainer.max_time: members would stop at different steps"
-    scheduler = (c.get("lr_scheduler") or {}).get("scheduler")
-    if scheduler:
-        return (
-            f"lr_scheduler={scheduler.get('_target_')}: the stacked Adam step keeps each "
-            "member's lr constant (run the sweep without hydra/launcher=stacked)"
-        )
+    why = why_scheduler_not_stackable(c.get("lr_scheduler"))
+    if why is not None:
+        return why
     if c.get("ckpt_path"):
         return "ckpt_path: a stack starts from fresh weights or from its own stack checkpoint"
     data_target = (c.get("data") or {}).get("_target_")

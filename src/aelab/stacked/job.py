@@ -145,9 +145,10 @@ def _log_history(cfg: DictConfig, trainer: Any, member: StackedMember, logged: i
     tb = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
     for entry in member.history[logged:]:
         figures = {k: v for k, v in entry["figures"].items() if math.isfinite(v)}
-        if lr_name is not None:
-            figures[lr_name] = float(cfg.optimizer.lr)
         for logger in trainer.loggers:
+            if lr_name is not None:  # at the epoch's start, as the monitor logs it
+                lr = {lr_name: float(entry.get("lr", cfg.optimizer.lr))}
+                logger.log_metrics(lr, step=entry.get("start_step", entry["step"] - 1))
             logger.log_metrics({**figures, "epoch": entry["epoch"]}, step=entry["step"] - 1)
         if tb is not None:
             for name, grid in entry.get("images", {}).items():
