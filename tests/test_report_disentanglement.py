@@ -35,6 +35,18 @@ def jobs_frame():
             "disent/sap": 0.2,
         }
     )
+    rows.append(  # a VAE with the capacity schedule is the AnnealedVAE, by its c_max
+        {
+            "model": "VAE",
+            "beta": 1.0,
+            "kl_schedule": "capacity",
+            "kl_schedule.c_max": 25.0,
+            "seed": 0,
+            "status": "completed",
+            "disent/mig": 0.4,
+            "disent/sap": 0.3,
+        }
+    )
     rows.append(
         {
             "model": "VAE",
@@ -54,6 +66,7 @@ def test_the_section_gives_medians_ranges_and_rank_correlations():
     assert "| beta-VAE | beta=1 | 3 | 0.2 [0.1, 0.3] |" in text  # the failed job left out
     assert "| beta-TCVAE | beta=1 | 3 | 0.3 [0.25, 0.35] |" in text
     assert "| DIP-VAE-II | lambda_od=5 | 1 | 0.05 | 0.2 |" in text
+    assert "| AnnealedVAE | kl_schedule.c_max=25 | 1 | 0.4 | 0.3 |" in text
     done = jobs[jobs["status"] == "completed"]
     rho = spearmanr(done["disent/mig"], done["disent/sap"]).statistic
     assert f"| mig | 1.00 | {rho:.2f} |" in text
@@ -66,6 +79,8 @@ def test_the_section_gives_medians_ranges_and_rank_correlations():
 )
 def test_model_labels(model, dip_type, label):
     assert model_label(model, dip_type) == label
+    assert model_label("VAE", None, "capacity") == "AnnealedVAE"
+    assert model_label("VAE", None, "warmup") == "beta-VAE"
 
 
 def test_the_scores_are_columns_of_the_hparams_table():

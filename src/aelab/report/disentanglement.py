@@ -15,22 +15,34 @@ from matplotlib.figure import Figure
 from aelab.report.groups import column, completed, sort_key
 
 PREFIX = "disent/"
-# each model's hyperparameter in disentanglement_lib's study
-HYPERPARAMETER = {"VAE": "beta", "BetaTCVAE": "beta", "FactorVAE": "gamma", "DIPVAE": "lambda_od"}
+# each model's hyperparameter in disentanglement_lib's study, by the study's name of the model
+HYPERPARAMETER = {
+    "beta-VAE": "beta",
+    "beta-TCVAE": "beta",
+    "FactorVAE": "gamma",
+    "DIP-VAE-I": "lambda_od",
+    "DIP-VAE-II": "lambda_od",
+    "AnnealedVAE": "kl_schedule.c_max",
+}
 LABELS = {"VAE": "beta-VAE", "BetaTCVAE": "beta-TCVAE", "FactorVAE": "FactorVAE"}
 
 
-def model_label(model: Any, dip_type: Any) -> str:
-    """The study's name of a run's model: DIP-VAE-I / -II by `dip_type`."""
+def model_label(model: Any, dip_type: Any, kl_schedule: Any = None) -> str:
+    """The study's name of a run's model: DIP-VAE-I / -II by `dip_type`, AnnealedVAE for a VAE
+    with the capacity schedule."""
     if model == "DIPVAE":
         return f"DIP-VAE-{str(dip_type).upper()}"
+    if model == "VAE" and kl_schedule == "capacity":
+        return "AnnealedVAE"
     return LABELS.get(str(model), str(model))
 
 
 def _labelled(jobs: pd.DataFrame) -> pd.DataFrame:
     """`jobs` with a `study_model` column: each job's `model_label`."""
-    pairs = zip(jobs["model"], column(jobs, "dip_type"), strict=True)
-    return jobs.assign(study_model=[model_label(m, d) for m, d in pairs])
+    triples = zip(
+        jobs["model"], column(jobs, "dip_type"), column(jobs, "kl_schedule"), strict=True
+    )
+    return jobs.assign(study_model=[model_label(*t) for t in triples])
 
 
 def _median_range(values: pd.Series) -> str:
@@ -59,7 +71,7 @@ def disentanglement_section(jobs: pd.DataFrame) -> list[str]:
     done = _labelled(done)
     rows = []
     for label, runs in done.groupby("study_model", sort=False):
-        key = HYPERPARAMETER.get(str(runs["model"].iloc[0]))
+        key = HYPERPARAMETER.get(str(label))
         values = runs[key] if key in runs else pd.Series([None] * len(runs), index=runs.index)
         for value in sorted(set(values.dropna()) or {None}, key=sort_key):
             group = runs if value is None else runs[values == value]
