@@ -78,7 +78,7 @@ def test_config_reference_ranges_come_from_the_checks():
 def test_site_builds_with_warnings_as_errors(tmp_path):
     """~10 s: mkdocs build --strict (broken links, anchors, API references all fail it)."""
     done = subprocess.run(
-        [str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -153,3 +153,131 @@ def test_notebook_loads_a_sweep_and_plots(tiny_sweep, tmp_path, monkeypatch):  #
     jobs = sorted(p.name for p in tiny_sweep.iterdir() if (p / "metrics.json").is_file())
     assert len(jobs) == 4 and all(job in table for job in jobs), table
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- every metric key the code logs is on the metrics reference page --------------------------
+# modules that log figures under a full literal name (`self.log("train/beta", ...)`); the rest
+# of the keys are built from dict keys (`f"test/{k}"`) and collected by running the code below
+LOGGING_SOURCES = (
+    "models",
+    "schedules",
+    "metrics",
+    "callbacks/eval_suite.py",
+    "callbacks/generation_figures.py",
+    "callbacks/disentanglement.py",
+)
+LITERAL_KEY = re.compile(
+    r"(?<![\w/.])((?:train|val|test|disent|gen)/[a-z][a-z0-9_]*(?:/[a-z][a-z0-9_]*)*)(?![\w{/<])"
+)
+GEN_SET = re.compile(r"^test/gen/([a-z_]+)/([a-z_]+)$")
+
+
+def _literal_metric_keys() -> set[str]:
+    """Full metric names written as string literals in the logging modules."""
+    import ast
+
+    src = REPO / "src" / "aelab"
+    files = []
+    for rel in LOGGING_SOURCES:
+        path = src / rel
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    keys = set()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                keys |= set(LITERAL_KEY.findall(node.value))
+    # the suite logs its figures, gen/* among them, under test/
+    return {f"test/{k}" if k.startswith("gen/") else k for k in keys}
+
+
+def logged_metric_keys() -> set[str]:
+    """Every figure name the code logs, found by running it on tiny synthetic data (~5 s): each
+    model preset of conf/model through one validation and one test step (with input noise, so
+    the noise-run figures appear) and its loss (`train/`), the test-time suite (probes, a
+    one-class AUROC), the generation scores with a stand-in feature map, each KL schedule's
+    per-step figures, and the disentanglement scores on random codes; plus the literal names
+    of the logging modules. Per-unit keys are normalised (`kl_dim_{i}`)."""
+    import numpy as np
+    import torch
+    from conftest import compose_cfg, synthetic_images
+
+    from aelab.callbacks.eval_suite import EvaluationSuite
+    from aelab.callbacks.generation_figures import GenerationFigures
+    from aelab.data.mnist import InMemoryImages
+    from aelab.metrics.disentanglement_scores import all_scores
+    from aelab.train import build_model
+
+    out = REPO / "outputs" / "unused"  # composed, never written
+    train = InMemoryImages(*synthetic_images(120, seed=0))
+    test = InMemoryImages(*synthetic_images(80, seed=1))
+    x, y = test.tensors()
+    suite = EvaluationSuite(
+        iw_samples=2, iw_images=None, mi_images=None, tc_images=None, probe_train_size=None,
+        knn_k=3, batch_size=80, images=False, pca_cache=False,
+    )  # fmt: skip
+    gen = GenerationFigures(
+        enabled=True, n_samples=20, kid_subsets=2, kid_subset_size=10, fit_size=None
+    )
+    projection = torch.randn(784, 4, generator=torch.Generator().manual_seed(0)).double()
+
+    def features(images):
+        return images.flatten(1).double() @ projection
+
+    keys = _literal_metric_keys()
+    torch.manual_seed(0)
+    for preset in sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml")):
+        model = build_model(compose_cfg([f"model={preset}", "noise=gaussian"], out))
+        if getattr(model, "dataset_size", 0) is None:  # β-TCVAE: N comes from the data
+            model.dataset_size = 1000
+        model.eval()
+        with torch.no_grad():
+            for stage in ("val", "test"):
+                model._evaluate((x, y), 0, stage)
+                keys |= {f"{stage}/{k}" for k in model._means(stage).compute_and_reset()}
+            parts, _ = model.loss(x, x)
+        keys |= {f"train/{k}" for k in parts}  # training_step's running means
+        metrics, _ = suite.evaluate(model, test, train, classes=[0])
+        scores, _ = gen.scores(model, features, train.tensors()[0], x[:40], x[40:], 0)
+        keys |= {f"test/{k}" for k in {**metrics, **scores}}
+    for schedule in sorted(p.stem for p in (REPO / "conf" / "kl_schedule").glob("*.yaml")):
+        model = build_model(compose_cfg(["model=vae", f"kl_schedule={schedule}"], out))
+        logged: list[str] = []
+        model.log = lambda name, *args, _into=logged, **kwargs: _into.append(name)
+        if model.kl_schedule.varies:
+            model._log_schedule(1.0)
+        keys |= set(logged)
+    rng = np.random.default_rng(0)
+    codes, factors = rng.normal(size=(200, 3)), rng.integers(0, 3, size=(200, 2))
+    disent = all_scores(codes, factors, num_train=100, num_test=50, num_eval=20, batch_size=8)
+    keys |= {f"disent/{k}" for k in disent}
+    return {re.sub(r"kl_dim_\d+$", "kl_dim_{i}", k) for k in keys}
+
+
+def documented_metric_keys() -> tuple[set[str], str]:
+    """The keys of the metrics page's "Every logged figure" tables (a row's key under each of
+    its prefixes), and that section's text."""
+    page = (DOCS / "reference" / "metrics.md").read_text()
+    section = page.split("\n## Every logged figure\n")[1].split("\n## ")[0]
+    keys = set()
+    for key, prefixes in re.findall(r"^\| `([^`]+)` \| ((?:`[a-z]+/` ?)+) \|", section, re.M):
+        keys |= {prefix + key for prefix in re.findall(r"`([a-z]+/)`", prefixes)}
+    return keys, section
+
+
+def test_metrics_page_lists_every_key_the_code_logs():
+    """docs/reference/metrics.md has one row per figure name the code can log, and no row for
+    a name it cannot (the generation sets `<set>`: each named in the section)."""
+    code, sets = set(), set()
+    for key in logged_metric_keys():
+        m = GEN_SET.match(key)
+        if m:
+            sets.add(m.group(1))
+            key = f"test/gen/<set>/{m.group(2)}"
+        code.add(key)
+    documented, section = documented_metric_keys()
+    assert len(code) > 60 and {"train/beta", "test/gen/feature_net_acc"} <= code
+    missing, stale = code - documented, documented - code
+    assert not missing, f"logged but not on docs/reference/metrics.md: {missing}"
+    assert not stale, f"documented but not logged by the code: {stale}"
+    assert {"prior", "gmm", "empirical_codes", "recon", "floor"} <= sets
+    assert all(f"`{s}`" in section for s in sets), sets
