@@ -1,11 +1,14 @@
 """The documentation cannot rot: the site builds with warnings as errors, the generated config
-reference lists every key of conf/, and the tutorials' tested shell blocks run on a tiny budget."""
+reference lists every key of conf/, the metrics page every key the code logs, the README's
+commands compose and name what exists, and the tutorials' tested shell blocks run on a tiny
+budget."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -281,3 +284,145 @@ def test_metrics_page_lists_every_key_the_code_logs():
     assert not stale, f"documented but not logged by the code: {stale}"
     assert {"prior", "gmm", "empirical_codes", "recon", "floor"} <= sets
     assert all(f"`{s}`" in section for s in sets), sets
+
+
+# --- every command of the README works: programs, flags, overrides, make targets ---------------
+README = REPO / "README.md"
+COMMAND = re.compile(r"(?:\.venv/bin/)?(?:aelab-[a-z-]+|make|pip|tensorboard)\b")
+PLACEHOLDER = re.compile(r"<[^>]*>")
+OVERRIDE = re.compile(r"^~?\+{0,2}[a-z_][\w/.]*=\S")
+MAKE_VARIABLE = re.compile(r"^[A-Z_]+=")
+
+
+def readme_commands() -> list[str]:
+    """The README's commands: each line of its bash blocks (comments cut), each inline code
+    span that starts with a program, each inline span of overrides alone (`model=vae
+    model.latent_dim=8`, checked as `aelab-train <span>`) and of make variables alone
+    (`PYTEST_ARGS=...`, as `make <span>`); whitespace normalised."""
+    text = README.read_text()
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line:
+                out.append(line)
+    for span in re.findall(r"(?<!`)`([^`]+)`(?!`)", text):
+        span = " ".join(span.split())
+        if COMMAND.match(span):
+            out.append(span)
+        elif all(OVERRIDE.match(t) for t in shlex.split(span)):
+            out.append(f"aelab-train {span}")
+        elif all(MAKE_VARIABLE.match(t) for t in shlex.split(span)):
+            out.append(f"make {span}")
+    return out
+
+
+def _makefile() -> tuple[set[str], str]:
+    text = (REPO / "Makefile").read_text()
+    return set(re.findall(r"^([a-z][\w-]*):", text, re.M)), text
+
+
+def _compose_sweep(overrides: list[str], name: str, tmp_path: Path) -> int:
+    """Compose `name` (train or eval) with `overrides` as the program would: each value of a
+    sweep override (`a=1,2`) and of the config's own `hydra.sweeper.params` on its own; the
+    training configs also build their model and pass the trainer's checks (no data, no
+    training). Returns the number of configs composed."""
+    from conftest import compose_cfg
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.utils import get_class
+
+    from aelab import CONFIG_DIR
+    from aelab.train import build_model, check_trainer
+
+    parser = OverridesParser.create()
+    swept = [o for o in parser.parse_overrides(overrides) if o.is_sweep_override()]
+    plain = [o.input_line for o in parser.parse_overrides(overrides) if not o.is_sweep_override()]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        full = compose(name, overrides=plain, return_hydra_config=True)
+    if full.hydra.launcher.get("_target_"):  # hydra/launcher=slurm: its plugin is installed
+        get_class(full.hydra.launcher._target_)
+    variants = [[]]
+    for override in swept:
+        variants += [[f"{override.key_or_group}={v}"] for v in override.sweep_string_iterator()]
+    for key, values in (full.hydra.sweeper.get("params") or {}).items():
+        (override,) = parser.parse_overrides([f"{key}={values}"])
+        variants += [[f"{key}={v}"] for v in override.sweep_string_iterator()]
+    for variant in variants:
+        cfg = compose_cfg(plain + variant, tmp_path, name)
+        if name == "train":
+            check_trainer(cfg.trainer)
+            build_model(cfg)
+    return len(variants)
+
+
+def check_readme_command(command: str, tmp_path: Path) -> None:
+    """One README command works as written, without training or downloading: make targets and
+    variables exist; aelab-train/aelab-eval overrides compose (every sweep value) and the model
+    builds; aelab-report's flags exist; the pip wheel's name is this version's; TensorBoard is
+    installed; another of pyproject's programs: its flags exist. A command of another program
+    fails: teach this check about it."""
+    for token in command.split():  # `experiment=reference/<name>`: each preset there
+        group, _, value = token.partition("=")
+        if PLACEHOLDER.search(value) and (REPO / "conf" / group).is_dir():
+            presets = sorted((REPO / "conf" / group).glob(PLACEHOLDER.sub("*", value) + ".yaml"))
+            assert presets, token
+            for preset in presets:
+                name = preset.relative_to(REPO / "conf" / group).with_suffix("").as_posix()
+                check_readme_command(command.replace(token, f"{group}={name}"), tmp_path)
+            return
+    pyproject = (REPO / "pyproject.toml").read_text()
+    version = re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)
+    scripts = pyproject.split("[project.scripts]")[1].split("\n[")[0]
+    programs = dict(re.findall(r'^([\w-]+) = "([\w.:]+)"', scripts, re.M))
+    args = shlex.split(PLACEHOLDER.sub("x", command))
+    program = Path(args[0]).name
+    if program == "make":
+        targets, makefile = _makefile()
+        names = [a for a in args[1:] if "=" not in a]  # none: the first target, setup
+        assert all(n in targets for n in names), (command, sorted(targets))
+        for var, value in (a.split("=", 1) for a in args[1:] if "=" in a):
+            assert f"$({var})" in makefile, (command, var)
+            if var == "ARGS":  # passed to aelab-train
+                check_readme_command(f"aelab-train {value}", tmp_path)
+    elif program in ("aelab-train", "aelab-eval"):
+        assert program in programs, command
+        flags = [a for a in args[1:] if a.startswith("-")]
+        assert set(flags) <= {"-m", "--multirun"}, command
+        overrides = [a for a in args[1:] if not a.startswith("-") and a != "..."]
+        name = "train" if program == "aelab-train" else "eval"
+        assert _compose_sweep(overrides, name, tmp_path) >= 1
+    elif program in programs:  # an argparse program (aelab-report, aelab-prepare-data)
+        flags = [a.split("=")[0] for a in args[1:] if a.startswith("-")]
+        if flags:
+            module, function = programs[program].split(":")
+            code = f"import {module} as m; m.{function}(['--help'])"
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            assert all(f in done.stdout for f in flags), (command, done.stdout)
+    elif program == "pip":
+        wheels = [a for a in args if a.endswith(".whl")]
+        assert all(Path(w).name == f"aelab-{version}-py3-none-any.whl" for w in wheels), command
+        assert args[1] in ("wheel", "install"), command
+    elif program == "tensorboard":
+        assert importlib.util.find_spec("tensorboard") is not None
+        assert set(a for a in args[1:] if a.startswith("-")) <= {"--logdir"}, command
+    else:
+        raise AssertionError(f"README command of an unknown program: {command}")
+
+
+def test_readme_lists_the_commands_this_test_checks():
+    commands = readme_commands()
+    programs = {Path(c.split()[0]).name for c in commands}
+    assert {"make", "aelab-train", "aelab-eval", "aelab-report", "pip", "tensorboard"} <= programs
+    assert any(c.startswith("make train ARGS=") for c in commands), commands
+    assert "aelab-train model=vae model.latent_dim=8 model.beta=4" in commands
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_readme_command_works(command, tmp_path):
+    """Each README command composes (every sweep value) and builds its model, or names a make
+    target, a flag, a wheel, a program that exist (~1 s each; the tutorials' tests run the
+    same programs for real on a tiny budget)."""
+    check_readme_command(command, tmp_path)
