@@ -1,11 +1,14 @@
 """The documentation cannot rot: the site builds with warnings as errors, the generated config
-reference lists every key of conf/, and the tutorials' tested shell blocks run on a tiny budget."""
+reference lists every key of conf/, the metrics page every key the code logs, the README's
+commands compose and name what exists, and the tutorials' tested shell blocks run on a tiny
+budget."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -78,7 +81,7 @@ def test_config_reference_ranges_come_from_the_checks():
 def test_site_builds_with_warnings_as_errors(tmp_path):
     """~10 s: mkdocs build --strict (broken links, anchors, API references all fail it)."""
     done = subprocess.run(
-        [str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -153,3 +156,273 @@ def test_notebook_loads_a_sweep_and_plots(tiny_sweep, tmp_path, monkeypatch):  #
     jobs = sorted(p.name for p in tiny_sweep.iterdir() if (p / "metrics.json").is_file())
     assert len(jobs) == 4 and all(job in table for job in jobs), table
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- every metric key the code logs is on the metrics reference page --------------------------
+# modules that log figures under a full literal name (`self.log("train/beta", ...)`); the rest
+# of the keys are built from dict keys (`f"test/{k}"`) and collected by running the code below
+LOGGING_SOURCES = (
+    "models",
+    "schedules",
+    "metrics",
+    "callbacks/eval_suite.py",
+    "callbacks/generation_figures.py",
+    "callbacks/disentanglement.py",
+)
+LITERAL_KEY = re.compile(
+    r"(?<![\w/.])((?:train|val|test|disent|gen)/[a-z][a-z0-9_]*(?:/[a-z][a-z0-9_]*)*)(?![\w{/<])"
+)
+GEN_SET = re.compile(r"^test/gen/([a-z_]+)/([a-z_]+)$")
+
+
+def _literal_metric_keys() -> set[str]:
+    """Full metric names written as string literals in the logging modules."""
+    import ast
+
+    src = REPO / "src" / "aelab"
+    files = []
+    for rel in LOGGING_SOURCES:
+        path = src / rel
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    keys = set()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                keys |= set(LITERAL_KEY.findall(node.value))
+    # the suite logs its figures, gen/* among them, under test/
+    return {f"test/{k}" if k.startswith("gen/") else k for k in keys}
+
+
+def logged_metric_keys() -> set[str]:
+    """Every figure name the code logs, found by running it on tiny synthetic data (~5 s): each
+    model preset of conf/model through one validation and one test step (with input noise, so
+    the noise-run figures appear) and its loss (`train/`), the test-time suite (probes, a
+    one-class AUROC), the generation scores with a stand-in feature map, each KL schedule's
+    per-step figures, and the disentanglement scores on random codes; plus the literal names
+    of the logging modules. Per-unit keys are normalised (`kl_dim_{i}`)."""
+    import numpy as np
+    import torch
+    from conftest import compose_cfg, synthetic_images
+
+    from aelab.callbacks.eval_suite import EvaluationSuite
+    from aelab.callbacks.generation_figures import GenerationFigures
+    from aelab.data.mnist import InMemoryImages
+    from aelab.metrics.disentanglement_scores import all_scores
+    from aelab.train import build_model
+
+    out = REPO / "outputs" / "unused"  # composed, never written
+    train = InMemoryImages(*synthetic_images(120, seed=0))
+    test = InMemoryImages(*synthetic_images(80, seed=1))
+    x, y = test.tensors()
+    suite = EvaluationSuite(
+        iw_samples=2, iw_images=None, mi_images=None, tc_images=None, probe_train_size=None,
+        knn_k=3, batch_size=80, images=False, pca_cache=False,
+    )  # fmt: skip
+    gen = GenerationFigures(
+        enabled=True, n_samples=20, kid_subsets=2, kid_subset_size=10, fit_size=None
+    )
+    projection = torch.randn(784, 4, generator=torch.Generator().manual_seed(0)).double()
+
+    def features(images):
+        return images.flatten(1).double() @ projection
+
+    keys = _literal_metric_keys()
+    torch.manual_seed(0)
+    for preset in sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml")):
+        model = build_model(compose_cfg([f"model={preset}", "noise=gaussian"], out))
+        if getattr(model, "dataset_size", 0) is None:  # β-TCVAE: N comes from the data
+            model.dataset_size = 1000
+        model.eval()
+        with torch.no_grad():
+            for stage in ("val", "test"):
+                model._evaluate((x, y), 0, stage)
+                keys |= {f"{stage}/{k}" for k in model._means(stage).compute_and_reset()}
+            parts, _ = model.loss(x, x)
+        keys |= {f"train/{k}" for k in parts}  # training_step's running means
+        metrics, _ = suite.evaluate(model, test, train, classes=[0])
+        scores, _ = gen.scores(model, features, train.tensors()[0], x[:40], x[40:], 0)
+        keys |= {f"test/{k}" for k in {**metrics, **scores}}
+    for schedule in sorted(p.stem for p in (REPO / "conf" / "kl_schedule").glob("*.yaml")):
+        model = build_model(compose_cfg(["model=vae", f"kl_schedule={schedule}"], out))
+        logged: list[str] = []
+        model.log = lambda name, *args, _into=logged, **kwargs: _into.append(name)
+        if model.kl_schedule.varies:
+            model._log_schedule(1.0)
+        keys |= set(logged)
+    rng = np.random.default_rng(0)
+    codes, factors = rng.normal(size=(200, 3)), rng.integers(0, 3, size=(200, 2))
+    disent = all_scores(codes, factors, num_train=100, num_test=50, num_eval=20, batch_size=8)
+    keys |= {f"disent/{k}" for k in disent}
+    return {re.sub(r"kl_dim_\d+$", "kl_dim_{i}", k) for k in keys}
+
+
+def documented_metric_keys() -> tuple[set[str], str]:
+    """The keys of the metrics page's "Every logged figure" tables (a row's key under each of
+    its prefixes), and that section's text."""
+    page = (DOCS / "reference" / "metrics.md").read_text()
+    section = page.split("\n## Every logged figure\n")[1].split("\n## ")[0]
+    keys = set()
+    for key, prefixes in re.findall(r"^\| `([^`]+)` \| ((?:`[a-z]+/` ?)+) \|", section, re.M):
+        keys |= {prefix + key for prefix in re.findall(r"`([a-z]+/)`", prefixes)}
+    return keys, section
+
+
+def test_metrics_page_lists_every_key_the_code_logs():
+    """docs/reference/metrics.md has one row per figure name the code can log, and no row for
+    a name it cannot (the generation sets `<set>`: each named in the section)."""
+    code, sets = set(), set()
+    for key in logged_metric_keys():
+        m = GEN_SET.match(key)
+        if m:
+            sets.add(m.group(1))
+            key = f"test/gen/<set>/{m.group(2)}"
+        code.add(key)
+    documented, section = documented_metric_keys()
+    assert len(code) > 60 and {"train/beta", "test/gen/feature_net_acc"} <= code
+    missing, stale = code - documented, documented - code
+    assert not missing, f"logged but not on docs/reference/metrics.md: {missing}"
+    assert not stale, f"documented but not logged by the code: {stale}"
+    assert {"prior", "gmm", "empirical_codes", "recon", "floor"} <= sets
+    assert all(f"`{s}`" in section for s in sets), sets
+
+
+# --- every command of the README works: programs, flags, overrides, make targets ---------------
+README = REPO / "README.md"
+COMMAND = re.compile(r"(?:\.venv/bin/)?(?:aelab-[a-z-]+|make|pip|tensorboard)\b")
+PLACEHOLDER = re.compile(r"<[^>]*>")
+OVERRIDE = re.compile(r"^~?\+{0,2}[a-z_][\w/.]*=\S")
+MAKE_VARIABLE = re.compile(r"^[A-Z_]+=")
+
+
+def readme_commands() -> list[str]:
+    """The README's commands: each line of its bash blocks (comments cut), each inline code
+    span that starts with a program, each inline span of overrides alone (`model=vae
+    model.latent_dim=8`, checked as `aelab-train <span>`) and of make variables alone
+    (`PYTEST_ARGS=...`, as `make <span>`); whitespace normalised."""
+    text = README.read_text()
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line:
+                out.append(line)
+    for span in re.findall(r"(?<!`)`([^`]+)`(?!`)", text):
+        span = " ".join(span.split())
+        if COMMAND.match(span):
+            out.append(span)
+        elif all(OVERRIDE.match(t) for t in shlex.split(span)):
+            out.append(f"aelab-train {span}")
+        elif all(MAKE_VARIABLE.match(t) for t in shlex.split(span)):
+            out.append(f"make {span}")
+    return out
+
+
+def _makefile() -> tuple[set[str], str]:
+    text = (REPO / "Makefile").read_text()
+    return set(re.findall(r"^([a-z][\w-]*):", text, re.M)), text
+
+
+def _compose_sweep(overrides: list[str], name: str, tmp_path: Path) -> int:
+    """Compose `name` (train or eval) with `overrides` as the program would: each value of a
+    sweep override (`a=1,2`) and of the config's own `hydra.sweeper.params` on its own; the
+    training configs also build their model and pass the trainer's checks (no data, no
+    training). Returns the number of configs composed."""
+    from conftest import compose_cfg
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.utils import get_class
+
+    from aelab import CONFIG_DIR
+    from aelab.train import build_model, check_trainer
+
+    parser = OverridesParser.create()
+    swept = [o for o in parser.parse_overrides(overrides) if o.is_sweep_override()]
+    plain = [o.input_line for o in parser.parse_overrides(overrides) if not o.is_sweep_override()]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        full = compose(name, overrides=plain, return_hydra_config=True)
+    if full.hydra.launcher.get("_target_"):  # hydra/launcher=slurm: its plugin is installed
+        get_class(full.hydra.launcher._target_)
+    variants = [[]]
+    for override in swept:
+        variants += [[f"{override.key_or_group}={v}"] for v in override.sweep_string_iterator()]
+    for key, values in (full.hydra.sweeper.get("params") or {}).items():
+        (override,) = parser.parse_overrides([f"{key}={values}"])
+        variants += [[f"{key}={v}"] for v in override.sweep_string_iterator()]
+    for variant in variants:
+        cfg = compose_cfg(plain + variant, tmp_path, name)
+        if name == "train":
+            check_trainer(cfg.trainer)
+            build_model(cfg)
+    return len(variants)
+
+
+def check_readme_command(command: str, tmp_path: Path) -> None:
+    """One README command works as written, without training or downloading: make targets and
+    variables exist; aelab-train/aelab-eval overrides compose (every sweep value) and the model
+    builds; aelab-report's flags exist; the pip wheel's name is this version's; TensorBoard is
+    installed; another of pyproject's programs: its flags exist. A command of another program
+    fails: teach this check about it."""
+    for token in command.split():  # `experiment=reference/<name>`: each preset there
+        group, _, value = token.partition("=")
+        if PLACEHOLDER.search(value) and (REPO / "conf" / group).is_dir():
+            presets = sorted((REPO / "conf" / group).glob(PLACEHOLDER.sub("*", value) + ".yaml"))
+            assert presets, token
+            for preset in presets:
+                name = preset.relative_to(REPO / "conf" / group).with_suffix("").as_posix()
+                check_readme_command(command.replace(token, f"{group}={name}"), tmp_path)
+            return
+    pyproject = (REPO / "pyproject.toml").read_text()
+    version = re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)
+    scripts = pyproject.split("[project.scripts]")[1].split("\n[")[0]
+    programs = dict(re.findall(r'^([\w-]+) = "([\w.:]+)"', scripts, re.M))
+    args = shlex.split(PLACEHOLDER.sub("x", command))
+    program = Path(args[0]).name
+    if program == "make":
+        targets, makefile = _makefile()
+        names = [a for a in args[1:] if "=" not in a]  # none: the first target, setup
+        assert all(n in targets for n in names), (command, sorted(targets))
+        for var, value in (a.split("=", 1) for a in args[1:] if "=" in a):
+            assert f"$({var})" in makefile, (command, var)
+            if var == "ARGS":  # passed to aelab-train
+                check_readme_command(f"aelab-train {value}", tmp_path)
+    elif program in ("aelab-train", "aelab-eval"):
+        assert program in programs, command
+        flags = [a for a in args[1:] if a.startswith("-")]
+        assert set(flags) <= {"-m", "--multirun"}, command
+        overrides = [a for a in args[1:] if not a.startswith("-") and a != "..."]
+        name = "train" if program == "aelab-train" else "eval"
+        assert _compose_sweep(overrides, name, tmp_path) >= 1
+    elif program in programs:  # an argparse program (aelab-report, aelab-prepare-data)
+        flags = [a.split("=")[0] for a in args[1:] if a.startswith("-")]
+        if flags:
+            module, function = programs[program].split(":")
+            code = f"import {module} as m; m.{function}(['--help'])"
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            assert all(f in done.stdout for f in flags), (command, done.stdout)
+    elif program == "pip":
+        wheels = [a for a in args if a.endswith(".whl")]
+        assert all(Path(w).name == f"aelab-{version}-py3-none-any.whl" for w in wheels), command
+        assert args[1] in ("wheel", "install"), command
+    elif program == "tensorboard":
+        assert importlib.util.find_spec("tensorboard") is not None
+        assert set(a for a in args[1:] if a.startswith("-")) <= {"--logdir"}, command
+    else:
+        raise AssertionError(f"README command of an unknown program: {command}")
+
+
+def test_readme_lists_the_commands_this_test_checks():
+    commands = readme_commands()
+    programs = {Path(c.split()[0]).name for c in commands}
+    assert {"make", "aelab-train", "aelab-eval", "aelab-report", "pip", "tensorboard"} <= programs
+    assert any(c.startswith("make train ARGS=") for c in commands), commands
+    assert "aelab-train model=vae model.latent_dim=8 model.beta=4" in commands
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_readme_command_works(command, tmp_path):
+    """Each README command composes (every sweep value) and builds its model, or names a make
+    target, a flag, a wheel, a program that exist (~1 s each; the tutorials' tests run the
+    same programs for real on a tiny budget)."""
+    check_readme_command(command, tmp_path)
