@@ -92,7 +92,7 @@ def test_site_builds_with_warnings_as_errors(tmp_path):
     assert (tmp_path / "site" / "reference" / "config" / "index.html").is_file()
 
 
-def tested_blocks() -> list[tuple[str, str]]:
+def tutorial_blocks() -> list[tuple[str, str]]:
     out = []
     for page in sorted((DOCS / "tutorials").glob("*.md")):
         text = page.read_text()
@@ -102,13 +102,13 @@ def tested_blocks() -> list[tuple[str, str]]:
 
 
 def test_every_tutorial_has_a_tested_block():
-    pages = {name.rsplit("-", 1)[0] for name, _ in tested_blocks()}
+    pages = {name.rsplit("-", 1)[0] for name, _ in tutorial_blocks()}
     assert pages == {p.stem for p in (DOCS / "tutorials").glob("*.md")}
 
 
 @pytest.mark.slow
 @pytest.mark.mnist
-@pytest.mark.parametrize("block", tested_blocks(), ids=lambda b: b[0])
+@pytest.mark.parametrize("block", tutorial_blocks(), ids=lambda b: b[0])
 def test_tutorial_block_runs(block, tmp_path, mnist_dir):
     """A tutorial's tested block, verbatim in bash from a fresh folder holding the venv, with
     every aelab-train on a tiny budget (first-run ~15 s, each 4-job sweep ~60 s)."""
