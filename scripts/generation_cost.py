@@ -9,6 +9,7 @@ spread. Prints figures; asserts nothing.
    the same seeds (mean ± std).
 
     python scripts/generation_cost.py [--repeats 3] [--n-samples 250 500 1000] [--seeds 5]
+    python scripts/generation_cost.py --run <a run folder>   # part 2 alone, on that run
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def train(folder: Path, *overrides: str) -> float:
     """Seconds of wall time of one `aelab-train` run into `folder`."""
     start = time.perf_counter()
     subprocess.run(
-        [str(BIN / "aelab-train"), f"paths.output_dir={folder}", *overrides],
+        [str(BIN / "aelab-train"), f"hydra.run.dir={folder}", *overrides],
         check=True,
         capture_output=True,
     )
@@ -45,7 +46,7 @@ def cost(root: Path, repeats: int) -> Path:
     print(f"aelab-train (default AE, 10 epochs), median of {repeats}:")
     print(f"  without generation figures {a:.1f} s  {[round(t, 1) for t in off]}")
     print(f"  with generation figures    {b:.1f} s  {[round(t, 1) for t in on]}")
-    print(f"  added: {b - a:.1f} s = {100 * (b - a) / a:.1f} % of the run")
+    print(f"  added: {b - a:.1f} s = {100 * (b - a) / a:.1f} % of the run", flush=True)
     return root / f"on{repeats - 1}"
 
 
@@ -98,7 +99,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n-samples", type=int, nargs="+", default=[250, 500, 1000, 2000])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--run", type=Path, help="part 2 alone, on this run folder")
     args = parser.parse_args()
+    if args.run is not None:
+        spread(args.run, args.n_samples, args.seeds)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = cost(Path(tmp), args.repeats)
         spread(run_dir, args.n_samples, args.seeds)

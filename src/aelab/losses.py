@@ -111,9 +111,9 @@ class _BCEWithLogitsCPU(torch.autograd.Function):
     """Elementwise BCE with logits, as max(l, 0) - l*t + log(1 + exp(-|l|)), for CPU tensors.
 
     torch's CPU `binary_cross_entropy_with_logits` goes through `log_sigmoid`, whose `log1p` is
-    scalar code (10 ns a value here: 0.5 ms of a 6 ms seed-VAE step); `log` is vectorised, and
-    `log(1 + u)` for u = exp(-|l|) in (0, 1] is within a float's rounding of `log1p(u)`. The
-    gradient is the usual sigmoid(l) - t, computed once in backward.
+    scalar code (a measurable share of a small VAE's step: docs, Performance); `log` is
+    vectorised, and `log(1 + u)` for u = exp(-|l|) in (0, 1] is within a float's rounding of
+    `log1p(u)`. The gradient is the usual sigmoid(l) - t, computed once in backward.
     """
 
     @staticmethod

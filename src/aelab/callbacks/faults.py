@@ -48,7 +48,7 @@ class NonFiniteLossGuard(pl.Callback):
     """Stop training at a NaN or infinite training loss, before it reaches the weights.
 
     The loss is checked before its backward pass, so the optimizer never applies a non-finite
-    gradient. Reading the check is a host sync: ~13 us on a CPU, a stall of the queue per step on
+    gradient. Reading the check is a host sync: cheap on a CPU, a stall of the queue per step on
     a GPU. `check_every_n_steps` > 1 reads it less often: the first bad step is still the one
     named, the steps up to the check run on with it, and every checkpoint is checked before it is
     written, so none holds a diverged model. None: every step on a CPU, every

@@ -33,7 +33,8 @@ def derive_seed(*keys: int) -> int:
 
 
 def seed_global_rng(seed: int) -> None:
-    """`torch.manual_seed`, without its cost per batch on a CPU (~0.2-0.3 ms, 10% of a step).
+    """`torch.manual_seed`, without its cost per batch on a CPU (a share of a small model's step:
+    docs, Performance).
 
     While CUDA is not initialised, torch.manual_seed queues a CUDA seed for later together with a
     formatted stack trace; a CPU run only draws from the CPU generator.

@@ -87,7 +87,7 @@ def kl_decomposition(
     posterior of all N given images, one z ~ q(z | x_n) per image of `outer` (indices; all N
     by default). The (samples, N, d) log densities are float32 (float64 costs 3x the time, for
     differences of 1e-5 nats), `chunk` samples at a time: memory chunk * N * d * 4 bytes, time
-    len(outer) * N * d (0.7 s per 256 samples of N=10000, d=20 on one core).
+    len(outer) * N * d.
 
     The three sum to the sampled E_x[log q(z|x) - log p(z)], whose mean is the KL; TC >= 0 and
     dimwise_kl >= 0 up to sampling error; index_code_mi <= log N.

@@ -100,7 +100,7 @@ def probe_scores(
             dims,
         )
     # One thread: next to torch's OpenMP pool, sklearn's OpenMP/BLAS threads oversubscribe the
-    # cores and these small fits run ~10x slower (measured on 2 cores).
+    # cores and these small fits run many times slower (docs, Performance).
     with threadpool_limits(limits=1):
         start = time.perf_counter()
         out = {"linear_probe_acc": linear_probe_accuracy(train_z, train_y, test_z, test_y)}

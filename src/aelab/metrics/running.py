@@ -1,8 +1,8 @@
 """Epoch means of per-batch scalars without a host sync per step.
 
 Lightning's per-step `self.log` syncs with the host and costs more than a small model's step;
-torchmetrics' MeanMetric avoids the sync but its `update` still costs ~85 us per figure (checks,
-state bookkeeping): 8% of an MNIST MLP step with two figures on a CPU. Here each figure is one
+torchmetrics' MeanMetric avoids the sync but its `update` still does checks and state bookkeeping
+per figure, a share of a small MNIST step on a CPU (docs, Performance). Here each figure is one
 detached running sum on the device (one in-place add per step), weighted by the batch size so the
 means are exact per-image means even with a short last batch, and summed across processes once
 per epoch under DDP.

@@ -417,7 +417,7 @@ class AutoencoderModule(pl.LightningModule):
         Lightning's dict of both (the scheduler's `interval`, `frequency`, `monitor`)."""
         if not torch.cuda.is_available():
             # Lightning sets this at import to keep fork safe on GPU hosts; without a GPU it only
-            # makes every optimizer.step() retry loading NVML (0.05-0.4 ms a step on a CPU).
+            # makes every optimizer.step() retry loading NVML (its cost: docs, Performance).
             os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
         # partial: param groups handed to `instantiate` would be turned into configs
         optimizer = instantiate(self.hparams["optimizer"], _partial_=True)(self.optimizer_params())
