@@ -28,6 +28,7 @@ from aelab.checks import (
     locate,
 )
 from aelab.numerics import set_flush_denormal
+from aelab.run import outcome
 from aelab.run.atomic import write_json_atomic
 from aelab.run.checkpoint import load_checkpoint
 from aelab.run.folder import nothing_left_if_refused
@@ -79,10 +80,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trainer = build_trainer(cfg)  # as aelab-train does: `trainer`, `callbacks`, `logger`
     write_json_atomic(output_dir / "run.json", run_info(flush_denormal=flushed))
     metrics = {k: float(v) for k, v in trainer.test(model, datamodule=datamodule)[0].items()}
-    write_json_atomic(
-        output_dir / "metrics.json",
-        {"status": "completed", "ckpt_path": str(cfg.ckpt_path), **metrics},
-    )
+    outcome.completed(output_dir, {"ckpt_path": str(cfg.ckpt_path), **metrics})
     print(
         f"run directory:  {output_dir}\ntest metrics:   "
         f"{ {k: round(v, 5) for k, v in metrics.items()} }",

@@ -7,7 +7,6 @@ import argparse
 import io
 import logging
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from aelab.report.tables import (
     summary_csv,
     summary_markdown,
 )
+from aelab.run import outcome
 from aelab.run.atomic import write_atomic
 
 log = logging.getLogger("aelab.report")
@@ -102,9 +102,7 @@ class WriteReport(Callback):
         if line is None and _optimises(config):
             line = no_objective_line(jobs)
         if line is not None:
-            # SystemExit, not an exception: Hydra's callbacks turn those into a warning
-            print(f"aelab-{config.task_name}: error: {line}", file=sys.stderr)
-            raise SystemExit(1)
+            raise outcome.sweep_failed(f"aelab-{config.task_name}", line)
 
 
 # what `aelab-train` returns to a sweeper that optimises (`hydra_main`'s value)
@@ -145,6 +143,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         written = report(args.sweep_dir)
     except NotASweepError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise outcome.refusal(PROG, err) from None
     print(f"{PROG}: wrote {', '.join(p.name for p in written)} in {args.sweep_dir}")

@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from aelab.checks import ConfigError
 from aelab.resolvers import SWEEP_ENV, sweep_plan, varying_keys
+from aelab.run import outcome
 from aelab.run.record import NotMetricsError, read_metrics
 
 # Lightning starts DDP's other processes by re-running the command line, unless SLURM has started
@@ -41,8 +42,7 @@ class SweepLauncherCheck(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         empty = _empty_sweep(config)
         if empty is not None:
-            print(f"aelab-{config.task_name}: error: {empty}", file=sys.stderr)
-            raise SystemExit(2)
+            raise outcome.refusal(f"aelab-{config.task_name}", empty)
         choices = config.hydra.runtime.choices
         launcher = choices.get("hydra/launcher")
         if launcher in DDP_SWEEP_LAUNCHERS or "ddp" not in _trainer_choices(config):
@@ -54,8 +54,7 @@ class SweepLauncherCheck(Callback):
             f"in a sweep (-m) only with {' or '.join(allowed)} (here {launcher}): Lightning "
             "starts the other DDP processes by re-running the command line, here the sweep's",
         )
-        print(f"aelab-{config.task_name}: error: {error}", file=sys.stderr)
-        raise SystemExit(2)
+        raise outcome.refusal(f"aelab-{config.task_name}", error)
 
 
 def _empty_sweep(config: DictConfig) -> ConfigError | None:
