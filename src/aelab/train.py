@@ -60,7 +60,7 @@ from aelab.numerics import set_flush_denormal
 from aelab.report.board import hparams_with_flags
 from aelab.run import outcome
 from aelab.run.atomic import write_json_atomic
-from aelab.run.checkpoint import LAST_CHECKPOINT, from_start_dir, load_checkpoint
+from aelab.run.checkpoint import LAST_CHECKPOINT, from_start_dir, load_checkpoint, stored_entry
 from aelab.run.folder import (
     nothing_left_if_refused,
     run_folder_lock,
@@ -288,7 +288,7 @@ def resume_path(cfg: DictConfig, model: pl.LightningModule) -> tuple[str | None,
         return None, 0
     stored = load_checkpoint(path)
     wanted = f"{type(model).__module__}.{type(model).__qualname__}"
-    found = stored["aelab"]["model_class"]
+    found = stored_entry(stored)["model_class"]
     stored_latent = stored["hyper_parameters"].get("latent_dim")
     if found != wanted or stored_latent != model.latent_dim:
         raise ConfigError(

@@ -21,6 +21,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from aelab.checks import check_int
+from aelab.run.checkpoint import LAST_CHECKPOINT
 
 # the errors these callbacks stop a run with; what the run's ending does with them (metrics.json,
 # the exit status) is `aelab.run.outcome`'s
@@ -32,7 +33,7 @@ def last_checkpoint_path(trainer: pl.Trainer) -> Path:
     for cb in trainer.checkpoint_callbacks:
         if isinstance(cb, ModelCheckpoint) and cb.dirpath:
             return Path(cb.dirpath) / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
-    return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+    return Path(trainer.default_root_dir) / LAST_CHECKPOINT
 
 
 class NonFiniteLossGuard(pl.Callback):

@@ -25,10 +25,9 @@ from omegaconf import DictConfig, OmegaConf
 from aelab.callbacks.faults import last_checkpoint_path
 from aelab.callbacks.run_config import RunConfigInCheckpoints
 from aelab.checks import build, exit_on_config_error
-from aelab.models.base import CHECKPOINT_KEY
 from aelab.run import outcome
 from aelab.run.atomic import write_json_atomic
-from aelab.run.checkpoint import LAST_CHECKPOINT
+from aelab.run.checkpoint import CHECKPOINT_KEY, LAST_CHECKPOINT
 from aelab.run.folder import nothing_left_if_refused, run_folder_lock
 from aelab.run.outcome import NonFiniteLossError, TestFailedError
 from aelab.stacked.core import StackedMember
