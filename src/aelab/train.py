@@ -503,8 +503,8 @@ def main() -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def hydra_main(cfg: DictConfig) -> float | None:
-    """The run (or the sweep's job) of `cfg`; returns its `val/loss`, the objective a sweeper
-    minimises. How an error ends it (exit status, or the worst objective for a sweep's
+    """The run (or the sweep's job) of `cfg`; returns its `optimized_metric`, the objective a
+    sweeper minimises. How an error ends it (exit status, or the worst objective for a sweep's
     job) is `aelab.run.outcome.job_failed`'s to say."""
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     if in_sweep:
@@ -515,14 +515,14 @@ def hydra_main(cfg: DictConfig) -> float | None:
             log.info("completed earlier with these overrides: left as it is")
             name = Path(cfg.paths.output_dir).name
             print(f"aelab-train: {name}: completed earlier, left as it is", flush=True)
-            return done.get("val/loss")
+            return done.get(outcome.objective(cfg))
     with exit_on_config_error("aelab-train"), nothing_left_if_refused():
         try:
             metrics = train(cfg)
         except Exception as err:
             output_dir = Path(cfg.paths.output_dir)
             return outcome.job_failed(err, output_dir, in_sweep, rank_zero_only.rank == 0)
-    return metrics.get("val/loss")
+    return metrics.get(outcome.objective(cfg))
 
 
 if __name__ == "__main__":

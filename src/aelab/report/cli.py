@@ -100,13 +100,14 @@ class WriteReport(Callback):
             print_headline(sweep, jobs)
         line = failed_jobs_line(sweep, jobs) if jobs is not None else None
         if line is None and _optimises(config):
-            line = no_objective_line(jobs)
+            line = no_objective_line(jobs, outcome.objective(config))
         if line is not None:
             raise outcome.sweep_failed(f"aelab-{config.task_name}", line)
 
 
-# what `aelab-train` returns to a sweeper that optimises (`hydra_main`'s value)
-OBJECTIVE = "val/loss"
+# what `aelab-train` returns to a sweeper that optimises (`hydra_main`'s value): the config's
+# `optimized_metric` (`aelab.run.outcome.objective`)
+OBJECTIVE = outcome.OBJECTIVE
 
 
 def _optimises(config: DictConfig) -> bool:
@@ -114,17 +115,18 @@ def _optimises(config: DictConfig) -> bool:
     return "optuna" in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).lower()
 
 
-def no_objective_line(jobs: pd.DataFrame | None) -> str | None:
-    """One line when no job has a finite objective (`val/loss`), so an optimising sweep found
-    nothing (jobs that never validated: `trainer.check_val_every_n_epoch` over `max_epochs`, a
-    step or time budget that ends first, `limit_val_batches=0`); None when one has."""
+def no_objective_line(jobs: pd.DataFrame | None, objective: str = OBJECTIVE) -> str | None:
+    """One line when no job has a finite `objective` (the config's `optimized_metric`), so an
+    optimising sweep found nothing (jobs that never validated: `trainer.check_val_every_n_epoch`
+    over `max_epochs`, a step or time budget that ends first, `limit_val_batches=0`); None when
+    one has."""
     if jobs is None or jobs.empty:
         return None  # no job ran: the sweep's own check says why
-    values = jobs[OBJECTIVE] if OBJECTIVE in jobs else pd.Series([math.nan] * len(jobs))
+    values = jobs[objective] if objective in jobs else pd.Series([math.nan] * len(jobs))
     if values.map(math.isfinite).any():
         return None
     return (
-        f"no job logged a finite {OBJECTIVE}, the objective the sweep minimises "
+        f"no job logged a finite {objective}, the objective the sweep minimises "
         f"({len(jobs)} jobs; a job that never validates has none: check "
         "trainer.check_val_every_n_epoch, trainer.limit_val_batches and the training budget)"
     )

@@ -32,6 +32,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from aelab.checks import ConfigError, DataSourceError
 from aelab.run.atomic import write_json_atomic
 from aelab.run.record import METRICS_FILE, read_metrics
@@ -41,6 +43,15 @@ log = logging.getLogger("aelab.train")
 
 FAILED = 1
 REFUSED = 2
+
+# what a run returns to a sweeper that optimises where its config names no `optimized_metric`
+OBJECTIVE = "val/loss"
+
+
+def objective(cfg: Any) -> str:
+    """The figure a run is judged by, lower is better: its config's `optimized_metric`, the
+    value a sweep's job returns to its sweeper (Optuna's objective)."""
+    return str(OmegaConf.select(cfg, "optimized_metric", default=OBJECTIVE))
 
 
 def stopped_by(signum: int) -> int:

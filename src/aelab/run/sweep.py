@@ -170,16 +170,22 @@ class SweepProgress(Callback):
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
         self._shown: set[str] = set()
+        self._objective = outcome.OBJECTIVE
 
     def __getstate__(self) -> dict[str, Any]:
         # launchers pickle the callbacks into each job: the watcher stays in this process
-        return {"_started": self._started, "_shown": set(self._shown)}
+        return {
+            "_started": self._started,
+            "_shown": set(self._shown),
+            "_objective": self._objective,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__()  # type: ignore[misc]
         self.__dict__.update(state)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._objective = outcome.objective(config)
         if config.hydra.runtime.choices.get("hydra/launcher") not in FILE_OUTPUT_LAUNCHERS:
             return
         sweep = Path(str(config.hydra.sweep.dir))
@@ -213,7 +219,8 @@ class SweepProgress(Callback):
                 continue  # being written, or not ours: looked at again next time
             if status in ("completed", "failed"):  # not a job SLURM stopped and will restart
                 self._shown.add(folder.name)
-                print(progress_line(int(num), jobs, folder, max(seconds, 0.0)), flush=True)
+                line = progress_line(int(num), jobs, folder, max(seconds, 0.0), self._objective)
+                print(line, flush=True)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._started = time.monotonic()
@@ -224,16 +231,21 @@ class SweepProgress(Callback):
         seconds = time.monotonic() - self._started if self._started is not None else None
         folder = Path(str(config.hydra.runtime.output_dir))
         plan = sweep_plan() or {}
-        print(progress_line(int(config.hydra.job.num), plan.get("jobs"), folder, seconds))
+        num = int(config.hydra.job.num)
+        print(progress_line(num, plan.get("jobs"), folder, seconds, outcome.objective(config)))
         sys.stdout.flush()
 
 
-PROGRESS_METRICS = ("val/loss", "test/loss")  # val/loss: the objective aelab-train returns
-
-
-def progress_line(num: int, jobs: int | None, folder: Path, seconds: float | None) -> str:
-    """`job <num+1> of <jobs>: <folder name>  val/loss x  test/loss y  (t s)`; a job that did not
-    complete shows its status and error instead of figures."""
+def progress_line(
+    num: int,
+    jobs: int | None,
+    folder: Path,
+    seconds: float | None,
+    objective: str = outcome.OBJECTIVE,
+) -> str:
+    """`job <num+1> of <jobs>: <folder name>  val/loss x  test/loss y  (t s)`: the `objective`
+    (`optimized_metric`) and test/loss; a job that did not complete shows its status and error
+    instead of figures."""
     try:
         metrics = read_metrics(folder)
     except NotMetricsError:
@@ -242,7 +254,9 @@ def progress_line(num: int, jobs: int | None, folder: Path, seconds: float | Non
         metrics = {"status": "failed", "error": "no metrics.json"}
     status = metrics.get("status", "completed")
     if status == "completed":
-        shown = [f"{k} {metrics[k]:.4g}" for k in PROGRESS_METRICS if k in metrics]
+        shown = [
+            f"{k} {metrics[k]:.4g}" for k in dict.fromkeys((objective, "test/loss")) if k in metrics
+        ]
         shown = shown or ["completed"]  # no validation, no test (trainer.max_epochs=0 test=false)
     else:
         shown = [f"{status}: {metrics.get('error') or metrics.get('resume') or ''}".strip()]

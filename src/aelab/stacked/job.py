@@ -201,11 +201,11 @@ def _save_weights(trainer: Any, path: Path) -> None:
 
 def done_task(folder: Path) -> Any:
     """The task function for a job that completed in an earlier run of its sweep: its folder
-    is left as it is; returns its `val/loss`."""
+    is left as it is; returns its `optimized_metric`."""
 
     def task(cfg: DictConfig) -> float | None:
         log.info("%s: completed before, left as it is", folder)
-        return json.loads((folder / "metrics.json").read_text()).get("val/loss")
+        return json.loads((folder / "metrics.json").read_text()).get(outcome.objective(cfg))
 
     return task
 
@@ -227,7 +227,7 @@ def member_task(
                 in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
                 output_dir = Path(cfg.paths.output_dir)
                 return outcome.job_failed(err, output_dir, in_sweep, rank_zero_only.rank == 0)
-        return metrics.get("val/loss")
+        return metrics.get(outcome.objective(cfg))
 
     return task
 
