@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from aelab.checks import ConfigError
 from aelab.eval import model_from_checkpoint
 from aelab.models.base import AutoencoderModule
-from aelab.run.checkpoint import LAST_CHECKPOINT, load_checkpoint
+from aelab.run.checkpoint import LAST_CHECKPOINT, load_checkpoint, stored_entry
 from aelab.run.record import read_metrics
 
 CHECKPOINTS = ("best", "last")
@@ -104,7 +104,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> Run:
         images=folder / "images",
         tensorboard=folder / "tb",
     )
-    config = OmegaConf.create(stored["aelab"]["config"])
+    config = OmegaConf.create(stored_entry(stored)["config"])
     return Run(model=model, config=config, metrics=metrics, paths=paths)
 
 

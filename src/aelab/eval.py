@@ -28,8 +28,9 @@ from aelab.checks import (
     locate,
 )
 from aelab.numerics import set_flush_denormal
+from aelab.run import outcome
 from aelab.run.atomic import write_json_atomic
-from aelab.run.checkpoint import load_checkpoint
+from aelab.run.checkpoint import load_checkpoint, stored_entry
 from aelab.run.folder import nothing_left_if_refused
 from aelab.run.record import run_info
 from aelab.train import build_trainer
@@ -42,7 +43,7 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> pl.LightningModule:
     Raises ConfigError (`model._target_`) when the class cannot be imported here (a user's
     model: its module must be importable, e.g. on PYTHONPATH, as when it trained).
     """
-    target = ckpt["aelab"]["model_class"]
+    target = stored_entry(ckpt)["model_class"]
     try:
         cls = locate(target)
     except ImportError as err:
@@ -66,7 +67,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("threads") is not None:
         torch.set_num_threads(check_int("threads", cfg.threads, 1))
     ckpt = load_checkpoint(cfg.ckpt_path)
-    stored = OmegaConf.create(ckpt["aelab"]["config"])
+    stored = OmegaConf.create(stored_entry(ckpt)["config"])
     data_overrides = {k: v for k, v in cfg.data.items() if v is not None}
     data_cfg = OmegaConf.merge(stored.data, data_overrides)
     pl.seed_everything(cfg.seed, workers=True)
@@ -79,10 +80,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trainer = build_trainer(cfg)  # as aelab-train does: `trainer`, `callbacks`, `logger`
     write_json_atomic(output_dir / "run.json", run_info(flush_denormal=flushed))
     metrics = {k: float(v) for k, v in trainer.test(model, datamodule=datamodule)[0].items()}
-    write_json_atomic(
-        output_dir / "metrics.json",
-        {"status": "completed", "ckpt_path": str(cfg.ckpt_path), **metrics},
-    )
+    outcome.completed(output_dir, {"ckpt_path": str(cfg.ckpt_path), **metrics})
     print(
         f"run directory:  {output_dir}\ntest metrics:   "
         f"{ {k: round(v, 5) for k, v in metrics.items()} }",

@@ -12,7 +12,6 @@ import contextlib
 import gc
 import json
 import logging
-import math
 import re
 import shlex
 import signal
@@ -37,12 +36,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from aelab import CONFIG_PATH
 from aelab.board import drop_unused_event_files, write_hparams
 from aelab.callbacks.data_range import DataRangeCheck
-from aelab.callbacks.faults import (
-    GracefulInterrupt,
-    NonFiniteLossError,
-    RunInterrupted,
-    last_checkpoint_path,
-)
+from aelab.callbacks.faults import GracefulInterrupt, last_checkpoint_path
 from aelab.callbacks.run_config import RunConfigInCheckpoints
 from aelab.callbacks.validate import ValidateAtMaxSteps
 from aelab.checkpoint_io import AtomicCheckpointIO
@@ -62,18 +56,19 @@ from aelab.checks import (
     refusal,
 )
 from aelab.contract import check_model, check_model_target
-from aelab.data.source import DataSourceError
 from aelab.numerics import set_flush_denormal
 from aelab.report.board import hparams_with_flags
+from aelab.run import outcome
 from aelab.run.atomic import write_json_atomic
-from aelab.run.checkpoint import LAST_CHECKPOINT, from_start_dir, load_checkpoint
+from aelab.run.checkpoint import LAST_CHECKPOINT, from_start_dir, load_checkpoint, stored_entry
 from aelab.run.folder import (
     nothing_left_if_refused,
     run_folder_lock,
     run_overrides,
     stored_overrides,
 )
-from aelab.run.record import hparams_row, read_metrics, run_info
+from aelab.run.outcome import NonFiniteLossError, RunInterrupted, TestFailedError
+from aelab.run.record import hparams_row, run_info
 from aelab.slurm import latest_hpc_checkpoint
 
 log = logging.getLogger("aelab.train")
@@ -293,7 +288,7 @@ def resume_path(cfg: DictConfig, model: pl.LightningModule) -> tuple[str | None,
         return None, 0
     stored = load_checkpoint(path)
     wanted = f"{type(model).__module__}.{type(model).__qualname__}"
-    found = stored["aelab"]["model_class"]
+    found = stored_entry(stored)["model_class"]
     stored_latent = stored["hyper_parameters"].get("latent_dim")
     if found != wanted or stored_latent != model.latent_dim:
         raise ConfigError(
@@ -325,14 +320,6 @@ def record_run(output_dir: Path, resumed: bool, flushed: bool | None = None) -> 
 def best_checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
     """The checkpoint callback that keeps the best model by a monitored value (val/loss)."""
     return next((cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)), None)
-
-
-class TestFailedError(RuntimeError):
-    """Testing failed after a completed fit; carries the `val/*` figures the fit ended with."""
-
-    def __init__(self, cause: Exception, val_metrics: dict[str, float]) -> None:
-        super().__init__(f"testing failed after training: {type(cause).__name__}: {cause}")
-        self.val_metrics = val_metrics
 
 
 def fit_and_test(
@@ -404,7 +391,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
         cfg, extra_callbacks=[RunConfigInCheckpoints(run_config), *extra_callbacks]
     )
     ckpt_path, start_step = resume_path(cfg, model)
-    finished = _completed_metrics(output_dir) if cfg.get("resume") else None
+    finished = outcome.completed_metrics(output_dir) if cfg.get("resume") else None
     # DDP's other processes share the folder and write nothing in it
     writer = trainer.is_global_zero
     with run_folder_lock(output_dir) if writer else contextlib.nullcontext():
@@ -416,8 +403,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
             raise _failed(output_dir, trainer, err) from None
         except TestFailedError as err:
             if writer:
-                failed = {"status": "failed", "error": str(err), **err.val_metrics}
-                write_json_atomic(output_dir / "metrics.json", failed)
+                outcome.failed(output_dir, str(err), err.val_metrics)
             raise
         except (KeyboardInterrupt, SystemExit) as err:
             # Lightning ends a Ctrl-C with a plain sys.exit(1) after its graceful shutdown; its
@@ -447,7 +433,7 @@ def complete_run(
     """A completed run's closing writes: metrics.json, the HParams row (from `run_config`, the
     composed config), the loggers flushed and closed, the closing lines (also for a member of a
     stacked sweep, `aelab.stacked`)."""
-    write_json_atomic(output_dir / "metrics.json", {"status": "completed", **metrics})
+    outcome.completed(output_dir, metrics)
     row = hparams_with_flags(hparams_row(run_config), metrics)
     # a sweep's job writes no HParams columns: the sweep writes them over all its jobs at its
     # end (one job's would stand for every job of the sweep until then)
@@ -460,22 +446,12 @@ def complete_run(
     _say_where(output_dir, trainer, metrics)
 
 
-def _completed_metrics(output_dir: Path) -> dict[str, Any] | None:
-    """A run folder's metrics.json if it records a completed run, else None."""
-    try:
-        recorded = read_metrics(output_dir)
-    except (OSError, ValueError):
-        return None
-    return recorded if recorded.get("status") == "completed" else None
-
-
 def _failed(output_dir: Path, trainer: pl.Trainer, err: NonFiniteLossError) -> NonFiniteLossError:
     last = last_checkpoint_path(trainer)
     kept = f"last good checkpoint: {last}" if last.is_file() else "no checkpoint was written"
     message = f"{err}; {kept}"
     if trainer.is_global_zero:
-        failed = {"status": "failed", "error": message, "step": trainer.global_step}
-        write_json_atomic(output_dir / "metrics.json", failed)
+        outcome.failed(output_dir, message, {"step": trainer.global_step})
     return NonFiniteLossError(message)
 
 
@@ -485,8 +461,7 @@ def _interrupted(output_dir: Path, trainer: pl.Trainer) -> RunInterrupted:
     last = last_checkpoint_path(trainer)
     command = shlex.join(["aelab-train", *run_overrides(sys.argv[1:]), f"resume={output_dir}"])
     if trainer.is_global_zero:
-        stopped = {"status": "interrupted", "step": trainer.global_step, "resume": command}
-        write_json_atomic(output_dir / "metrics.json", stopped)
+        outcome.interrupted(output_dir, trainer.global_step, command)
     if not last.is_file():
         where = f"interrupted at step {trainer.global_step}, before any checkpoint"
         return RunInterrupted(where, signum)
@@ -528,82 +503,26 @@ def main() -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def hydra_main(cfg: DictConfig) -> float | None:
-    if HydraConfig.get().mode == RunMode.MULTIRUN:
-        done = _completed_metrics(Path(cfg.paths.output_dir))
+    """The run (or the sweep's job) of `cfg`; returns its `optimized_metric`, the objective a
+    sweeper minimises. How an error ends it (exit status, or the worst objective for a sweep's
+    job) is `aelab.run.outcome.job_failed`'s to say."""
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    if in_sweep:
+        done = outcome.completed_metrics(Path(cfg.paths.output_dir))
         if done is not None:
             # a sweep run again in its folder: this job's config completed there before (its
             # folder name holds only its own config's results: `aelab.resolvers.free_job_dirname`)
             log.info("completed earlier with these overrides: left as it is")
             name = Path(cfg.paths.output_dir).name
             print(f"aelab-train: {name}: completed earlier, left as it is", flush=True)
-            return done.get("val/loss")
+            return done.get(outcome.objective(cfg))
     with exit_on_config_error("aelab-train"), nothing_left_if_refused():
         try:
             metrics = train(cfg)
-        except NonFiniteLossError as err:
-            if HydraConfig.get().mode == RunMode.MULTIRUN:
-                # the sweep goes on; as the objective, a diverged loss is the worst there is
-                # (Optuna's sweeper stops the study on a job's error, and on a NaN value)
-                log.error("%s", err)
-                return math.inf
-            print(f"aelab-train: error: {err}", file=sys.stderr)
-            raise SystemExit(1) from None
-        except TestFailedError as err:
-            # the traceback goes to the run's log; the user gets one line, like a NaN loss
-            log.error("%s", err, exc_info=err.__cause__)
-            if HydraConfig.get().mode == RunMode.MULTIRUN:
-                return math.inf
-            print(f"aelab-train: error: {err} (metrics.json records it)", file=sys.stderr)
-            raise SystemExit(1) from None
-        except RunInterrupted as err:
-            print(f"aelab-train: {err}", file=sys.stderr)
-            raise SystemExit(err.exit_status) from None
         except Exception as err:
-            if HydraConfig.get().mode != RunMode.MULTIRUN:
-                output_dir = Path(cfg.paths.output_dir)
-                if not isinstance(err, ConfigError) and (output_dir / "run.json").is_file():
-                    # an error in the run's own code (a user's model): the traceback is for
-                    # them; metrics.json says failed, as for a sweep's job
-                    _record_failure(output_dir, _one_line(err))
-                raise
-            # Hydra's basic sweeper would stop the sweep after this batch, before the report,
-            # and a bad value would end it at once (SystemExit): the job fails, the sweep goes
-            # on, and `aelab.report.cli.WriteReport` exits non-zero naming it once all jobs are done
-            return _sweep_job_failed(Path(cfg.paths.output_dir), err)
-    return metrics.get("val/loss")
-
-
-def _sweep_job_failed(output_dir: Path, err: Exception) -> float:
-    """Record a sweep job's error in its metrics.json (status failed) and log it; math.inf, the
-    worst objective (as for a NaN loss). A failure record train() wrote itself is kept."""
-    one_line = isinstance(err, ConfigError | DataSourceError | OSError)
-    message = _one_line(err)
-    log.error("job failed: %s", message, exc_info=not one_line)
-    print(f"aelab-train: error: {output_dir.name}: {message}", file=sys.stderr)
-    _record_failure(output_dir, message)
-    return math.inf
-
-
-def _one_line(err: Exception) -> str:
-    message = str(err) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}"
-    return " ".join(message.split())
-
-
-def _record_failure(output_dir: Path, message: str) -> None:
-    """metrics.json says failed with `message`; a failure record train() wrote itself is kept,
-    and so are figures written before the error (a run that failed after its test)."""
-    if rank_zero_only.rank != 0:
-        return
-    path = output_dir / "metrics.json"
-    try:
-        stored = read_metrics(output_dir)
-    except (OSError, ValueError):
-        stored = {}
-    if stored.get("status") != "failed":
-        try:
-            write_json_atomic(path, {**stored, "status": "failed", "error": message})
-        except OSError as write_err:
-            log.error("could not write %s: %s", path, write_err)
+            output_dir = Path(cfg.paths.output_dir)
+            return outcome.job_failed(err, output_dir, in_sweep, rank_zero_only.rank == 0)
+    return metrics.get(outcome.objective(cfg))
 
 
 if __name__ == "__main__":

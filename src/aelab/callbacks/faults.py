@@ -21,19 +21,11 @@ from torch import Tensor
 from typing_extensions import override
 
 from aelab.checks import check_int
+from aelab.run.checkpoint import LAST_CHECKPOINT
 
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite. The message names the step and the loss parts."""
-
-
-class RunInterrupted(Exception):
-    """The run was stopped by Ctrl-C or SIGTERM; the message says where its checkpoint is and how
-    to go on. `exit_status`: a process ended by that signal's, 128 + its number (130, 143)."""
-
-    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
-        super().__init__(message)
-        self.exit_status = 128 + int(signum)
+# the errors these callbacks stop a run with; what the run's ending does with them (metrics.json,
+# the exit status) is `aelab.run.outcome`'s
+from aelab.run.outcome import NonFiniteLossError, RunInterrupted  # noqa: F401
 
 
 def last_checkpoint_path(trainer: pl.Trainer) -> Path:
@@ -41,7 +33,7 @@ def last_checkpoint_path(trainer: pl.Trainer) -> Path:
     for cb in trainer.checkpoint_callbacks:
         if isinstance(cb, ModelCheckpoint) and cb.dirpath:
             return Path(cb.dirpath) / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
-    return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+    return Path(trainer.default_root_dir) / LAST_CHECKPOINT
 
 
 class NonFiniteLossGuard(pl.Callback):

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from typing_extensions import override
 
-from aelab.models.base import CHECKPOINT_KEY
+from aelab.run.checkpoint import CHECKPOINT_KEY
 
 log = logging.getLogger(__name__)
 

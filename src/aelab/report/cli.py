@@ -7,7 +7,6 @@ import argparse
 import io
 import logging
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from aelab.report.tables import (
     summary_csv,
     summary_markdown,
 )
+from aelab.run import outcome
 from aelab.run.atomic import write_atomic
 
 log = logging.getLogger("aelab.report")
@@ -100,15 +100,14 @@ class WriteReport(Callback):
             print_headline(sweep, jobs)
         line = failed_jobs_line(sweep, jobs) if jobs is not None else None
         if line is None and _optimises(config):
-            line = no_objective_line(jobs)
+            line = no_objective_line(jobs, outcome.objective(config))
         if line is not None:
-            # SystemExit, not an exception: Hydra's callbacks turn those into a warning
-            print(f"aelab-{config.task_name}: error: {line}", file=sys.stderr)
-            raise SystemExit(1)
+            raise outcome.sweep_failed(f"aelab-{config.task_name}", line)
 
 
-# what `aelab-train` returns to a sweeper that optimises (`hydra_main`'s value)
-OBJECTIVE = "val/loss"
+# what `aelab-train` returns to a sweeper that optimises (`hydra_main`'s value): the config's
+# `optimized_metric` (`aelab.run.outcome.objective`)
+OBJECTIVE = outcome.OBJECTIVE
 
 
 def _optimises(config: DictConfig) -> bool:
@@ -116,17 +115,18 @@ def _optimises(config: DictConfig) -> bool:
     return "optuna" in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).lower()
 
 
-def no_objective_line(jobs: pd.DataFrame | None) -> str | None:
-    """One line when no job has a finite objective (`val/loss`), so an optimising sweep found
-    nothing (jobs that never validated: `trainer.check_val_every_n_epoch` over `max_epochs`, a
-    step or time budget that ends first, `limit_val_batches=0`); None when one has."""
+def no_objective_line(jobs: pd.DataFrame | None, objective: str = OBJECTIVE) -> str | None:
+    """One line when no job has a finite `objective` (the config's `optimized_metric`), so an
+    optimising sweep found nothing (jobs that never validated: `trainer.check_val_every_n_epoch`
+    over `max_epochs`, a step or time budget that ends first, `limit_val_batches=0`); None when
+    one has."""
     if jobs is None or jobs.empty:
         return None  # no job ran: the sweep's own check says why
-    values = jobs[OBJECTIVE] if OBJECTIVE in jobs else pd.Series([math.nan] * len(jobs))
+    values = jobs[objective] if objective in jobs else pd.Series([math.nan] * len(jobs))
     if values.map(math.isfinite).any():
         return None
     return (
-        f"no job logged a finite {OBJECTIVE}, the objective the sweep minimises "
+        f"no job logged a finite {objective}, the objective the sweep minimises "
         f"({len(jobs)} jobs; a job that never validates has none: check "
         "trainer.check_val_every_n_epoch, trainer.limit_val_batches and the training budget)"
     )
@@ -145,6 +145,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         written = report(args.sweep_dir)
     except NotASweepError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise outcome.refusal(PROG, err) from None
     print(f"{PROG}: wrote {', '.join(p.name for p in written)} in {args.sweep_dir}")

@@ -6,6 +6,8 @@
 - `record`: run.json (command line, versions, commit, SLURM), the HParams row, metrics.json
   reading (`read_metrics`).
 - `checkpoint`: the checkpoint key, `last.ckpt`'s place, weights-only loading.
+- `outcome`: how a run ends: metrics.json's `status` (completed, failed, interrupted), written
+  there only, and the exit status.
 - `sweep`: Hydra callbacks of a sweep: the launcher check, its plan, the progress lines.
 
 Nothing is imported here: the submodules sit on different layers (pyproject.toml's

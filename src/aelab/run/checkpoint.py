@@ -1,8 +1,9 @@
-"""Checkpoints written by aelab-train: the key of aelab's own entry, where `last.ckpt` is, and
-loading one weights-only (torch is imported only there)."""
+"""Checkpoints written by aelab-train: the key of aelab's own entry and its reader, where
+`last.ckpt` is, and loading one weights-only (torch is imported only there)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,12 @@ from aelab.checks import ConfigError
 # a checkpoint's own entry: {"config": the composed run config, "model_class": "module.Class"}
 CHECKPOINT_KEY = "aelab"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+def stored_entry(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+    """aelab's own entry of a checkpoint (`load_checkpoint`'s dict): `config`, the composed run
+    config, and `model_class`, the model's `module.Class`."""
+    return ckpt[CHECKPOINT_KEY]
 
 
 def from_start_dir(path: str | Path) -> Path:

@@ -8,7 +8,6 @@ import fcntl
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,9 +20,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from aelab.checks import ConfigError, DataSourceError
-from aelab.run.atomic import write_json_atomic
+from aelab.run import outcome
 from aelab.run.checkpoint import LAST_CHECKPOINT
-from aelab.run.record import read_metrics
 
 
 def run_overrides(overrides: Iterable[Any]) -> list[str]:
@@ -107,14 +105,6 @@ def _joins_its_rank_zero() -> bool:
     return any(os.environ.get(k, "0") != "0" for k in ("LOCAL_RANK", "RANK", "SLURM_PROCID"))
 
 
-def _completed(folder: Path) -> bool:
-    """True when the run folder's metrics.json records a completed run."""
-    try:
-        return read_metrics(folder).get("status") == "completed"
-    except (OSError, ValueError):
-        return False
-
-
 class OutputFolderCheck(Callback):
     """Hydra callback: before Hydra makes the run (or sweep) folder, make sure it can, and that a
     single run's folder holds no other run's results (`hydra.run.dir` given twice: refused, as
@@ -134,9 +124,8 @@ class OutputFolderCheck(Callback):
                 f"a folder that holds no other run's results (it holds {', '.join(held)}; "
                 f"resume={folder} continues that run with its own overrides)",
             )
-            print(f"aelab-{config.task_name}: error: {error}", file=sys.stderr)
-            raise SystemExit(2) from None
-        if held and _completed(folder):
+            raise outcome.refusal(f"aelab-{config.task_name}", error) from None
+        if held and outcome.completed_metrics(folder) is not None:
             # a finished run resumed adds nothing: Hydra's records of how it was made stay
             with read_write(config.hydra), open_dict(config.hydra):
                 config.hydra.output_subdir = None
@@ -158,8 +147,7 @@ class OutputFolderCheck(Callback):
                 OmegaConf.select(config, "paths.log_dir"),
                 f"a folder runs can be written in ({folder}: {err.strerror})",
             )
-            print(f"aelab-{config.task_name}: error: {error}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise outcome.refusal(f"aelab-{config.task_name}", error) from None
 
 
 HYDRA_RECORDS = ("config.yaml", "hydra.yaml", "overrides.yaml")  # what Hydra puts in .hydra/
@@ -200,7 +188,7 @@ def _discard_refused(folder: Path, error: str) -> None:
         if not {p.name for p in folder.iterdir()} <= own:
             return
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            write_json_atomic(folder / "metrics.json", {"status": "failed", "error": error})
+            outcome.failed(folder, error)
             return
         for handler in logs:  # the log file is open: close it before it goes
             handler.close()

@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from aelab.checks import ConfigError
 from aelab.resolvers import SWEEP_ENV, sweep_plan, varying_keys
+from aelab.run import outcome
 from aelab.run.record import NotMetricsError, read_metrics
 
 # Lightning starts DDP's other processes by re-running the command line, unless SLURM has started
@@ -41,8 +42,7 @@ class SweepLauncherCheck(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         empty = _empty_sweep(config)
         if empty is not None:
-            print(f"aelab-{config.task_name}: error: {empty}", file=sys.stderr)
-            raise SystemExit(2)
+            raise outcome.refusal(f"aelab-{config.task_name}", empty)
         choices = config.hydra.runtime.choices
         launcher = choices.get("hydra/launcher")
         if launcher in DDP_SWEEP_LAUNCHERS or "ddp" not in _trainer_choices(config):
@@ -54,8 +54,7 @@ class SweepLauncherCheck(Callback):
             f"in a sweep (-m) only with {' or '.join(allowed)} (here {launcher}): Lightning "
             "starts the other DDP processes by re-running the command line, here the sweep's",
         )
-        print(f"aelab-{config.task_name}: error: {error}", file=sys.stderr)
-        raise SystemExit(2)
+        raise outcome.refusal(f"aelab-{config.task_name}", error)
 
 
 def _empty_sweep(config: DictConfig) -> ConfigError | None:
@@ -171,16 +170,22 @@ class SweepProgress(Callback):
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
         self._shown: set[str] = set()
+        self._objective = outcome.OBJECTIVE
 
     def __getstate__(self) -> dict[str, Any]:
         # launchers pickle the callbacks into each job: the watcher stays in this process
-        return {"_started": self._started, "_shown": set(self._shown)}
+        return {
+            "_started": self._started,
+            "_shown": set(self._shown),
+            "_objective": self._objective,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__()  # type: ignore[misc]
         self.__dict__.update(state)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._objective = outcome.objective(config)
         if config.hydra.runtime.choices.get("hydra/launcher") not in FILE_OUTPUT_LAUNCHERS:
             return
         sweep = Path(str(config.hydra.sweep.dir))
@@ -214,7 +219,8 @@ class SweepProgress(Callback):
                 continue  # being written, or not ours: looked at again next time
             if status in ("completed", "failed"):  # not a job SLURM stopped and will restart
                 self._shown.add(folder.name)
-                print(progress_line(int(num), jobs, folder, max(seconds, 0.0)), flush=True)
+                line = progress_line(int(num), jobs, folder, max(seconds, 0.0), self._objective)
+                print(line, flush=True)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._started = time.monotonic()
@@ -225,16 +231,21 @@ class SweepProgress(Callback):
         seconds = time.monotonic() - self._started if self._started is not None else None
         folder = Path(str(config.hydra.runtime.output_dir))
         plan = sweep_plan() or {}
-        print(progress_line(int(config.hydra.job.num), plan.get("jobs"), folder, seconds))
+        num = int(config.hydra.job.num)
+        print(progress_line(num, plan.get("jobs"), folder, seconds, outcome.objective(config)))
         sys.stdout.flush()
 
 
-PROGRESS_METRICS = ("val/loss", "test/loss")  # val/loss: the objective aelab-train returns
-
-
-def progress_line(num: int, jobs: int | None, folder: Path, seconds: float | None) -> str:
-    """`job <num+1> of <jobs>: <folder name>  val/loss x  test/loss y  (t s)`; a job that did not
-    complete shows its status and error instead of figures."""
+def progress_line(
+    num: int,
+    jobs: int | None,
+    folder: Path,
+    seconds: float | None,
+    objective: str = outcome.OBJECTIVE,
+) -> str:
+    """`job <num+1> of <jobs>: <folder name>  val/loss x  test/loss y  (t s)`: the `objective`
+    (`optimized_metric`) and test/loss; a job that did not complete shows its status and error
+    instead of figures."""
     try:
         metrics = read_metrics(folder)
     except NotMetricsError:
@@ -243,7 +254,9 @@ def progress_line(num: int, jobs: int | None, folder: Path, seconds: float | Non
         metrics = {"status": "failed", "error": "no metrics.json"}
     status = metrics.get("status", "completed")
     if status == "completed":
-        shown = [f"{k} {metrics[k]:.4g}" for k in PROGRESS_METRICS if k in metrics]
+        shown = [
+            f"{k} {metrics[k]:.4g}" for k in dict.fromkeys((objective, "test/loss")) if k in metrics
+        ]
         shown = shown or ["completed"]  # no validation, no test (trainer.max_epochs=0 test=false)
     else:
         shown = [f"{status}: {metrics.get('error') or metrics.get('resume') or ''}".strip()]

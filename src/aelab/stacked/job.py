@@ -22,13 +22,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from aelab.callbacks.faults import NonFiniteLossError, last_checkpoint_path
+from aelab.callbacks.faults import last_checkpoint_path
 from aelab.callbacks.run_config import RunConfigInCheckpoints
 from aelab.checks import build, exit_on_config_error
-from aelab.models.base import CHECKPOINT_KEY
+from aelab.run import outcome
 from aelab.run.atomic import write_json_atomic
-from aelab.run.checkpoint import LAST_CHECKPOINT
+from aelab.run.checkpoint import CHECKPOINT_KEY, LAST_CHECKPOINT
 from aelab.run.folder import nothing_left_if_refused, run_folder_lock
+from aelab.run.outcome import NonFiniteLossError, TestFailedError
 from aelab.stacked.core import StackedMember
 
 log = logging.getLogger("aelab.stacked")
@@ -64,13 +65,7 @@ def finish_member(
     Raises NonFiniteLossError for a member the NaN guard stopped (metrics.json says failed).
     """
     from aelab.numerics import denormals_flushed
-    from aelab.train import (
-        TestFailedError,
-        best_checkpoint,
-        build_trainer,
-        complete_run,
-        record_run,
-    )
+    from aelab.train import best_checkpoint, build_trainer, complete_run, record_run
 
     output_dir = Path(cfg.paths.output_dir)
     with run_folder_lock(output_dir):
@@ -81,8 +76,7 @@ def finish_member(
         _record_stacked(output_dir, stacked)
         if member.failed is not None:
             message = f"{member.failed}; no checkpoint was written"
-            failed = {"status": "failed", "error": message, "step": member.failed_step}
-            write_json_atomic(output_dir / "metrics.json", failed)
+            outcome.failed(output_dir, message, {"step": member.failed_step})
             raise NonFiniteLossError(message)
         model = member.model
         run_config = OmegaConf.to_container(cfg, resolve=True)
@@ -99,8 +93,7 @@ def finish_member(
             try:
                 results = trainer.test(model, datamodule=datamodule, weights_only=True)
             except Exception as err:  # noqa: BLE001 - as train(): the run's figures are kept
-                failed = {"status": "failed", "error": f"testing failed: {err}", **metrics}
-                write_json_atomic(output_dir / "metrics.json", failed)
+                outcome.failed(output_dir, f"testing failed: {err}", metrics)
                 raise TestFailedError(err, metrics) from err
             metrics.update({k: float(v) for k, v in results[0].items()})
         else:  # what trainer.test does first: the model in the Trainer, to checkpoint it
@@ -125,8 +118,7 @@ def _interrupted(
     trainer.strategy.connect(member.model)
     member.model.trainer = trainer
     _save_checkpoints(trainer, member.model, member, best=False)
-    stopped = {"status": "interrupted", "step": member.interrupted_step, "resume": command}
-    write_json_atomic(output_dir / "metrics.json", stopped)
+    outcome.interrupted(output_dir, member.interrupted_step, command)
     for logger in trainer.loggers:
         logger.finalize("interrupted")
     return {}
@@ -209,11 +201,11 @@ def _save_weights(trainer: Any, path: Path) -> None:
 
 def done_task(folder: Path) -> Any:
     """The task function for a job that completed in an earlier run of its sweep: its folder
-    is left as it is; returns its `val/loss`."""
+    is left as it is; returns its `optimized_metric`."""
 
     def task(cfg: DictConfig) -> float | None:
         log.info("%s: completed before, left as it is", folder)
-        return json.loads((folder / "metrics.json").read_text()).get("val/loss")
+        return json.loads((folder / "metrics.json").read_text()).get(outcome.objective(cfg))
 
     return task
 
@@ -221,9 +213,9 @@ def done_task(folder: Path) -> Any:
 def member_task(
     member: StackedMember | BaseException, stacked: dict[str, Any], command: str = ""
 ) -> Any:
-    """The task function Hydra's `run_job` runs for one member, with `aelab.train.main`'s
-    handling of a failed job in a sweep (metrics.json records it; the sweep goes on)."""
-    from aelab.train import TestFailedError, _sweep_job_failed
+    """The task function Hydra's `run_job` runs for one member: its error ends it as any sweep
+    job's does (`aelab.run.outcome.job_failed`: metrics.json records it; the sweep goes on)."""
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
     def task(cfg: DictConfig) -> float | None:
         with exit_on_config_error("aelab-train"), nothing_left_if_refused():
@@ -231,14 +223,11 @@ def member_task(
                 if isinstance(member, BaseException):
                     raise member
                 metrics = finish_member(cfg, member, stacked, command)
-            except (NonFiniteLossError, TestFailedError) as err:
-                log.error("%s", err)
-                return math.inf
             except Exception as err:
-                if HydraConfig.get().mode != RunMode.MULTIRUN:
-                    raise
-                return _sweep_job_failed(Path(cfg.paths.output_dir), err)
-        return metrics.get("val/loss")
+                in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+                output_dir = Path(cfg.paths.output_dir)
+                return outcome.job_failed(err, output_dir, in_sweep, rank_zero_only.rank == 0)
+        return metrics.get(outcome.objective(cfg))
 
     return task
 

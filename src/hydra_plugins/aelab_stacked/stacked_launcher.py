@@ -127,6 +127,7 @@ class StackedLauncher(BasicLauncher):
         first_idx: int,
     ) -> dict[int, JobReturn]:
         from aelab.run.folder import run_folder_lock
+        from aelab.run.outcome import stopped_by
         from aelab.stacked import train_stacked
         from aelab.stacked.checkpoint import member_key, stack_checkpoint_path
         from aelab.stacked.job import done_task, epoch_images, member_task, say
@@ -199,7 +200,7 @@ class StackedLauncher(BasicLauncher):
                 f"stack of jobs {','.join(map(str, numbers))} interrupted at step {step}; "
                 f"its checkpoint is {checkpoint}; to continue: {command}"
             )
-            raise SystemExit(130)
+            raise SystemExit(stopped_by(signal.SIGINT))
         if all(_finished(f, m) for f, m in zip(folders, members, strict=True)):
             # every job is written: the stack is not needed again (its folder: the checkpoint
             # and the lock)
