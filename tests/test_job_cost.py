@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -145,7 +146,10 @@ def test_jobs_racing_on_an_empty_cache_leave_one_whole_file(tmp_path, monkeypatc
         results.append(PCABaselineCache(tmp_path).scores((x_tr, y_tr, x_te, y_te), dims=4, k=5))
 
     def reader() -> None:
-        while not done.is_set():
+        # until the writers are done, and then at least until one read found the file (on a
+        # loaded machine the writers may finish before this thread is scheduled again)
+        deadline = time.monotonic() + 60
+        while (not done.is_set() or not seen) and time.monotonic() < deadline:
             with contextlib.suppress(FileNotFoundError):
                 seen.append(path.read_text())
 
