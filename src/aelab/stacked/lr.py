@@ -87,6 +87,9 @@ class MemberSchedulers:
             scheduler = build(
                 config.scheduler, "lr_scheduler.scheduler", optimizer=optimizer, **extra
             )
+            # one step of the stand-in (its parameter has no gradient: nothing moves), once:
+            # torch warns at a scheduler's first step when its optimizer never stepped
+            optimizer.step()
             self.schedulers.append(scheduler)
 
     @property
@@ -101,15 +104,8 @@ class MemberSchedulers:
     def after_batch(self, index: int, epoch: int, last_batch: bool) -> None:
         """After the optimizer step of batch `index` (0-based, in the epoch) of `epoch`;
         `last_batch`: the epoch's last (Lightning's `_num_ready_batches_reached`)."""
-        for config, scheduler, optimizer in zip(
-            self.configs, self.schedulers, self.stand_ins, strict=True
-        ):
-            if scheduler is None:
-                continue
-            # the member's step, on a stand-in whose parameter has no gradient (nothing moves):
-            # torch's schedulers warn when stepped before their optimizer
-            optimizer.step()
-            if is_plateau(config):
+        for config, scheduler in zip(self.configs, self.schedulers, strict=True):
+            if scheduler is None or is_plateau(config):
                 continue
             frequency = int(config.get("frequency") or 1)
             if (config.get("interval") or "epoch") == "step":
