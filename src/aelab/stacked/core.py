@@ -4,7 +4,7 @@ Each member is built as its single job builds its model (`pl.seed_everything(see
 `aelab.train.build_model`), so it starts from its own initialisation. The members' encoder and
 decoder parameters are stacked along a new leading dimension (`StackedNets`), and the step's
 loss is the model's own `loss`, run on each member's parameters under `vmap(functional_call)`
-(`stacked_loss`): the stack has no objective of its own, so every model whose loss reads no
+(`StackedLoss`): the stack has no objective of its own, so every model whose loss reads no
 per-member state but its weights, its draws and its KL schedule's values stacks.
 Everything random or stateful is per member:
 
@@ -52,7 +52,7 @@ from aelab.numerics import set_flush_denormal
 from aelab.stacked.checkpoint import group_key, load_stack, save_stack
 from aelab.stacked.grouping import NotStackable, shape_key, why_not_stackable
 from aelab.stacked.lr import MemberSchedulers
-from aelab.stacked.nets import StackedNets, stacked_loss, vectorised_copy
+from aelab.stacked.nets import StackedLoss, StackedNets
 
 log = logging.getLogger("aelab.stacked")
 
@@ -327,7 +327,7 @@ def train_stacked(
         paths.setdefault(schedule.form, []).append(k)
     path_rows = [
         (
-            vectorised_copy(models[ks[0]]),
+            StackedLoss(models[ks[0]]),
             None if len(ks) == m_count else torch.tensor(ks, device=device),
         )
         for ks in paths.values()
@@ -549,31 +549,29 @@ def _stacked(dicts: Sequence[dict[str, Any]], device: torch.device) -> dict[str,
 
 def _member_parts(
     nets: StackedNets,
-    path_rows: list[tuple[AutoencoderModule, Tensor | None]],
+    path_rows: list[tuple[StackedLoss, Tensor | None]],
     restore: Tensor | None,
     x: Tensor,
     x_in: Tensor,
     draws: list[dict[str, Tensor]],
     values: list[dict[str, float]],
 ) -> dict[str, Tensor]:
-    """Each member's loss parts, (M,) each, by its model's own `loss` (`stacked_loss`): one
+    """Each member's loss parts, (M,) each, by its model's own `loss` (`StackedLoss`): one
     vectorised call per group of members whose KL schedules share a code path, the group's
-    first model supplying the code. `path_rows`: (that model, the group's member indices, None
-    for all); `restore`: the permutation back to member order after the groups (None: in it)."""
+    first model supplying the code. `path_rows`: (its `StackedLoss`, the group's member
+    indices, None for all); `restore`: the permutation back to member order after the groups
+    (None: in it)."""
     tensors = nets.tensors()
     results = []
-    for model, rows in path_rows:
+    for loss, rows in path_rows:
         if rows is None:
             results.append(
-                stacked_loss(
-                    model, tensors, x_in, x, _stacked(draws, x.device), _stacked(values, x.device)
-                )
+                loss(tensors, x_in, x, _stacked(draws, x.device), _stacked(values, x.device))
             )
             continue
         ks = rows.tolist()
         results.append(
-            stacked_loss(
-                model,
+            loss(
                 {name: value[rows] for name, value in tensors.items()},
                 x_in[rows],
                 x[rows],

@@ -8,8 +8,8 @@ handed to the model as its transpose: the batched matmul's weight gradient then 
 like the leaf, as the fused Adam kernel reads it (no copy).
 
 The loss is the model's own `loss` (`MemberLoss`), run by `torch.func.functional_call` on a
-member's parameters under `torch.func.vmap` over the members (`stacked_loss`), on a copy of the
-model whose Linear layers run as one `baddbmm` for the M members (`vectorised_copy`); any other
+member's parameters under `torch.func.vmap` over the members (`StackedLoss`), on a copy of the
+model whose Linear layers run as one `baddbmm` for the M members (`StackedLoss`); any other
 module runs batched by torch.func's own rules. No part of any model's objective is written here.
 """
 
@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+import torch._C._functorch as functorch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
@@ -70,26 +71,61 @@ class _MemberLinear(torch.autograd.Function):
         return out.view(*x.shape[:-1], out.shape[-1]), 0
 
 
+def _batched_matmul(x: Tensor, leaf: Tensor, bias: Tensor | None, level: int) -> Tensor:
+    """x (M, ..., in) @ leaf (M, in, out) + bias (M, out) as one `baddbmm` (regular autograd
+    records it), batched at `level` again (member first)."""
+    rows = x.reshape(x.shape[0], -1, x.shape[-1])
+    out = torch.bmm(rows, leaf) if bias is None else torch.baddbmm(bias.unsqueeze(1), rows, leaf)
+    return functorch._add_batch_dim(out.view(*x.shape[:-1], out.shape[-1]), 0, level)
+
+
+def _physical(tensors: Sequence[Tensor]) -> tuple[list[Tensor], int] | None:
+    """The tensors as batched by the stack's vmap (member first) and its level, where that vmap
+    is the only transform and each of them is batched at its level; else None."""
+    if functorch.get_dynamic_layer_stack_depth() != 1:
+        return None
+    level = functorch.current_level()
+    out = []
+    for t in tensors:
+        if not functorch.is_batchedtensor(t) or functorch.maybe_get_level(t) != level:
+            return None
+        physical, dim = functorch._unwrap_batched(t, level)
+        out.append(physical.movedim(dim, 0))
+    return out, level
+
+
+class _NeedsMemberWeights(Exception):
+    """A Linear layer called where its stacked weights cannot be read directly."""
+
+
 class _VectorisedLinear(nn.Linear):
-    """nn.Linear through `_MemberLinear` (the same parameters, the same function)."""
+    """nn.Linear in a stack's copy of the model (the same function): directly under the stack's
+    vmap, one `baddbmm` on the batched tensors, as torch.func runs a custom function's vmap rule
+    but without its machinery (about 0.3 ms a call, more than a small layer's matmul); with
+    `stacked` set (`StackedLoss`'s direct way), on the stacked leaves themselves. Elsewhere
+    (inside a torch.func transform of the loss's own: the contractive AE's Jacobian)
+    `_MemberLinear`, which needs the members' weights as batched parameters."""
+
+    stacked: tuple[Tensor, Tensor | None] | None = None  # (leaf (M, in, out), bias (M, out))
 
     def forward(self, x: Tensor) -> Tensor:
-        return _MemberLinear.apply(x, self.weight, self.bias)
-
-
-def vectorised_copy(model: nn.Module) -> nn.Module:
-    """A copy of `model` for `stacked_loss`: its Linear layers run as one `baddbmm` over the
-    members under vmap (`_MemberLinear`); the rest as it is."""
-    clone = copy.deepcopy(model)
-    for module in clone.modules():
-        if type(module) is nn.Linear:
-            module.__class__ = _VectorisedLinear
-    return clone
+        if self.stacked is not None:
+            found = _physical([x])
+            if found is None:
+                raise _NeedsMemberWeights
+            (x,), level = found
+            return _batched_matmul(x, *self.stacked, level)
+        found = _physical([x, self.weight] + ([] if self.bias is None else [self.bias]))
+        if found is None:
+            return _MemberLinear.apply(x, self.weight, self.bias)
+        (x, weight, *bias), level = found
+        return _batched_matmul(x, weight.mT, bias[0] if bias else None, level)
 
 
 class MemberLoss(nn.Module):
-    """A model's `loss` as a module's forward, for `functional_call`: x_in, target, the draws and
-    the KL schedule's values handed in; returns the loss parts (nats per image, batch means)."""
+    """A model's `loss` as a module's forward (for vmap and `functional_call`): x_in, target,
+    the draws and the KL schedule's values handed in; returns the loss parts (nats per image,
+    batch means)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -104,6 +140,80 @@ class MemberLoss(nn.Module):
     ) -> dict[str, Tensor]:
         parts, _ = self.model.loss(x_in, target, draws=draws, schedule=schedule)
         return parts
+
+
+class StackedLoss:
+    """The loss parts of a group of members, (M,) each, by `model.loss` under vmap over them.
+
+    `model`: the group's first member, which supplies the code and everything the members share
+    (a copy of it runs, its Linear layers `_VectorisedLinear`). The members' weights go in one
+    of two ways:
+
+    - directly, where every parameter of the encoder and decoder is a Linear layer's (aelab's
+      MLP net): each layer reads its stacked leaves, and the vmap carries only the data, the
+      draws and the schedule values (no per-step reparametrisation of the model);
+    - else, or once a Linear layer is called below a transform of the loss's own (the
+      contractive AE's Jacobian): `functional_call` of the copy on the members' weights,
+      batched by the vmap (any net: its modules run by torch.func's batching rules).
+
+    The copy draws nothing (vmap's randomness="error" checks it): `draws` hands in what it would.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = copy.deepcopy(model)
+        self.linears: list[tuple[_VectorisedLinear, str, str | None]] = []
+        for name, module in self.model.named_modules():
+            if type(module) is nn.Linear:
+                module.__class__ = _VectorisedLinear
+                bias = None if module.bias is None else f"{name}.bias"
+                self.linears.append((module, f"{name}.weight", bias))
+        owned = {key for _, weight, bias in self.linears for key in (weight, bias) if key}
+        nets = [getattr(self.model, sub) for sub in SUBMODULES]
+        self.direct = not any(True for net in nets for _ in net.buffers()) and all(
+            f"{sub}.{name}" in owned
+            for sub, net in zip(SUBMODULES, nets, strict=True)
+            for name, _ in net.named_parameters()
+        )
+        self.objective = MemberLoss(self.model)
+
+        def member_loss(
+            x_in: Tensor, target: Tensor, draws: dict[str, Tensor], schedule: dict[str, Tensor]
+        ) -> dict[str, Tensor]:
+            return self.objective(x_in, target, draws, schedule)
+
+        def member_loss_of(
+            p: dict[str, Tensor], a: Tensor, b: Tensor, d: dict[str, Tensor], s: dict[str, Tensor]
+        ) -> dict[str, Tensor]:
+            return functional_call(self.objective, p, (a, b, d, s))
+
+        # made once: a function, not the module (vmap names what it maps by its repr otherwise)
+        self._direct = vmap(member_loss, randomness="error")
+        self._functional = vmap(member_loss_of, randomness="error")
+
+    def __call__(
+        self,
+        tensors: Mapping[str, Tensor],
+        x_in: Tensor,
+        target: Tensor,
+        draws: Mapping[str, Tensor],
+        schedule: Mapping[str, Tensor],
+    ) -> dict[str, Tensor]:
+        """tensors: `StackedNets.tensors()` (or a subset of its members, indexed alike); x_in,
+        target: (M, B, C, H, W); draws: `model.draws` of each member, stacked (M, ...);
+        schedule: each member's `schedule_values`, stacked (M,)."""
+        draws, schedule = dict(draws), dict(schedule)
+        if self.direct:
+            for module, weight, bias in self.linears:
+                module.stacked = (tensors[weight].mT, None if bias is None else tensors[bias])
+            try:
+                return self._direct(x_in, target, draws, schedule)
+            except _NeedsMemberWeights:
+                self.direct = False
+            finally:
+                for module, _, _ in self.linears:
+                    module.stacked = None
+        prefixed = {f"model.{name}": value for name, value in tensors.items()}
+        return self._functional(prefixed, x_in, target, draws, schedule)
 
 
 def _parameters_outside_nets(model: nn.Module) -> list[str]:
@@ -176,29 +286,3 @@ class StackedNets:
         targets = [p for sub in SUBMODULES for p in getattr(model, sub).parameters()]
         for target, leaf, flip in zip(targets, self.leaves, self.transposed, strict=True):
             target.copy_(leaf[k].T if flip else leaf[k])
-
-
-def stacked_loss(
-    model: nn.Module,
-    tensors: Mapping[str, Tensor],
-    x_in: Tensor,
-    target: Tensor,
-    draws: Mapping[str, Tensor],
-    schedule: Mapping[str, Tensor],
-) -> dict[str, Tensor]:
-    """`model.loss`'s parts for each member at once: (M,) each.
-
-    tensors: `StackedNets.tensors()` (or a subset of its members, indexed alike); x_in, target:
-    (M, B, C, H, W); draws: `model.draws` of each member, stacked (M, ...); schedule: each
-    member's `schedule_values`, stacked (M,). `model` (a `vectorised_copy`) supplies the code and
-    everything the members share; it draws nothing (vmap's randomness="error" checks it).
-    """
-    objective = MemberLoss(model)
-    prefixed = {f"model.{name}": value for name, value in tensors.items()}
-
-    def one(
-        p: dict[str, Tensor], a: Tensor, b: Tensor, d: dict[str, Tensor], s: dict[str, Tensor]
-    ) -> dict[str, Tensor]:
-        return functional_call(objective, p, (a, b, d, s))
-
-    return vmap(one, randomness="error")(prefixed, x_in, target, dict(draws), dict(schedule))
