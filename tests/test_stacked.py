@@ -58,6 +58,36 @@ def test_stacked_adam_matches_torch_adam_per_member(decoupled):
             torch.testing.assert_close(mine[k], p.detach(), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("lrs", [[1e-3, 1e-3, 1e-3], [1e-3, 3e-2, 1e-3]])
+def test_stacked_adam_steps_all_members_in_one_call_as_one_by_one(lrs):
+    """`step` given the stacked gradients (one call on the stacked tensors while the members
+    share lr and step count) is member k's own Adam; a member frozen once makes the others step
+    member by member."""
+    g = torch.Generator().manual_seed(2)
+    start = [torch.randn(3, 5, 4, generator=g), torch.randn(3, 7, generator=g)]
+    grads = [[torch.randn(3, 5, 4, generator=g), torch.randn(3, 7, generator=g)] for _ in range(4)]
+    stacked = [p.clone() for p in start]
+    opt = StackedAdam([[p[k] for p in stacked] for k in range(3)], lrs, stacked=stacked)
+    for i, grad in enumerate(grads):
+        if i == 2:  # member 1 frozen for one step
+            opt.step([[x[k] for x in grad] for k in range(3)], alive=[True, False, True])
+        else:
+            opt.step(grad)
+    assert not opt.uniform
+    for k in range(3):
+        ps = [torch.nn.Parameter(p[k].clone()) for p in start]
+        ref = torch.optim.Adam(ps, lr=lrs[k], foreach=False)
+        for i, grad in enumerate(grads):
+            if i == 2 and k == 1:
+                continue
+            for p, x in zip(ps, grad, strict=True):
+                p.grad = x[k].clone()
+            ref.step()
+        for p, mine in zip(ps, stacked, strict=True):
+            torch.testing.assert_close(mine[k], p.detach(), rtol=1e-5, atol=1e-7)
+        assert [float(s) for s in opt.steps[k]] == [3.0 if k == 1 else 4.0] * 2
+
+
 def test_a_frozen_member_keeps_its_weights_and_the_others_move():
     start = torch.ones(2, 3)
     stacked = start.clone()

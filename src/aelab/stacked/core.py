@@ -123,6 +123,11 @@ class StackedAdam:
     kernel, as aelab's `optimizer.fused=true`) steps each member's slices as the tensors of its
     own model, with its own moments and step count. Members sharing (lr, weight decay) go in one
     call. `alive` (M, bool) freezes members: their slices are left out of the step.
+
+    `stacked`: the (M, *shape) tensors whose slices k are `members[k]`; with them the moments
+    and step counts are kept stacked alike, and `step` given stacked gradients steps all members
+    in one call on the stacked tensors while they share (lr, weight decay) and step count (the
+    same arithmetic, element by element, as member by member).
     """
 
     def __init__(
@@ -134,6 +139,7 @@ class StackedAdam:
         weight_decay: Sequence[float] | None = None,
         decoupled: bool = False,
         fused: bool | None = True,
+        stacked: Sequence[Tensor] | None = None,
     ) -> None:
         self.members = [list(m) for m in members]
         self.lr = [float(v) for v in lr]
@@ -143,12 +149,21 @@ class StackedAdam:
         self.decoupled = decoupled
         device = self.members[0][0].device
         self.fused = fused and device.type in ("cpu", "cuda")
-        self.exp_avg = [[torch.zeros_like(p) for p in m] for m in self.members]
-        self.exp_avg_sq = [[torch.zeros_like(p) for p in m] for m in self.members]
-        self.steps = [
-            [torch.zeros((), device=device if self.fused else "cpu") for _ in m]
-            for m in self.members
-        ]
+        step_device = device if self.fused else "cpu"
+        self.stacked = list(stacked) if stacked is not None else None
+        if self.stacked is None:
+            self.exp_avg = [[torch.zeros_like(p) for p in m] for m in self.members]
+            self.exp_avg_sq = [[torch.zeros_like(p) for p in m] for m in self.members]
+            self.steps = [[torch.zeros((), device=step_device) for _ in m] for m in self.members]
+        else:  # member k's state: slices k of stacked tensors
+            count = len(self.members)
+            self._exp_avg = [torch.zeros_like(t) for t in self.stacked]
+            self._exp_avg_sq = [torch.zeros_like(t) for t in self.stacked]
+            self._steps = [torch.zeros(count, device=step_device) for _ in self.stacked]
+            self.exp_avg = [[t[k] for t in self._exp_avg] for k in range(count)]
+            self.exp_avg_sq = [[t[k] for t in self._exp_avg_sq] for k in range(count)]
+            self.steps = [[t[k] for t in self._steps] for k in range(count)]
+        self.uniform = True  # every member has made the same steps
         self.set_lr(self.lr)
 
     def set_lr(self, lr: Sequence[float]) -> None:
@@ -158,9 +173,47 @@ class StackedAdam:
         for k, key in enumerate(zip(self.lr, self.weight_decay, strict=True)):
             self.groups.setdefault(key, []).append(k)
 
+    def _step_stacked(self, grads: Sequence[Tensor]) -> None:
+        """Every member's step in one call: `grads` like `stacked`."""
+        ((lr, wd),) = self.groups
+        grads = [g if g.is_contiguous() else g.contiguous() for g in grads]
+        # member 0's step counts stand for all (they are equal); the others' follow after
+        adam(
+            self.stacked,
+            grads,
+            self._exp_avg,
+            self._exp_avg_sq,
+            [],
+            self.steps[0],
+            fused=self.fused,
+            foreach=False if not self.fused else None,
+            decoupled_weight_decay=self.decoupled,
+            amsgrad=False,
+            beta1=self.beta1,
+            beta2=self.beta2,
+            lr=lr,
+            weight_decay=wd,
+            eps=self.eps,
+            maximize=False,
+        )
+        torch._foreach_add_([t[1:] for t in self._steps], 1.0)
+
     @torch.no_grad()
-    def step(self, grads: Sequence[Sequence[Tensor]], alive: Sequence[bool] | None = None) -> None:
-        """`grads[k]`: member k's gradients, like its parameters (any strides)."""
+    def step(
+        self,
+        grads: Sequence[Sequence[Tensor]] | Sequence[Tensor],
+        alive: Sequence[bool] | None = None,
+    ) -> None:
+        """`grads[k]`: member k's gradients, like its parameters (any strides); or the stacked
+        gradients, like `stacked` (member k's their slices k)."""
+        everyone = alive is None or all(alive)
+        if grads and isinstance(grads[0], Tensor):
+            if everyone and self.stacked is not None and self.uniform and len(self.groups) == 1:
+                self._step_stacked(grads)  # type: ignore[arg-type]
+                return
+            grads = [[g[k] for g in grads] for k in range(len(self.members))]  # type: ignore[index]
+        if not everyone:
+            self.uniform = False
         # the fused kernel reads a gradient as laid out like its parameter: a stacked matmul's
         # weight gradient comes transposed in memory
         grads = [[g if g.is_contiguous() else g.contiguous() for g in gs] for gs in grads]
@@ -198,6 +251,7 @@ class StackedAdam:
             for mine, saved in zip(getattr(self, name), state[name], strict=True):
                 for tensor, value in zip(mine, saved, strict=True):
                     tensor.copy_(value)
+        self.uniform = all(all(bool(s == m[0]) for s in m) for m in zip(*self.steps, strict=True))
 
 
 def clip_stacked(grads: list[Tensor], clip: Tensor, algorithm: str) -> list[Tensor]:
@@ -304,6 +358,7 @@ def train_stacked(
         ],
         decoupled=decoupled,
         fused=bool(opt_cfg.get("fused", True)) or None,
+        stacked=nets.leaves,
     )
     clip_values = [c.trainer.get("gradient_clip_val") for c in cfgs]
     clipping = any(v for v in clip_values)
@@ -456,10 +511,7 @@ def train_stacked(
             grads = list(torch.autograd.grad(torch.where(alive, loss, 0.0).sum(), params))
             if clipping:
                 grads = clip_stacked(grads, clip, clip_algorithm)
-            optimizer.step(
-                [[g[k] for g in grads] for k in range(m_count)],
-                None if bool(alive.all()) else alive.tolist(),
-            )
+            optimizer.step(grads, None if bool(alive.all()) else alive.tolist())
             step += 1
             whole_epoch = index + 1 == n_batches
             if lr_schedules.active:
