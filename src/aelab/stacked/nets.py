@@ -7,10 +7,11 @@ slices as the tensors of its own model. A Linear weight is kept transposed, (M, 
 handed to the model as its transpose: the batched matmul's weight gradient then comes laid out
 like the leaf, as the fused Adam kernel reads it (no copy).
 
-The loss is the model's own `loss` (`MemberLoss`), run by `torch.func.functional_call` on a
-member's parameters under `torch.func.vmap` over the members (`StackedLoss`), on a copy of the
-model whose Linear layers run as one `baddbmm` for the M members (`StackedLoss`); any other
-module runs batched by torch.func's own rules. No part of any model's objective is written here.
+The loss is the model's own `loss` (`MemberLoss`) under `torch.func.vmap` over the members
+(`StackedLoss`), on a copy of the model whose Linear layers run as one `baddbmm` for the M
+members, reading the stacked leaves (an MLP) or, by `torch.func.functional_call`, the members'
+batched weights (any other net); other modules run batched by torch.func's own rules. No part of
+any model's objective is written here.
 """
 
 from __future__ import annotations
