@@ -235,8 +235,8 @@ def logged_metric_keys() -> set[str]:
         model.eval()
         with torch.no_grad():
             for stage in ("val", "test"):
-                model._evaluate((x, y), 0, stage)
-                keys |= {f"{stage}/{k}" for k in model._means(stage).compute_and_reset()}
+                model.evaluate_batch((x, y), 0, stage)
+                keys |= {f"{stage}/{k}" for k in model.running_means(stage).compute_and_reset()}
             parts, _ = model.loss(x, x)
         keys |= {f"train/{k}" for k in parts}  # training_step's running means
         metrics, _ = suite.evaluate(model, test, train, classes=[0])

@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shlex
 from pathlib import Path
 
@@ -57,6 +58,36 @@ def test_stacked_adam_matches_torch_adam_per_member(decoupled):
             torch.testing.assert_close(mine[k], p.detach(), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("lrs", [[1e-3, 1e-3, 1e-3], [1e-3, 3e-2, 1e-3]])
+def test_stacked_adam_steps_all_members_in_one_call_as_one_by_one(lrs):
+    """`step` given the stacked gradients (one call on the stacked tensors while the members
+    share lr and step count) is member k's own Adam; a member frozen once makes the others step
+    member by member."""
+    g = torch.Generator().manual_seed(2)
+    start = [torch.randn(3, 5, 4, generator=g), torch.randn(3, 7, generator=g)]
+    grads = [[torch.randn(3, 5, 4, generator=g), torch.randn(3, 7, generator=g)] for _ in range(4)]
+    stacked = [p.clone() for p in start]
+    opt = StackedAdam([[p[k] for p in stacked] for k in range(3)], lrs, stacked=stacked)
+    for i, grad in enumerate(grads):
+        if i == 2:  # member 1 frozen for one step
+            opt.step([[x[k] for x in grad] for k in range(3)], alive=[True, False, True])
+        else:
+            opt.step(grad)
+    assert not opt.uniform
+    for k in range(3):
+        ps = [torch.nn.Parameter(p[k].clone()) for p in start]
+        ref = torch.optim.Adam(ps, lr=lrs[k], foreach=False)
+        for i, grad in enumerate(grads):
+            if i == 2 and k == 1:
+                continue
+            for p, x in zip(ps, grad, strict=True):
+                p.grad = x[k].clone()
+            ref.step()
+        for p, mine in zip(ps, stacked, strict=True):
+            torch.testing.assert_close(mine[k], p.detach(), rtol=1e-5, atol=1e-7)
+        assert [float(s) for s in opt.steps[k]] == [3.0 if k == 1 else 4.0] * 2
+
+
 def test_a_frozen_member_keeps_its_weights_and_the_others_move():
     start = torch.ones(2, 3)
     stacked = start.clone()
@@ -105,6 +136,15 @@ def test_a_model_that_cannot_be_stacked_names_why(make_cfg):
     assert "accumulate_grad_batches" in why_not_stackable(
         make_cfg("+trainer.accumulate_grad_batches=2")
     )
+    # the zoo's models that cannot stack say why in one line
+    assert why_not_stackable(make_cfg("model=factorvae")).startswith(
+        "model._target_=aelab.models.FactorVAE: its discriminator is trained beside the VAE"
+    )
+    assert why_not_stackable(make_cfg("model=vqvae")).startswith(
+        "model._target_=aelab.models.VQVAE: its codebook lies outside the encoder and decoder"
+    )
+    for preset in ("ae", "dae", "vae", "iwae", "tcvae", "dipvae", "sparse_ae", "cae"):
+        assert why_not_stackable(make_cfg(f"model={preset}")) is None, preset
     with pytest.raises(NotStackable, match="differ in more than stackable values"):
         train_stacked([make_cfg("model=vae"), make_cfg("model=vae", "model.latent_dim=3")])
     # resume=true: a stack continues from its own checkpoint; a run folder or checkpoint: alone
@@ -125,6 +165,20 @@ def test_a_model_that_cannot_be_stacked_names_why(make_cfg):
         "data._target_=aelab.data.source.DataSourceError: a stack draws its members' batches "
         "through the datamodule's training_batch(indices), which this one lacks"
     )
+
+
+def test_the_stack_has_no_objective_of_its_own():
+    """The stacked step computes each member's loss by its model's own `loss`: the engine
+    imports none of the objectives' pieces, asks no model's class, calls no private method."""
+    import inspect
+
+    import aelab.stacked.core
+    import aelab.stacked.nets
+
+    for module in (aelab.stacked.core, aelab.stacked.nets):
+        source = inspect.getsource(module)
+        assert "aelab.losses" not in source and "isinstance(models" not in source
+        assert not re.search(r"model\w*(\[\w+\])?\._[a-z]", source), module.__name__
 
 
 # --- equivalence with the single runs, on a slice of real MNIST -----------------------------------
@@ -167,23 +221,66 @@ def test_a_model_that_cannot_be_stacked_names_why(make_cfg):
                 ],
             ],
         ),
+        # every zoo model whose tensors stack, through its own loss (vmap over the members):
+        # IWAE's k x B x d draws, the beta-TCVAE's TC weight under each member's schedule, the
+        # sparse AE's batch-mean penalty under per-member noise, the contractive AE's Jacobian
+        # (torch.func inside the stack's vmap), DIP-VAE's covariance penalty
+        (
+            ["model=iwae", "data.binarize=dynamic"],
+            [["seed=1"], ["seed=2", "optimizer.lr=0.003"]],
+        ),
+        (
+            ["model=tcvae", "data.binarize=dynamic"],
+            [["model.beta=2"], ["model.beta=6", "kl_schedule=warmup", "kl_schedule.steps=4"]],
+        ),
+        (["model=sparse_ae", "noise=gaussian"], [["seed=1"], ["seed=2", "noise.std=0.2"]]),
+        (["model=cae"], [["seed=1"], ["seed=2", "optimizer.lr=0.003"]]),
+        (["model=dipvae"], [["seed=1"], ["seed=2", "+model.beta=2"]]),
         # each member with its own learning-rate scheduler (aelab.stacked.lr): per step, per
         # epoch, with a warm-up, on a plateau (a patience of 0 halves it at once), and none
         (
             ["model=vae", "trainer.max_epochs=3", "logger=tensorboard"],
             [
-                ["lr_scheduler=step", "lr_scheduler.interval=step", "lr_scheduler.scheduler"
-                 ".step_size=2"],
+                [
+                    "lr_scheduler=step",
+                    "lr_scheduler.interval=step",
+                    "lr_scheduler.scheduler.step_size=2",
+                ],
                 ["lr_scheduler=step", "lr_scheduler.scheduler.step_size=1"],
                 ["lr_scheduler=cosine", "lr_scheduler.scheduler.warmup_steps=3"],
-                ["lr_scheduler=plateau", "lr_scheduler.scheduler.patience=0",
-                 "+lr_scheduler.scheduler.threshold=10"],
+                [
+                    "lr_scheduler=plateau",
+                    "lr_scheduler.scheduler.patience=0",
+                    "+lr_scheduler.scheduler.threshold=10",
+                ],
                 ["optimizer.lr=0.002"],
             ],
         ),
     ],
 )
 def test_each_member_equals_its_job_run_alone(tmp_path, mnist_dir, common, varying):
+    _assert_members_equal_their_runs_alone(tmp_path, common, varying)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_members_equal_their_runs_alone_by_the_public_torch_func_way(
+    tmp_path, mnist_dir, monkeypatch
+):
+    """Where torch lacks the vmap internals the direct way reads (`DIRECT_AVAILABLE`), the stack
+    runs each model's loss by `functional_call` over the members' batched weights: the same
+    values."""
+    import aelab.stacked.nets
+
+    monkeypatch.setattr(aelab.stacked.nets, "DIRECT_AVAILABLE", False)
+    _assert_members_equal_their_runs_alone(
+        tmp_path,
+        ["model=vae", "data.binarize=dynamic"],
+        [["model.beta=0.5"], ["model.beta=4", "kl_schedule=warmup", "kl_schedule.steps=4"]],
+    )
+
+
+def _assert_members_equal_their_runs_alone(tmp_path, common, varying):
     from aelab.train import train
     from tests.conftest import compose_cfg
 
@@ -292,11 +389,17 @@ def test_a_stack_stopped_after_a_step_holds_the_weights_of_that_step(tmp_path, m
         (
             ["model=vae", "trainer.max_epochs=3"],
             [
-                ["lr_scheduler=step", "lr_scheduler.interval=step",
-                 "lr_scheduler.scheduler.step_size=2"],
+                [
+                    "lr_scheduler=step",
+                    "lr_scheduler.interval=step",
+                    "lr_scheduler.scheduler.step_size=2",
+                ],
                 ["lr_scheduler=cosine", "lr_scheduler.scheduler.warmup_steps=5"],
-                ["lr_scheduler=plateau", "lr_scheduler.scheduler.patience=0",
-                 "+lr_scheduler.scheduler.threshold=10"],
+                [
+                    "lr_scheduler=plateau",
+                    "lr_scheduler.scheduler.patience=0",
+                    "+lr_scheduler.scheduler.threshold=10",
+                ],
             ],
             4,
             (1, 1),

@@ -58,7 +58,13 @@ def reparameterize_with_eps(
     """
     shape = mu.shape if samples is None else (samples, *mu.shape)
     eps = torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    return mu + eps * (0.5 * logvar).exp(), eps
+    return reparameterize_given(mu, logvar, eps), eps
+
+
+def reparameterize_given(mu: Tensor, logvar: Tensor, eps: Tensor) -> Tensor:
+    """z = mu + sigma * eps for eps drawn beforehand (`reparameterize_with_eps` draws it): eps of
+    mu's shape, or (k, *mu.shape) for k samples per image."""
+    return mu + eps * (0.5 * logvar).exp()
 
 
 def reparameterize(
@@ -113,14 +119,31 @@ class _BCEWithLogitsCPU(torch.autograd.Function):
     torch's CPU `binary_cross_entropy_with_logits` goes through `log_sigmoid`, whose `log1p` is
     scalar code (a measurable share of a small VAE's step: docs, Performance); `log` is
     vectorised, and `log(1 + u)` for u = exp(-|l|) in (0, 1] is within a float's rounding of
-    `log1p(u)`. The gradient is the usual sigmoid(l) - t, computed once in backward.
+    `log1p(u)`. The gradient is the usual sigmoid(l) - t, computed once in backward. Under
+    `torch.func.vmap` (a stack's members, `aelab.stacked`) it runs once on the batched tensors:
+    it is elementwise.
     """
 
     @staticmethod
-    def forward(ctx: Any, logits: Tensor, target: Tensor) -> Tensor:
-        ctx.save_for_backward(logits, target)
+    def forward(logits: Tensor, target: Tensor) -> Tensor:
         softplus_neg_abs = logits.abs().neg_().exp_().add_(1.0).log_()
         return logits.clamp_min(0.0).sub_(logits * target).add_(softplus_neg_abs)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def vmap(
+        info: Any, in_dims: tuple[int | None, int | None], logits: Tensor, target: Tensor
+    ) -> tuple[Tensor, int]:
+        """Elementwise: both operands with the vmapped dimension first, the function applied
+        to them as they are."""
+        logits, target = (
+            t.movedim(d, 0) if d is not None else t.expand(info.batch_size, *t.shape)
+            for t, d in zip((logits, target), in_dims, strict=True)
+        )
+        return _BCEWithLogitsCPU.apply(logits, target), 0
 
     @staticmethod
     @once_differentiable  # nothing in aelab differentiates a loss twice; fail loudly if it does

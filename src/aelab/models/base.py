@@ -245,7 +245,12 @@ class AutoencoderModule(pl.LightningModule):
         return self.reconstruct(x)
 
     def loss(
-        self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
+        self,
+        x_in: Tensor,
+        target: Tensor,
+        generator: torch.Generator | None = None,
+        draws: Mapping[str, Tensor] | None = None,
+        schedule: Mapping[str, Tensor | float] | None = None,
     ) -> tuple[dict[str, Tensor], Tensor]:
         """The objective on one batch, and what it is made of.
 
@@ -254,6 +259,15 @@ class AutoencoderModule(pl.LightningModule):
             target: the images to reconstruct, the same shape (clean).
             generator: the source of the model's own draws (the VAE's z); None: torch's global
                 generator.
+            draws: the random numbers to use instead of drawing them, as `draws(x_in)` gives
+                them (then nothing is drawn and `generator` is unused).
+            schedule: the KL schedule's values to use instead of this model's own at its
+                `schedule_step` (`schedule_values`), floats or 0-d tensors.
+
+        A stack (`aelab.stacked`) computes its members' losses as one: this method under
+        `torch.func.vmap` over the members' parameters, each member's draws and schedule
+        values handed in; so a loss reads nothing that differs between members but through
+        these arguments (its weights are the module's parameters).
 
         Returns:
             The parts, each a scalar in nats per image averaged over the batch: `loss` (the one
@@ -261,6 +275,18 @@ class AutoencoderModule(pl.LightningModule):
             the reconstruction logits, B x C x H x W.
         """
         raise NotImplementedError
+
+    def draws(
+        self,
+        x_in: Tensor,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> dict[str, Tensor]:
+        """The random numbers `loss` uses on x_in (B x C x H x W), drawn from `generator` (None:
+        torch's global one) in the order and shapes `loss` draws them when it is not handed
+        them; none here. `dtype`: theirs (None: x_in's).
+        """
+        return {}
 
     # --- the KL schedule ------------------------------------------------------------------------
     def _check_kl_schedule(self) -> None:
@@ -278,11 +304,24 @@ class AutoencoderModule(pl.LightningModule):
         epochs (fractional) for `unit: epochs`."""
         return position(self.schedule_step, self.kl_schedule.unit, self.steps_per_epoch)
 
-    def kl_penalty(self, kl: Tensor, kl_units: Tensor | None, beta: float) -> Tensor:
+    def schedule_values(self) -> dict[str, float]:
+        """The KL schedule's values at the current step for the model's `beta` (1 without one):
+        the weight β(t) (`weight`), and the capacity C(t) or free bits where the schedule has
+        them (`KLSchedule.values`)."""
+        return self.kl_schedule.values(float(getattr(self, "beta", 1.0)), self.schedule_position())
+
+    def kl_penalty(
+        self,
+        kl: Tensor,
+        kl_units: Tensor | None,
+        schedule: Mapping[str, Tensor | float] | None = None,
+    ) -> Tensor:
         """The KL part of the loss under `kl_schedule` at the current step (beta * kl for the
         constant schedule without free bits); kl: batch mean, nats per image; kl_units: B x
-        latent_dim, per unit (read with free bits only)."""
-        return self.kl_schedule.penalty(kl, kl_units, beta, self.schedule_position())
+        latent_dim, per unit (read with free bits only); schedule: the values to use instead
+        of `schedule_values()` (`loss`'s argument)."""
+        values = dict(schedule) if schedule is not None else self.schedule_values()
+        return self.kl_schedule.penalty_at(kl, kl_units, values)
 
     def _log_schedule(self, beta: float) -> None:
         schedule = self.kl_schedule
@@ -307,7 +346,17 @@ class AutoencoderModule(pl.LightningModule):
             unit_steps = 1 if self.kl_schedule.unit == "steps" else max(self.steps_per_epoch, 1)
             self.kl_schedule.bind(float(steps) / unit_steps)
 
+    def use_data(self, datamodule: Any, stage: str) -> None:
+        """What the model takes from the data it is trained or evaluated on, before the loop
+        starts (the β-TCVAE: the training split's size); nothing here. Lightning's `setup`
+        calls it with the trainer's datamodule, a stack (`aelab.stacked`) with its own."""
+
     # --- Lightning hooks ------------------------------------------------------------------------
+    @override
+    def setup(self, stage: str) -> None:
+        trainer = self._trainer
+        self.use_data(getattr(trainer, "datamodule", None), stage)
+
     @override
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, _ = batch
@@ -320,13 +369,19 @@ class AutoencoderModule(pl.LightningModule):
 
     @override
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "val")
+        self.evaluate_batch(batch, batch_idx, "val")
 
     @override
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "test")
+        self.evaluate_batch(batch, batch_idx, "test")
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str) -> None:
+    def evaluate_batch(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str) -> None:
+        """One batch of the validation or test loop (`stage`: "val" or "test"): its figures
+        added to `running_means(stage)`, which the loop's end logs as `<stage>/<name>`.
+
+        batch: images B x C x H x W in [0, 1] and their labels; batch_idx: its place in the
+        loop, which seeds the evaluation's draws (the same in every run and re-evaluation).
+        """
         x, _ = batch
         generator = torch.Generator(device=x.device).manual_seed(EVAL_NOISE_SEED + batch_idx)
         x_in = self.noise(x, generator)
@@ -351,7 +406,7 @@ class AutoencoderModule(pl.LightningModule):
             if not self.noise.is_identity:
                 values["ssim_noisy_input"] = ssim(x_in, x)
             values.update(self.test_parts(x_in))
-        self._means(stage).update(values, weight=x.shape[0])
+        self.running_means(stage).update(values, weight=x.shape[0])
 
     def test_parts(self, x_in: Tensor) -> dict[str, Tensor]:
         """Batch means scored beside the loss in the test loop, on its very inputs (so a part
@@ -383,11 +438,13 @@ class AutoencoderModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_means("test")
 
-    def _means(self, stage: str) -> RunningMeans:
+    def running_means(self, stage: str) -> RunningMeans:
+        """The figures of `stage` ("train", "val", "test") summed so far in its epoch; its
+        `compute_and_reset()` gives their means."""
         return getattr(self, f"{stage}_means")
 
     def _log_means(self, stage: str) -> None:
-        values = self._means(stage).compute_and_reset()
+        values = self.running_means(stage).compute_and_reset()
         # RunningMeans already summed them over all processes, so every process holds the same
         # figures. Lightning wants epoch-level values synced under DDP (else it warns for each);
         # the max over processes of equal values is that value exactly (a mean is not, for 3

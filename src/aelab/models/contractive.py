@@ -3,7 +3,7 @@ Jacobian as a penalty, so the code moves little when the input does."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -19,20 +19,19 @@ def jacobian_frobenius_sq(
 ) -> tuple[Tensor, Tensor]:
     """||d f(x_n) / d x_n||_F^2 for each image: shape (batch,), and f(x): shape (batch, d).
 
-    One batched backward pass per code unit, all d of them vmapped in one call
-    (`is_grads_batched`): d vector-Jacobian products e_j^T J for the whole batch at once, no
-    loop over images. f must treat images independently (no batch norm), as aelab's nets do.
-    `create_graph`: keep the graph, so the penalty can be differentiated for training.
-    Works under Lightning's inference mode (the evaluation loops), where the result is detached.
+    One vector-Jacobian product per code unit, all d of them vmapped in one call
+    (`torch.func.vjp` under `torch.func.vmap`): d products e_j^T J for the whole batch at once,
+    no loop over images. f must treat images independently (no batch norm), as aelab's nets do.
+    `create_graph`: keep the graph, so the penalty can be differentiated for training. Being
+    torch.func transforms, it also runs under a stack's vmap over its members' weights. Works
+    under Lightning's inference mode (the evaluation loops), where the result is detached.
     """
     with torch.inference_mode(False), torch.enable_grad():
-        x = x.clone().requires_grad_(True)  # an inference tensor cannot join a graph
-        h = f(x)
+        x = x.clone()  # an inference tensor cannot join a graph
+        h, pullback = torch.func.vjp(f, x)
         d = h.shape[1]
         grad_out = torch.eye(d, device=h.device, dtype=h.dtype)[:, None].expand(d, *h.shape)
-        (jac,) = torch.autograd.grad(
-            h, x, grad_outputs=grad_out, is_grads_batched=True, create_graph=create_graph
-        )  # (d, batch, *image): row j of each image's Jacobian
+        (jac,) = torch.func.vmap(pullback)(grad_out)  # (d, batch, *image): row j of each J
         norm = jac.square().flatten(2).sum(2).sum(0)
     if not create_graph:
         norm, h = norm.detach(), h.detach()
@@ -61,7 +60,12 @@ class ContractiveAutoencoder(Autoencoder):
         self.contraction_weight = weight
 
     def loss(
-        self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
+        self,
+        x_in: Tensor,
+        target: Tensor,
+        generator: torch.Generator | None = None,
+        draws: Mapping[str, Tensor] | None = None,
+        schedule: Mapping[str, Tensor | float] | None = None,
     ) -> tuple[dict[str, Tensor], Tensor]:
         norm, h = jacobian_frobenius_sq(self.encode, x_in, create_graph=torch.is_grad_enabled())
         logits = self.decode(h)

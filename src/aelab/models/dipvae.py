@@ -13,6 +13,7 @@ lambda_d = lambda_od for II when `lambda_d` is not given.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -80,15 +81,20 @@ class DIPVAE(VAE):
         self.lambda_d = LAMBDA_D_FACTOR[dip_type] * lambda_od if lambda_d is None else lambda_d
 
     def loss(
-        self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
+        self,
+        x_in: Tensor,
+        target: Tensor,
+        generator: torch.Generator | None = None,
+        draws: Mapping[str, Tensor] | None = None,
+        schedule: Mapping[str, Tensor | float] | None = None,
     ) -> tuple[dict[str, Tensor], Tensor]:
         """`VAE.loss`'s parts with `dip` added to `loss` (`beta` weighs the KL, 1 in the paper)."""
-        sampled = self.elbo_parts(x_in, target, generator)
+        sampled = self.elbo_parts(x_in, target, generator, draws)
         recon, kl = sampled.recon, sampled.kl
         cov = dip_covariance(sampled.mu, sampled.logvar, self.dip_type)
         dip = dip_penalty(cov, self.lambda_od, self.lambda_d)
         parts = {
-            "loss": recon + self.kl_term(sampled) + dip,
+            "loss": recon + self.kl_term(sampled, schedule) + dip,
             "recon": recon,
             "kl": kl,
             "dip": dip,

@@ -7,6 +7,7 @@ the ELBO: L_k = E[log (1/k) sum_i p(x, z_i) / q(z_i | x)], z_1..z_k ~ q(z | x). 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from aelab.losses import (
     kl_standard_normal,
     log_weights,
     recon_nll,
-    reparameterize_with_eps,
+    reparameterize_given,
 )
 from aelab.models.vae import VAE
 
@@ -43,12 +44,31 @@ class IWAE(VAE):
         super().__init__(latent_dim=latent_dim, recon_loss=recon_loss, k=k, **kwargs)
         self.k = k
 
+    def draws(
+        self,
+        x_in: Tensor,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> dict[str, Tensor]:
+        """`eps` ~ N(0, I), k x B x latent_dim: the noise of the k samples z_i = mu + sigma *
+        eps_i per image (for k=1 the very numbers the VAE draws)."""
+        shape = (self.k, x_in.shape[0], self.latent_dim)
+        eps = torch.randn(shape, generator=generator, device=x_in.device, dtype=dtype or x_in.dtype)
+        return {"eps": eps}
+
     def loss(
-        self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
+        self,
+        x_in: Tensor,
+        target: Tensor,
+        generator: torch.Generator | None = None,
+        draws: Mapping[str, Tensor] | None = None,
+        schedule: Mapping[str, Tensor | float] | None = None,
     ) -> tuple[dict[str, Tensor], Tensor]:
         mu, logvar = self.posterior(x_in)
-        # (k, batch, d) noise: for k=1 the very numbers the VAE's reparameterize draws
-        z, eps = reparameterize_with_eps(mu, logvar, generator, samples=self.k)
+        if draws is None:
+            draws = self.draws(x_in, generator, mu.dtype)
+        eps = draws["eps"]
+        z = reparameterize_given(mu, logvar, eps)
         logits = self.decode(z.flatten(0, 1))
         targets = target.expand(self.k, *target.shape).flatten(0, 1)
         nll = recon_nll(self.recon_loss, logits, targets).view(self.k, -1)

@@ -9,6 +9,7 @@ at setup. alpha = beta = gamma = 1 is the VAE's loss, with its KL estimated on t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -16,7 +17,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from aelab.checks import ConfigError, check_choice, check_float, check_int
-from aelab.losses import kl_standard_normal, recon_nll, reparameterize
+from aelab.losses import kl_standard_normal, recon_nll, reparameterize_given
 from aelab.metrics.disentanglement import ESTIMATORS, minibatch_decomposition
 from aelab.models.vae import VAE
 
@@ -64,9 +65,10 @@ class BetaTCVAE(VAE):
         self.dataset_size = dataset_size
 
     @override
-    def setup(self, stage: str) -> None:
+    def use_data(self, datamodule: Any, stage: str) -> None:
+        """N: the training split's size (`datamodule.split_size("train")`), unless set."""
         if self.dataset_size is None:
-            size = getattr(self.trainer.datamodule, "split_size", lambda split: 0)("train")
+            size = getattr(datamodule, "split_size", lambda split: 0)("train")
             if size > 0:
                 self.dataset_size = size
                 self.hparams["dataset_size"] = self.dataset_size  # kept in checkpoints
@@ -80,7 +82,12 @@ class BetaTCVAE(VAE):
                 )
 
     def loss(
-        self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
+        self,
+        x_in: Tensor,
+        target: Tensor,
+        generator: torch.Generator | None = None,
+        draws: Mapping[str, Tensor] | None = None,
+        schedule: Mapping[str, Tensor | float] | None = None,
     ) -> tuple[dict[str, Tensor], Tensor]:
         if self.dataset_size is None:
             raise RuntimeError(
@@ -88,7 +95,9 @@ class BetaTCVAE(VAE):
                 "train with a datamodule that has a train split"
             )
         mu, logvar = self.posterior(x_in)
-        z = reparameterize(mu, logvar, generator)
+        if draws is None:
+            draws = self.draws(x_in, generator, mu.dtype)
+        z = reparameterize_given(mu, logvar, draws["eps"])
         logits = self.decode(z)
         recon = recon_nll(self.recon_loss, logits, target).mean()
         terms = {
@@ -98,7 +107,8 @@ class BetaTCVAE(VAE):
             ).items()
         }
         kl = kl_standard_normal(mu, logvar).mean()
-        beta = self.kl_schedule.beta(self.beta, self.schedule_position())  # warm-up, cycles
+        # the TC weight: beta under the schedule (warm-up, cycles)
+        beta = (schedule if schedule is not None else self.schedule_values())["weight"]
         loss = recon + self.alpha * terms["mi"] + beta * terms["tc"]
         loss = loss + self.gamma * terms["dim_kl"]
         parts = {"loss": loss, "recon": recon, **terms, "kl": kl, "neg_elbo": recon + kl}

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from aelab.checks import check_float
-from aelab.losses import kl_standard_normal, kl_standard_normal_per_dim, recon_nll, reparameterize
+from aelab.losses import (
+    kl_standard_normal,
+    kl_standard_normal_per_dim,
+    recon_nll,
+    reparameterize_given,
+)
 from aelab.models.base import AutoencoderModule
 
 
@@ -55,34 +61,59 @@ class VAE(AutoencoderModule):
         return self.posterior(x)[0]
 
     def loss(
-        self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
+        self,
+        x_in: Tensor,
+        target: Tensor,
+        generator: torch.Generator | None = None,
+        draws: Mapping[str, Tensor] | None = None,
+        schedule: Mapping[str, Tensor | float] | None = None,
     ) -> tuple[dict[str, Tensor], Tensor]:
         """`AutoencoderModule.loss` with one z ~ q(z | x_in) per image drawn from `generator`:
         `recon` = -log p(target | z), `kl` = KL(q(z | x_in) || N(0, I)), `loss` = recon + the
         KL term under `kl_schedule` (beta * kl for the constant one; `AutoencoderModule
         .kl_penalty`), `neg_elbo` = recon + kl; nats per image, batch means. Logits: decode(z)."""
-        sampled = self.elbo_parts(x_in, target, generator)
+        sampled = self.elbo_parts(x_in, target, generator, draws)
         recon, kl = sampled.recon, sampled.kl
-        parts = {"loss": recon + self.kl_term(sampled), "recon": recon, "kl": kl}
+        parts = {"loss": recon + self.kl_term(sampled, schedule), "recon": recon, "kl": kl}
         parts["neg_elbo"] = recon + kl
         return parts, sampled.logits
 
-    def kl_term(self, sampled: ELBOParts) -> Tensor:
+    def kl_term(
+        self, sampled: ELBOParts, schedule: Mapping[str, Tensor | float] | None = None
+    ) -> Tensor:
         """The KL part of the loss under `kl_schedule` at the current step (beta * kl for the
         constant schedule; `AutoencoderModule.kl_penalty`), nats per image: every model built on
-        `elbo_parts` adds this, so each takes every schedule."""
+        `elbo_parts` adds this, so each takes every schedule. `schedule`: `loss`'s."""
         units = None
         if self.kl_schedule.needs_units:
             units = kl_standard_normal_per_dim(sampled.mu, sampled.logvar)
-        return self.kl_penalty(sampled.kl, units, self.beta)
+        return self.kl_penalty(sampled.kl, units, schedule)
+
+    def draws(
+        self,
+        x_in: Tensor,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> dict[str, Tensor]:
+        """`eps` ~ N(0, I), B x latent_dim: the noise of z = mu + sigma * eps, one per image."""
+        shape = (x_in.shape[0], self.latent_dim)
+        eps = torch.randn(shape, generator=generator, device=x_in.device, dtype=dtype or x_in.dtype)
+        return {"eps": eps}
 
     def elbo_parts(
-        self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
+        self,
+        x_in: Tensor,
+        target: Tensor,
+        generator: torch.Generator | None = None,
+        draws: Mapping[str, Tensor] | None = None,
     ) -> ELBOParts:
-        """The ELBO's two terms on one z ~ q(z | x_in) per image drawn from `generator`, with
-        what a model that adds a penalty needs (`ELBOParts`)."""
+        """The ELBO's two terms on one z ~ q(z | x_in) per image drawn from `generator` (or
+        made from `draws`, as `draws` gives them), with what a model that adds a penalty needs
+        (`ELBOParts`)."""
         mu, logvar = self.posterior(x_in)
-        z = reparameterize(mu, logvar, generator)
+        if draws is None:  # drawn here, after the encoder, in its output's dtype (autocast)
+            draws = self.draws(x_in, generator, mu.dtype)
+        z = reparameterize_given(mu, logvar, draws["eps"])
         logits = self.decode(z)
         recon = recon_nll(self.recon_loss, logits, target).mean()
         return ELBOParts(recon, kl_standard_normal(mu, logvar).mean(), logits, mu, logvar, z)

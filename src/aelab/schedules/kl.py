@@ -56,8 +56,29 @@ class KLSchedule:
         KL of each unit of each image (needed with free bits; else may be None); beta: the
         model's target weight; t: the position in `unit`s.
         """
-        weight = self.beta(beta, t)
-        if self.free_bits == 0:
+        return self.penalty_at(kl, kl_units, self.values(beta, t))
+
+    def values(self, beta: float, t: float) -> dict[str, float]:
+        """The numbers `penalty` reads at t besides the KL: the weight β(t) (`weight`), and the
+        free bits λ where there are some. A caller that evaluates each model's schedule itself
+        (a stack, member by member) hands them to the model's loss, as tensors."""
+        values = {"weight": self.beta(beta, t)}
+        if self.free_bits:
+            values["free_bits"] = self.free_bits
+        return values
+
+    @property
+    def form(self) -> tuple[object, ...]:
+        """What two schedules must share for their penalties to be one computation over their
+        `values` stacked (a stack's members in one vectorised loss): the code path."""
+        return (type(self).penalty_at, self.free_bits > 0, self.group_size)
+
+    def penalty_at(
+        self, kl: Tensor, kl_units: Tensor | None, values: dict[str, float | Tensor]
+    ) -> Tensor:
+        """`penalty` from its `values` (floats, or 0-d tensors)."""
+        weight = values["weight"]
+        if "free_bits" not in values:
             return weight * kl
         if kl_units is None:
             raise ValueError("free bits need the KL of each latent unit")
@@ -67,7 +88,7 @@ class KLSchedule:
                 "group_size", self.group_size, f"a divisor of latent_dim ({means.numel()})"
             )
         groups = means.view(-1, self.group_size).sum(1)
-        return weight * groups.clamp(min=self.free_bits).sum()
+        return weight * groups.clamp(min=values["free_bits"]).sum()
 
     @property
     def needs_units(self) -> bool:
@@ -186,8 +207,13 @@ class Capacity(KLSchedule):
     def beta(self, beta: float, t: float) -> float:
         return self.gamma
 
-    def penalty(self, kl: Tensor, kl_units: Tensor | None, beta: float, t: float) -> Tensor:
-        return self.gamma * (kl - self.capacity(t)).abs()
+    def values(self, beta: float, t: float) -> dict[str, float]:
+        return {"weight": self.gamma, "capacity": self.capacity(t)}
+
+    def penalty_at(
+        self, kl: Tensor, kl_units: Tensor | None, values: dict[str, float | Tensor]
+    ) -> Tensor:
+        return values["weight"] * (kl - values["capacity"]).abs()
 
 
 def position(step: int, unit: str, steps_per_epoch: float | None) -> float:

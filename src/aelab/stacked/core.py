@@ -2,14 +2,20 @@
 
 Each member is built as its single job builds its model (`pl.seed_everything(seed)` then
 `aelab.train.build_model`), so it starts from its own initialisation. The members' encoder and
-decoder parameters are stacked along a new leading dimension (`StackedNets`): an MLP net runs
-as one `baddbmm` per layer for the M members, any other net under `vmap(functional_call)`.
+decoder parameters are stacked along a new leading dimension (`StackedNets`), and the step's
+loss is the model's own `loss`, run on each member's parameters under `vmap(functional_call)`
+(`StackedLoss`): the stack has no objective of its own, so every model whose loss reads no
+per-member state but its weights, its draws and its KL schedule's values stacks.
 Everything random or stateful is per member:
 
 - batch order: the member's own `EpochSampler(seed)`, as its `ResumableLoader` orders it;
 - random numbers: before batch `i` of epoch `e` the single run re-seeds the global RNG with
-  `derive_seed(seed, e, i)` and then draws dynamic binarization, input noise and the VAE's
-  reparameterisation noise in that order; the stacked step does the same per member;
+  `derive_seed(seed, e, i)` and then draws dynamic binarization, input noise and the model's
+  own draws (`model.draws`: the VAE's reparameterisation noise) in that order; the stacked step
+  does the same per member and hands the draws to the loss;
+- the KL schedule: each member's own values at its step (`model.schedule_values`), handed to
+  the loss; members whose schedules take different code paths (`KLSchedule.form`: capacity,
+  free bits) are computed in one vectorised call per path;
 - Adam: each member's slices are stepped as the tensors of its own model, with its own moments,
   step count, learning rate and weight decay (`StackedAdam`, torch's fused functional Adam);
 - learning-rate schedule: each member's own `lr_scheduler`, stepped where Lightning steps it in
@@ -18,8 +24,8 @@ Everything random or stateful is per member:
 - NaN guard: a member whose loss is not finite is frozen (no further update) and marked failed
   with the single run's message; the others go on.
 
-Validation runs each member's weights through the ordinary model's own `_evaluate`, so `val/*`
-figures are computed by the single run's code.
+Validation runs each member's weights through the ordinary model's own `evaluate_batch`, so
+`val/*` figures are computed by the single run's code.
 """
 
 from __future__ import annotations
@@ -41,15 +47,12 @@ from torch.optim.adam import adam
 from aelab.callbacks.data_range import check_data_range
 from aelab.checks import build, check_seeds
 from aelab.data.resumable import EpochSampler, derive_seed, seed_global_rng
-from aelab.losses import kl_standard_normal_per_dim, recon_nll
 from aelab.models.base import AutoencoderModule
-from aelab.models.vae import VAE
 from aelab.numerics import set_flush_denormal
-from aelab.schedules import position as schedule_position
 from aelab.stacked.checkpoint import group_key, load_stack, save_stack
 from aelab.stacked.grouping import NotStackable, shape_key, why_not_stackable
 from aelab.stacked.lr import MemberSchedulers
-from aelab.stacked.nets import StackedNets
+from aelab.stacked.nets import StackedLoss, StackedNets
 
 log = logging.getLogger("aelab.stacked")
 
@@ -120,6 +123,11 @@ class StackedAdam:
     kernel, as aelab's `optimizer.fused=true`) steps each member's slices as the tensors of its
     own model, with its own moments and step count. Members sharing (lr, weight decay) go in one
     call. `alive` (M, bool) freezes members: their slices are left out of the step.
+
+    `stacked`: the (M, *shape) tensors whose slices k are `members[k]`; with them the moments
+    and step counts are kept stacked alike, and `step` given stacked gradients steps all members
+    in one call on the stacked tensors while they share (lr, weight decay) and step count (the
+    same arithmetic, element by element, as member by member).
     """
 
     def __init__(
@@ -131,6 +139,7 @@ class StackedAdam:
         weight_decay: Sequence[float] | None = None,
         decoupled: bool = False,
         fused: bool | None = True,
+        stacked: Sequence[Tensor] | None = None,
     ) -> None:
         self.members = [list(m) for m in members]
         self.lr = [float(v) for v in lr]
@@ -140,12 +149,21 @@ class StackedAdam:
         self.decoupled = decoupled
         device = self.members[0][0].device
         self.fused = fused and device.type in ("cpu", "cuda")
-        self.exp_avg = [[torch.zeros_like(p) for p in m] for m in self.members]
-        self.exp_avg_sq = [[torch.zeros_like(p) for p in m] for m in self.members]
-        self.steps = [
-            [torch.zeros((), device=device if self.fused else "cpu") for _ in m]
-            for m in self.members
-        ]
+        step_device = device if self.fused else "cpu"
+        self.stacked = list(stacked) if stacked is not None else None
+        if self.stacked is None:
+            self.exp_avg = [[torch.zeros_like(p) for p in m] for m in self.members]
+            self.exp_avg_sq = [[torch.zeros_like(p) for p in m] for m in self.members]
+            self.steps = [[torch.zeros((), device=step_device) for _ in m] for m in self.members]
+        else:  # member k's state: slices k of stacked tensors
+            count = len(self.members)
+            self._exp_avg = [torch.zeros_like(t) for t in self.stacked]
+            self._exp_avg_sq = [torch.zeros_like(t) for t in self.stacked]
+            self._steps = [torch.zeros(count, device=step_device) for _ in self.stacked]
+            self.exp_avg = [[t[k] for t in self._exp_avg] for k in range(count)]
+            self.exp_avg_sq = [[t[k] for t in self._exp_avg_sq] for k in range(count)]
+            self.steps = [[t[k] for t in self._steps] for k in range(count)]
+        self.uniform = True  # every member has made the same steps
         self.set_lr(self.lr)
 
     def set_lr(self, lr: Sequence[float]) -> None:
@@ -155,9 +173,47 @@ class StackedAdam:
         for k, key in enumerate(zip(self.lr, self.weight_decay, strict=True)):
             self.groups.setdefault(key, []).append(k)
 
+    def _step_stacked(self, grads: Sequence[Tensor]) -> None:
+        """Every member's step in one call: `grads` like `stacked`."""
+        ((lr, wd),) = self.groups
+        grads = [g if g.is_contiguous() else g.contiguous() for g in grads]
+        # member 0's step counts stand for all (they are equal); the others' follow after
+        adam(
+            self.stacked,
+            grads,
+            self._exp_avg,
+            self._exp_avg_sq,
+            [],
+            self.steps[0],
+            fused=self.fused,
+            foreach=False if not self.fused else None,
+            decoupled_weight_decay=self.decoupled,
+            amsgrad=False,
+            beta1=self.beta1,
+            beta2=self.beta2,
+            lr=lr,
+            weight_decay=wd,
+            eps=self.eps,
+            maximize=False,
+        )
+        torch._foreach_add_([t[1:] for t in self._steps], 1.0)
+
     @torch.no_grad()
-    def step(self, grads: Sequence[Sequence[Tensor]], alive: Sequence[bool] | None = None) -> None:
-        """`grads[k]`: member k's gradients, like its parameters (any strides)."""
+    def step(
+        self,
+        grads: Sequence[Sequence[Tensor]] | Sequence[Tensor],
+        alive: Sequence[bool] | None = None,
+    ) -> None:
+        """`grads[k]`: member k's gradients, like its parameters (any strides); or the stacked
+        gradients, like `stacked` (member k's their slices k)."""
+        everyone = alive is None or all(alive)
+        if grads and isinstance(grads[0], Tensor):
+            if everyone and self.stacked is not None and self.uniform and len(self.groups) == 1:
+                self._step_stacked(grads)  # type: ignore[arg-type]
+                return
+            grads = [[g[k] for g in grads] for k in range(len(self.members))]  # type: ignore[index]
+        if not everyone:
+            self.uniform = False
         # the fused kernel reads a gradient as laid out like its parameter: a stacked matmul's
         # weight gradient comes transposed in memory
         grads = [[g if g.is_contiguous() else g.contiguous() for g in gs] for gs in grads]
@@ -195,6 +251,7 @@ class StackedAdam:
             for mine, saved in zip(getattr(self, name), state[name], strict=True):
                 for tensor, value in zip(mine, saved, strict=True):
                     tensor.copy_(value)
+        self.uniform = all(all(bool(s == m[0]) for s in m) for m in zip(*self.steps, strict=True))
 
 
 def clip_stacked(grads: list[Tensor], clip: Tensor, algorithm: str) -> list[Tensor]:
@@ -282,9 +339,10 @@ def train_stacked(
     members = [StackedMember(cfg=c, model=m) for c, m in zip(cfgs, models, strict=True)]
     for model in models:
         model.to(device)
-    is_vae = isinstance(models[0], VAE)
-
-    nets = StackedNets(models, device)
+    try:
+        nets = StackedNets(models, device)
+    except ValueError as err:
+        raise NotStackable(str(err)) from None
     params = nets.leaves
 
     opt_cfg = first.optimizer
@@ -300,14 +358,12 @@ def train_stacked(
         ],
         decoupled=decoupled,
         fused=bool(opt_cfg.get("fused", True)) or None,
+        stacked=nets.leaves,
     )
     clip_values = [c.trainer.get("gradient_clip_val") for c in cfgs]
     clipping = any(v for v in clip_values)
     clip = torch.tensor([float(v) if v else math.inf for v in clip_values], device=device)
     clip_algorithm = first.trainer.get("gradient_clip_algorithm") or "norm"
-    beta = torch.tensor([float(getattr(m, "beta", 0.0)) for m in models], device=device)
-    schedules = [getattr(m, "kl_schedule", None) for m in models]
-    scheduled = any(s is not None and (s.varies or s.needs_units) for s in schedules)
 
     datamodule = build(first.data, "data")
     datamodule.setup("fit")
@@ -318,6 +374,21 @@ def train_stacked(
         )
     for model in models:  # as `build_trainer`'s DataRangeCheck does for a run of its own
         check_data_range(model, datamodule)
+        model.use_data(datamodule, "fit")  # as Lightning's `setup` hands it the datamodule
+    schedules = [m.kl_schedule for m in models]
+    # members whose KL schedules share a code path: one vectorised loss each (most stacks: one)
+    paths: dict[Any, list[int]] = {}
+    for k, schedule in enumerate(schedules):
+        paths.setdefault(schedule.form, []).append(k)
+    path_rows = [
+        (
+            StackedLoss(models[ks[0]]),
+            None if len(ks) == m_count else torch.tensor(ks, device=device),
+        )
+        for ks in paths.values()
+    ]
+    order = [k for ks in paths.values() for k in ks]
+    restore = None if order == list(range(m_count)) else torch.tensor(order).argsort().to(device)
     n_train = datamodule.split_size("train")
     batch_size = datamodule.batch_size
     total = math.ceil(n_train / batch_size)
@@ -331,13 +402,12 @@ def train_stacked(
     val_every = int(first.trainer.get("check_val_every_n_epoch") or 1)
     run_steps = max_steps if max_steps >= 0 else int(max_epochs) * n_batches
     for model, schedule in zip(models, schedules, strict=True):
-        if schedule is not None:  # as the member's own on_fit_start would
-            model.steps_per_epoch = n_batches
-            length = run_steps if schedule.unit == "steps" else run_steps / max(n_batches, 1)
-            schedule.bind(float(length))
+        # as the member's own on_train_start would
+        model.steps_per_epoch = n_batches
+        length = run_steps if schedule.unit == "steps" else run_steps / max(n_batches, 1)
+        schedule.bind(float(length))
     lr_schedules = MemberSchedulers(cfgs, run_steps)
     optimizer.set_lr(lr_schedules.lr)  # a warm-up (LinearLR) starts below the configured lr
-    latent = models[0].latent_dim
     alive = torch.ones(m_count, dtype=torch.bool, device=device)
     step, first_epoch, first_index, finished = 0, 0, 0, False
     sums: dict[str, Tensor] = {}
@@ -407,50 +477,22 @@ def train_stacked(
         for index in range(start_index, n_batches):
             if 0 <= max_steps <= step:
                 break
-            xs, x_ins, eps = [], [], []
+            xs, x_ins, draws, values = [], [], [], []
             for k, (member, order) in enumerate(zip(members, orders, strict=True)):
                 seed_global_rng(derive_seed(samplers[k].seed, epoch, index))
                 rows = order[index * batch_size : (index + 1) * batch_size]
                 x, _ = datamodule.training_batch(rows)
                 x = x.to(device)
                 xs.append(x)
-                x_ins.append(member.model.noise(x))
-                if is_vae:  # drawn after the noise, as VAE.reparameterize draws it in the step
-                    eps.append(torch.randn(x.shape[0], latent, device=device, dtype=x.dtype))
-            x = torch.stack(xs)
-            x_in = torch.stack(x_ins)
-            weights = nets.params()
-            code = nets.run("encoder", weights["encoder"], x_in)
-            if is_vae:
-                mu, logvar = code.chunk(2, dim=-1)
-                z = mu + torch.stack(eps) * (0.5 * logvar).exp()
-            else:
-                z = code
-            logits = nets.run("decoder", weights["decoder"], z)
-            recon = recon_nll(models[0].recon_loss, logits.flatten(0, 1), x.flatten(0, 1))
-            recon = recon.view(m_count, -1).mean(1)
-            if is_vae:
-                kl_units = kl_standard_normal_per_dim(mu, logvar)
-                kl = kl_units.sum(-1).mean(1)
-                if scheduled:  # each member's own kl_schedule at its position (one home:
-                    # aelab.schedules, as the member's solo step computes it)
-                    t = [schedule_position(step, m.kl_schedule.unit, n_batches) for m in models]
-                    kl_term = torch.stack(
-                        [
-                            m.kl_schedule.penalty(kl[k], kl_units[k], m.beta, t[k])
-                            for k, m in enumerate(models)
-                        ]
-                    )
-                else:
-                    kl_term = beta * kl
-                parts = {
-                    "loss": recon + kl_term,
-                    "recon": recon,
-                    "kl": kl,
-                    "neg_elbo": recon + kl,
-                }
-            else:
-                parts = {"loss": recon, "recon": recon}
+                x_in = member.model.noise(x)
+                x_ins.append(x_in)
+                # drawn after the noise, as the member's own loss draws them in its step
+                draws.append(member.model.draws(x_in))
+                member.model.schedule_step = step  # as its training_step sets it
+                values.append(member.model.schedule_values())
+            parts = _member_parts(
+                nets, path_rows, restore, torch.stack(xs), torch.stack(x_ins), draws, values
+            )
             loss = parts["loss"]
             finite = torch.isfinite(loss.detach())
             newly_bad = alive & ~finite
@@ -469,16 +511,13 @@ def train_stacked(
             grads = list(torch.autograd.grad(torch.where(alive, loss, 0.0).sum(), params))
             if clipping:
                 grads = clip_stacked(grads, clip, clip_algorithm)
-            optimizer.step(
-                [[g[k] for g in grads] for k in range(m_count)],
-                None if bool(alive.all()) else alive.tolist(),
-            )
+            optimizer.step(grads, None if bool(alive.all()) else alive.tolist())
             step += 1
             whole_epoch = index + 1 == n_batches
             if lr_schedules.active:
                 lr_schedules.after_batch(index, epoch, last_batch=whole_epoch)
                 optimizer.set_lr(lr_schedules.lr)
-            weight = x.shape[1]
+            weight = xs[0].shape[0]
             seen += weight
             for n, v in parts.items():
                 v = v.detach() * weight
@@ -548,6 +587,58 @@ def train_stacked(
     return members
 
 
+def _stacked(dicts: Sequence[dict[str, Any]], device: torch.device) -> dict[str, Tensor]:
+    """Per-member dicts of the same keys (tensors or numbers) as one dict of (M, ...) tensors."""
+    out = {}
+    for name in dicts[0] if dicts else ():
+        column = [d[name] for d in dicts]
+        if isinstance(column[0], Tensor):
+            out[name] = torch.stack(column)
+        else:
+            out[name] = torch.tensor(column, dtype=torch.get_default_dtype(), device=device)
+    return out
+
+
+def _member_parts(
+    nets: StackedNets,
+    path_rows: list[tuple[StackedLoss, Tensor | None]],
+    restore: Tensor | None,
+    x: Tensor,
+    x_in: Tensor,
+    draws: list[dict[str, Tensor]],
+    values: list[dict[str, float]],
+) -> dict[str, Tensor]:
+    """Each member's loss parts, (M,) each, by its model's own `loss` (`StackedLoss`): one
+    vectorised call per group of members whose KL schedules share a code path, the group's
+    first model supplying the code. `path_rows`: (its `StackedLoss`, the group's member
+    indices, None for all); `restore`: the permutation back to member order after the groups
+    (None: in it)."""
+    tensors = nets.tensors()
+    results = []
+    for loss, rows in path_rows:
+        if rows is None:
+            results.append(
+                loss(tensors, x_in, x, _stacked(draws, x.device), _stacked(values, x.device))
+            )
+            continue
+        ks = rows.tolist()
+        results.append(
+            loss(
+                {name: value[rows] for name, value in tensors.items()},
+                x_in[rows],
+                x[rows],
+                _stacked([draws[k] for k in ks], x.device),
+                _stacked([values[k] for k in ks], x.device),
+            )
+        )
+    if len(results) == 1:
+        return results[0]
+    parts = {name: torch.cat([r[name] for r in results]) for name in results[0]}
+    if restore is None:
+        return parts
+    return {name: value[restore] for name, value in parts.items()}
+
+
 def _cpu_state(model: AutoencoderModule) -> dict[str, Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
@@ -556,7 +647,8 @@ def _cpu_state(model: AutoencoderModule) -> dict[str, Tensor]:
 def evaluate_member(
     model: AutoencoderModule, datamodule: Any, stage: str, limit: Any
 ) -> dict[str, float]:
-    """`val/*` (or `test/*`) figures of one member, by the ordinary model's own `_evaluate`."""
+    """`val/*` (or `test/*`) figures of one member, by the ordinary model's own
+    `evaluate_batch`."""
     loader = datamodule.val_dataloader() if stage == "val" else datamodule.test_dataloader()
     n = _num_batches(limit, len(loader))
     was_training = model.training
@@ -566,7 +658,7 @@ def evaluate_member(
             if index >= n:
                 break
             x, y = batch
-            model._evaluate((x.to(model.device), y), index, stage)
-        return {k: float(v) for k, v in model._means(stage).compute_and_reset().items()}
+            model.evaluate_batch((x.to(model.device), y), index, stage)
+        return {k: float(v) for k, v in model.running_means(stage).compute_and_reset().items()}
     finally:
         model.train(was_training)

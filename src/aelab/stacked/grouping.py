@@ -34,11 +34,40 @@ STACKABLE = (
 )
 # keys that say where a job's files go or how its process runs, not what it learns
 PER_JOB = ("paths", "hydra", "task_name", "threads", "resume")
+# the models a stack trains: each through its own `loss`, under vmap over the members' weights
+STACKED_MODELS = {
+    "Autoencoder": "ae",  # the denoising AE too: an Autoencoder with noise
+    "VAE": "vae",
+    "IWAE": "iwae",
+    "BetaTCVAE": "tcvae",
+    "DIPVAE": "dipvae",
+    "SparseAutoencoder": "sparse",
+    "ContractiveAutoencoder": "contractive",
+}
+MODULES = {
+    "Autoencoder": "ae",
+    "VAE": "vae",
+    "IWAE": "iwae",
+    "BetaTCVAE": "tcvae",
+    "DIPVAE": "dipvae",
+    "SparseAutoencoder": "sparse",
+    "ContractiveAutoencoder": "contractive",
+    "FactorVAE": "factorvae",
+    "VQVAE": "vqvae",
+}
+# `_target_` as aelab.models.<Class> or aelab.models.<module>.<Class> -> the short name
 MODELS = {
-    "aelab.models.Autoencoder": "ae",
-    "aelab.models.ae.Autoencoder": "ae",
-    "aelab.models.VAE": "vae",
-    "aelab.models.vae.VAE": "vae",
+    target: short
+    for name, short in STACKED_MODELS.items()
+    for target in (f"aelab.models.{name}", f"aelab.models.{MODULES[name]}.{name}")
+}
+# the zoo's models a stack cannot train, and why (one line each)
+NOT_STACKED = {
+    "FactorVAE": "its discriminator is trained beside the VAE in the same step, on its own loss "
+    "with its own optimizer settings, which the stacked step (one loss over the encoder and "
+    "decoder weights) does not have",
+    "VQVAE": "its codebook lies outside the encoder and decoder and (ema=true) moves in place "
+    "outside the gradient; a stack holds only encoder and decoder weights per member",
 }
 OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW")
 PRECISIONS = (32, "32", "32-true", None)
@@ -66,7 +95,15 @@ def why_not_stackable(cfg: DictConfig | Mapping[str, Any]) -> str | None:
     model, opt, trainer = c.get("model", {}), c.get("optimizer", {}), c.get("trainer", {})
     target = model.get("_target_")
     if target not in MODELS:
-        return f"model._target_={target}: only aelab's Autoencoder and VAE have a stacked step"
+        name = str(target).rsplit(".", 1)[-1]
+        if str(target) in (f"aelab.models.{name}", f"aelab.models.{MODULES.get(name)}.{name}"):
+            why = NOT_STACKED.get(name)
+            if why is not None:
+                return f"model._target_={target}: {why}"
+        return (
+            f"model._target_={target}: a stack trains aelab's "
+            f"{', '.join(STACKED_MODELS)} (a model of its own runs alone)"
+        )
     if opt.get("_target_") not in OPTIMIZERS:
         return f"optimizer._target_={opt.get('_target_')}: the stacked step has Adam and AdamW"
     for flag in ("amsgrad", "maximize"):

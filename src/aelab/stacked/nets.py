@@ -1,65 +1,275 @@
-"""M members' encoders and decoders as one flat parameter tensor and a stacked forward.
+"""M members' encoders and decoders as stacked parameter tensors, and each member's loss as one
+vectorised computation over them.
 
 Each parameter of the members is one leaf tensor (M, *shape) (`torch.func.stack_module_state`),
 member k's parameter being its slice k, a contiguous view: the optimizer can step each member's
-slices as the tensors of its own model.
+slices as the tensors of its own model. A Linear weight is kept transposed, (M, in, out), and
+handed to the model as its transpose: the batched matmul's weight gradient then comes laid out
+like the leaf, as the fused Adam kernel reads it (no copy).
 
-The forward is one batched matmul per layer: nets made only of Linear, ReLU, Flatten and
-Unflatten (aelab's MLPNet) run as `baddbmm`; any other net runs its own modules under
-`vmap(functional_call)`.
+The loss is the model's own `loss` (`MemberLoss`) under `torch.func.vmap` over the members
+(`StackedLoss`), on a copy of the model whose Linear layers run as one `baddbmm` for the M
+members, reading the stacked leaves (an MLP) or, by `torch.func.functional_call`, the members'
+batched weights (any other net); other modules run batched by torch.func's own rules. No part of
+any model's objective is written here.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 SUBMODULES = ("encoder", "decoder")
 
+# The direct way reads a batched tensor's member-first storage and rewraps a result, with the
+# functions torch's own `torch.func.vmap` is written with. They are not public API: where a torch
+# release lacks them, every stack takes the public way (`functional_call`, `_MemberLinear`),
+# which gives the same values and costs about a third of a small stack's throughput (docs:
+# stacked sweeps). The stacked tests check both ways against the members' solo runs.
+try:
+    from torch._C._functorch import (
+        _add_batch_dim,
+        _unwrap_batched,
+        current_level,
+        get_dynamic_layer_stack_depth,
+        is_batchedtensor,
+        maybe_get_level,
+    )
+except ImportError:  # pragma: no cover - every torch release aelab supports has them
+    DIRECT_AVAILABLE = False
+else:
+    DIRECT_AVAILABLE = True
 
-def _leaf_plan(module: nn.Module) -> list[tuple[str, nn.Module]] | None:
-    """The leaf modules in call order when `module` is Sequentials of Linear, ReLU, Flatten and
-    Unflatten only (then the stacked forward needs no vmap), else None. (Any other container
-    is not one of these, so the order of `named_modules` is the call order.)"""
-    plan = []
-    for name, sub in module.named_modules():
-        if isinstance(sub, nn.Sequential):
-            continue
-        if not isinstance(sub, nn.Linear | nn.ReLU | nn.Flatten | nn.Unflatten):
+
+class _MemberLinear(torch.autograd.Function):
+    """`F.linear`, which under vmap over the members runs as one `baddbmm`: the bias added
+    inside the matmul, as torch's `addmm` adds it in the model run alone (torch.func's own rule
+    adds it after a `bmm`, which rounds differently where a layer is wide, and Adam turns such
+    differences on weights whose gradient is ~0 into steps of up to lr)."""
+
+    @staticmethod
+    def forward(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def setup_context(
+        ctx: Any, inputs: tuple[Tensor, Tensor, Tensor | None], output: Tensor
+    ) -> None:
+        x, weight, bias = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        # differentiable ops: a loss that differentiates its encoder (the contractive AE's
+        # Jacobian) is differentiated once more for training
+        x, weight = ctx.saved_tensors
+        rows = grad.flatten(0, -2)
+        grad_bias = rows.sum(0) if ctx.has_bias else None
+        return grad @ weight, rows.mT @ x.flatten(0, -2), grad_bias
+
+    @staticmethod
+    def vmap(
+        info: Any, in_dims: tuple[int | None, ...], x: Tensor, weight: Tensor, bias: Tensor | None
+    ) -> tuple[Tensor, int]:
+        def front(t: Tensor, dim: int | None) -> Tensor:
+            return t.movedim(dim, 0) if dim is not None else t.expand(info.batch_size, *t.shape)
+
+        x, weight = front(x, in_dims[0]), front(weight, in_dims[1])
+        rows = x.reshape(info.batch_size, -1, x.shape[-1])
+        if bias is None:
+            out = torch.bmm(rows, weight.mT)
+        else:
+            out = torch.baddbmm(front(bias, in_dims[2]).unsqueeze(1), rows, weight.mT)
+        return out.view(*x.shape[:-1], out.shape[-1]), 0
+
+
+def _batched_matmul(x: Tensor, leaf: Tensor, bias: Tensor | None, level: int) -> Tensor:
+    """x (M, ..., in) @ leaf (M, in, out) + bias (M, out) as one `baddbmm` (regular autograd
+    records it), batched at `level` again (member first)."""
+    rows = x.reshape(x.shape[0], -1, x.shape[-1])
+    out = torch.bmm(rows, leaf) if bias is None else torch.baddbmm(bias.unsqueeze(1), rows, leaf)
+    return _add_batch_dim(out.view(*x.shape[:-1], out.shape[-1]), 0, level)
+
+
+def _physical(tensors: Sequence[Tensor]) -> tuple[list[Tensor], int] | None:
+    """The tensors as batched by the stack's vmap (member first) and its level, where that vmap
+    is the only transform and each of them is batched at its level; else None."""
+    if not DIRECT_AVAILABLE or get_dynamic_layer_stack_depth() != 1:
+        return None
+    level = current_level()
+    out = []
+    for t in tensors:
+        if not is_batchedtensor(t) or maybe_get_level(t) != level:
             return None
-        plan.append((name, sub))
-    return plan
+        physical, dim = _unwrap_batched(t, level)
+        out.append(physical.movedim(dim, 0))
+    return out, level
 
 
-def _stacked_dim(dim: int) -> int:
-    """A per-sample module's dim (batch first) in the stacked tensor (member first)."""
-    return dim + 1 if dim >= 0 else dim
+class _NeedsMemberWeights(Exception):
+    """A Linear layer called where its stacked weights cannot be read directly."""
+
+
+class _VectorisedLinear(nn.Linear):
+    """nn.Linear in a stack's copy of the model (the same function): directly under the stack's
+    vmap, one `baddbmm` on the batched tensors, as torch.func runs a custom function's vmap rule
+    but without its machinery (about 0.3 ms a call, more than a small layer's matmul); with
+    `stacked` set (`StackedLoss`'s direct way), on the stacked leaves themselves. Elsewhere
+    (inside a torch.func transform of the loss's own: the contractive AE's Jacobian)
+    `_MemberLinear`, which needs the members' weights as batched parameters."""
+
+    stacked: tuple[Tensor, Tensor | None] | None = None  # (leaf (M, in, out), bias (M, out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stacked is not None:
+            found = _physical([x])
+            if found is None:
+                raise _NeedsMemberWeights
+            (x,), level = found
+            return _batched_matmul(x, *self.stacked, level)
+        found = _physical([x, self.weight] + ([] if self.bias is None else [self.bias]))
+        if found is None:
+            return _MemberLinear.apply(x, self.weight, self.bias)
+        (x, weight, *bias), level = found
+        return _batched_matmul(x, weight.mT, bias[0] if bias else None, level)
+
+
+class MemberLoss(nn.Module):
+    """A model's `loss` as a module's forward (for vmap and `functional_call`): x_in, target,
+    the draws and the KL schedule's values handed in; returns the loss parts (nats per image,
+    batch means)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        x_in: Tensor,
+        target: Tensor,
+        draws: Mapping[str, Tensor],
+        schedule: Mapping[str, Tensor],
+    ) -> dict[str, Tensor]:
+        parts, _ = self.model.loss(x_in, target, draws=draws, schedule=schedule)
+        return parts
+
+
+class StackedLoss:
+    """The loss parts of a group of members, (M,) each, by `model.loss` under vmap over them.
+
+    `model`: the group's first member, which supplies the code and everything the members share
+    (a copy of it runs, its Linear layers `_VectorisedLinear`). The members' weights go in one
+    of two ways:
+
+    - directly, where every parameter of the encoder and decoder is a Linear layer's (aelab's
+      MLP net): each layer reads its stacked leaves, and the vmap carries only the data, the
+      draws and the schedule values (no per-step reparametrisation of the model);
+    - else, or once a Linear layer is called below a transform of the loss's own (the
+      contractive AE's Jacobian): `functional_call` of the copy on the members' weights,
+      batched by the vmap (any net: its modules run by torch.func's batching rules).
+
+    The copy draws nothing (vmap's randomness="error" checks it): `draws` hands in what it would.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = copy.deepcopy(model)
+        self.linears: list[tuple[_VectorisedLinear, str, str | None]] = []
+        for name, module in self.model.named_modules():
+            if type(module) is nn.Linear:
+                module.__class__ = _VectorisedLinear
+                bias = None if module.bias is None else f"{name}.bias"
+                self.linears.append((module, f"{name}.weight", bias))
+        owned = {key for _, weight, bias in self.linears for key in (weight, bias) if key}
+        nets = [getattr(self.model, sub) for sub in SUBMODULES]
+        buffered = any(True for net in nets for _ in net.buffers())
+        self.direct = (
+            DIRECT_AVAILABLE
+            and not buffered
+            and all(
+                f"{sub}.{name}" in owned
+                for sub, net in zip(SUBMODULES, nets, strict=True)
+                for name, _ in net.named_parameters()
+            )
+        )
+        self.objective = MemberLoss(self.model)
+
+        def member_loss(
+            x_in: Tensor, target: Tensor, draws: dict[str, Tensor], schedule: dict[str, Tensor]
+        ) -> dict[str, Tensor]:
+            return self.objective(x_in, target, draws, schedule)
+
+        def member_loss_of(
+            p: dict[str, Tensor], a: Tensor, b: Tensor, d: dict[str, Tensor], s: dict[str, Tensor]
+        ) -> dict[str, Tensor]:
+            return functional_call(self.objective, p, (a, b, d, s))
+
+        # made once: a function, not the module (vmap names what it maps by its repr otherwise)
+        self._direct = vmap(member_loss, randomness="error")
+        self._functional = vmap(member_loss_of, randomness="error")
+
+    def __call__(
+        self,
+        tensors: Mapping[str, Tensor],
+        x_in: Tensor,
+        target: Tensor,
+        draws: Mapping[str, Tensor],
+        schedule: Mapping[str, Tensor],
+    ) -> dict[str, Tensor]:
+        """tensors: `StackedNets.tensors()` (or a subset of its members, indexed alike); x_in,
+        target: (M, B, C, H, W); draws: `model.draws` of each member, stacked (M, ...);
+        schedule: each member's `schedule_values`, stacked (M,)."""
+        draws, schedule = dict(draws), dict(schedule)
+        if self.direct:
+            for module, weight, bias in self.linears:
+                module.stacked = (tensors[weight].mT, None if bias is None else tensors[bias])
+            try:
+                return self._direct(x_in, target, draws, schedule)
+            except _NeedsMemberWeights:
+                self.direct = False
+            finally:
+                for module, _, _ in self.linears:
+                    module.stacked = None
+        prefixed = {f"model.{name}": value for name, value in tensors.items()}
+        return self._functional(prefixed, x_in, target, draws, schedule)
+
+
+def _parameters_outside_nets(model: nn.Module) -> list[str]:
+    """Names of the model's parameters and buffers that are not its encoder's or decoder's."""
+    names = [n for n, _ in model.named_parameters()] + [n for n, _ in model.named_buffers()]
+    return [n for n in names if n.split(".", 1)[0] not in SUBMODULES]
 
 
 class StackedNets:
-    """The encoders and decoders of `models`, stacked: `leaves`, (M, *shape) each, require grad."""
+    """The encoders and decoders of `models`, stacked: `leaves`, (M, *shape) each, require grad.
+
+    Raises ValueError naming a parameter or buffer outside the encoder and decoder (which a
+    stack would not hold per member).
+    """
 
     def __init__(self, models: Sequence[nn.Module], device: torch.device) -> None:
         self.count = len(models)
         first = models[0]
+        outside = _parameters_outside_nets(first)
+        if outside:
+            raise ValueError(
+                f"{type(first).__name__} holds {', '.join(outside)} beside its encoder and "
+                "decoder, which a stack does not hold per member"
+            )
         self.names: list[tuple[str, str]] = []
-        self.shapes: list[torch.Size] = []
         for sub in SUBMODULES:
-            for name, p in getattr(first, sub).named_parameters():
+            for name, _ in getattr(first, sub).named_parameters():
                 self.names.append((sub, name))
-                self.shapes.append(p.shape)
-        self.plans = {sub: _leaf_plan(getattr(first, sub)) for sub in SUBMODULES}
-        # a Linear weight of a baddbmm net is kept transposed, (M, in, out): the matmul's weight
-        # gradient then comes laid out like the leaf, as the fused Adam kernel reads it
         linear_weights = {
             (sub, f"{name}.weight")
             for sub in SUBMODULES
-            for name, module in (self.plans[sub] or [])
+            for name, module in getattr(first, sub).named_modules()
             if isinstance(module, nn.Linear)
         }
         self.transposed = [key in linear_weights for key in self.names]
@@ -71,55 +281,28 @@ class StackedNets:
                 if (sub, name) in linear_weights:
                     leaf = leaf.transpose(1, 2)
                 self.leaves.append(leaf.to(device).contiguous().requires_grad_(True))
-        self.buffers: dict[str, dict[str, Tensor]] = {}
-        self.bases: dict[str, nn.Module] = {}
-        for sub in SUBMODULES:
-            if self.plans[sub] is None:
-                buffers = {
-                    n: torch.stack([dict(getattr(m, sub).named_buffers())[n] for m in models])
-                    for n, _ in getattr(first, sub).named_buffers()
-                }
-                self.buffers[sub] = {k: v.to(device) for k, v in buffers.items()}
-                self.bases[sub] = copy.deepcopy(getattr(first, sub)).to("meta")
+        self.buffers = {
+            f"{sub}.{n}": torch.stack(
+                [dict(getattr(m, sub).named_buffers())[n] for m in models]
+            ).to(device)
+            for sub in SUBMODULES
+            for n, _ in getattr(first, sub).named_buffers()
+        }
 
-    def params(self) -> dict[str, dict[str, Tensor]]:
-        """Per submodule, per parameter name: the (M, *shape) leaf (a baddbmm net's Linear
-        weights transposed: (M, in, out))."""
-        out: dict[str, dict[str, Tensor]] = {sub: {} for sub in SUBMODULES}
-        for (sub, name), leaf in zip(self.names, self.leaves, strict=True):
-            out[sub][name] = leaf
+    def tensors(self) -> dict[str, Tensor]:
+        """The stacked parameters (as the model holds them: Linear weights (M, out, in)) and
+        buffers, by their names in the model."""
+        names = [f"{sub}.{name}" for sub, name in self.names]
+        out = {
+            name: leaf.mT if flip else leaf
+            for name, leaf, flip in zip(names, self.leaves, self.transposed, strict=True)
+        }
+        out.update(self.buffers)
         return out
 
     def member(self, k: int) -> list[Tensor]:
         """Member k's parameters: views of the leaves, in its model's `parameters()` order."""
         return [leaf[k] for leaf in self.leaves]
-
-    def run(self, sub: str, params: dict[str, Tensor], x: Tensor) -> Tensor:
-        """The stacked `sub` (encoder/decoder) on x: (M, B, ...) -> (M, B, ...)."""
-        plan = self.plans[sub]
-        if plan is None:
-            base, buffers = self.bases[sub], self.buffers[sub]
-
-            def one(p1: dict[str, Tensor], b1: dict[str, Tensor], x1: Tensor) -> Tensor:
-                return functional_call(base, (p1, b1), (x1,))
-
-            return vmap(one)(params, buffers, x)
-        for name, module in plan:
-            if isinstance(module, nn.Linear):
-                weight = params[f"{name}.weight"]  # (M, in, out)
-                bias = params.get(f"{name}.bias")
-                x = (
-                    torch.bmm(x, weight)
-                    if bias is None
-                    else torch.baddbmm(bias.unsqueeze(1), x, weight)
-                )
-            elif isinstance(module, nn.ReLU):
-                x = torch.relu(x)
-            elif isinstance(module, nn.Flatten):
-                x = x.flatten(_stacked_dim(module.start_dim), _stacked_dim(module.end_dim))
-            else:  # nn.Unflatten
-                x = x.unflatten(_stacked_dim(module.dim), module.unflattened_size)
-        return x
 
     @torch.no_grad()
     def copy_to(self, k: int, model: nn.Module) -> None:
@@ -127,6 +310,3 @@ class StackedNets:
         targets = [p for sub in SUBMODULES for p in getattr(model, sub).parameters()]
         for target, leaf, flip in zip(targets, self.leaves, self.transposed, strict=True):
             target.copy_(leaf[k].T if flip else leaf[k])
-
-    def describe(self) -> dict[str, Any]:
-        return {sub: "baddbmm" if self.plans[sub] else "vmap" for sub in SUBMODULES}
