@@ -267,12 +267,12 @@ def test_each_member_equals_its_job_run_alone(tmp_path, mnist_dir, common, varyi
 def test_members_equal_their_runs_alone_by_the_public_torch_func_way(
     tmp_path, mnist_dir, monkeypatch
 ):
-    """Where torch lacks the vmap internals the direct way reads (`DIRECT_AVAILABLE`), the stack
-    runs each model's loss by `functional_call` over the members' batched weights: the same
-    values."""
-    import aelab.stacked.nets
+    """Where torch lacks the vmap internals the direct way reads (`aelab.vmapped.AVAILABLE`),
+    the stack runs each model's loss by `functional_call` over the members' batched weights and
+    the custom functions' own vmap rules: the same values."""
+    import aelab.vmapped
 
-    monkeypatch.setattr(aelab.stacked.nets, "DIRECT_AVAILABLE", False)
+    monkeypatch.setattr(aelab.vmapped, "AVAILABLE", False)
     _assert_members_equal_their_runs_alone(
         tmp_path,
         ["model=vae", "data.binarize=dynamic"],

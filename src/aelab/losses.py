@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from aelab import vmapped
+
 RECON_LOSSES = ("bce", "mse")  # `model.recon_loss`: Bernoulli or Gaussian likelihood
 LOG_2PI = math.log(2 * math.pi)
 
@@ -163,7 +165,12 @@ def bce_with_logits(logits: Tensor, target: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     # as autocast does for torch's kernel: bf16 logits (mixed precision) are scored in float32
     dtype = torch.promote_types(logits.dtype, torch.float32)
-    return _BCEWithLogitsCPU.apply(logits.to(dtype), target.to(dtype))
+    logits, target = logits.to(dtype), target.to(dtype)
+    found = vmapped.unbatched(logits, target)
+    if found is not None:  # a stack's members (aelab.stacked): once on vmap's storage
+        (logits, target), level = found
+        return vmapped.batched(_BCEWithLogitsCPU.apply(logits, target), level)
+    return _BCEWithLogitsCPU.apply(logits, target)
 
 
 def bernoulli_nll(logits: Tensor, target: Tensor) -> Tensor:

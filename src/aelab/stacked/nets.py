@@ -25,26 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-SUBMODULES = ("encoder", "decoder")
+from aelab import vmapped
 
-# The direct way reads a batched tensor's member-first storage and rewraps a result, with the
-# functions torch's own `torch.func.vmap` is written with. They are not public API: where a torch
-# release lacks them, every stack takes the public way (`functional_call`, `_MemberLinear`),
-# which gives the same values and costs about a third of a small stack's throughput (docs:
-# stacked sweeps). The stacked tests check both ways against the members' solo runs.
-try:
-    from torch._C._functorch import (
-        _add_batch_dim,
-        _unwrap_batched,
-        current_level,
-        get_dynamic_layer_stack_depth,
-        is_batchedtensor,
-        maybe_get_level,
-    )
-except ImportError:  # pragma: no cover - every torch release aelab supports has them
-    DIRECT_AVAILABLE = False
-else:
-    DIRECT_AVAILABLE = True
+SUBMODULES = ("encoder", "decoder")
 
 
 class _MemberLinear(torch.autograd.Function):
@@ -95,22 +78,7 @@ def _batched_matmul(x: Tensor, leaf: Tensor, bias: Tensor | None, level: int) ->
     records it), batched at `level` again (member first)."""
     rows = x.reshape(x.shape[0], -1, x.shape[-1])
     out = torch.bmm(rows, leaf) if bias is None else torch.baddbmm(bias.unsqueeze(1), rows, leaf)
-    return _add_batch_dim(out.view(*x.shape[:-1], out.shape[-1]), 0, level)
-
-
-def _physical(tensors: Sequence[Tensor]) -> tuple[list[Tensor], int] | None:
-    """The tensors as batched by the stack's vmap (member first) and its level, where that vmap
-    is the only transform and each of them is batched at its level; else None."""
-    if not DIRECT_AVAILABLE or get_dynamic_layer_stack_depth() != 1:
-        return None
-    level = current_level()
-    out = []
-    for t in tensors:
-        if not is_batchedtensor(t) or maybe_get_level(t) != level:
-            return None
-        physical, dim = _unwrap_batched(t, level)
-        out.append(physical.movedim(dim, 0))
-    return out, level
+    return vmapped.batched(out.view(*x.shape[:-1], out.shape[-1]), level)
 
 
 class _NeedsMemberWeights(Exception):
@@ -129,12 +97,12 @@ class _VectorisedLinear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.stacked is not None:
-            found = _physical([x])
+            found = vmapped.unbatched(x)
             if found is None:
                 raise _NeedsMemberWeights
             (x,), level = found
             return _batched_matmul(x, *self.stacked, level)
-        found = _physical([x, self.weight] + ([] if self.bias is None else [self.bias]))
+        found = vmapped.unbatched(x, self.weight, *([] if self.bias is None else [self.bias]))
         if found is None:
             return _MemberLinear.apply(x, self.weight, self.bias)
         (x, weight, *bias), level = found
@@ -190,7 +158,7 @@ class StackedLoss:
         nets = [getattr(self.model, sub) for sub in SUBMODULES]
         buffered = any(True for net in nets for _ in net.buffers())
         self.direct = (
-            DIRECT_AVAILABLE
+            vmapped.AVAILABLE
             and not buffered
             and all(
                 f"{sub}.{name}" in owned
@@ -227,15 +195,17 @@ class StackedLoss:
         schedule: each member's `schedule_values`, stacked (M,)."""
         draws, schedule = dict(draws), dict(schedule)
         if self.direct:
+            # object.__setattr__: nn.Module's own costs more than the small layers' matmuls
             for module, weight, bias in self.linears:
-                module.stacked = (tensors[weight].mT, None if bias is None else tensors[bias])
+                stacked = (tensors[weight].mT, None if bias is None else tensors[bias])
+                object.__setattr__(module, "stacked", stacked)
             try:
                 return self._direct(x_in, target, draws, schedule)
             except _NeedsMemberWeights:
                 self.direct = False
             finally:
                 for module, _, _ in self.linears:
-                    module.stacked = None
+                    object.__setattr__(module, "stacked", None)
         prefixed = {f"model.{name}": value for name, value in tensors.items()}
         return self._functional(prefixed, x_in, target, draws, schedule)
 
