@@ -17,9 +17,10 @@ from omegaconf import OmegaConf
 from aelab import CONFIG_DIR
 from aelab.callbacks import RunConfigInCheckpoints
 from aelab.checkpoint_io import AtomicCheckpointIO
-from aelab.checks import ConfigError, exit_on_config_error
+from aelab.checks import ConfigError
 from aelab.data.source import MNIST_FILES, DataSourceError
 from aelab.run import atomic
+from aelab.run.outcome import exit_on_config_error
 from aelab.run.sweep import SweepLauncherCheck
 from aelab.train import build_model, train
 

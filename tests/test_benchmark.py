@@ -126,3 +126,34 @@ def test_overhead_breakdown_prints_each_phase_and_a_verdict(tmp_path, mnist_dir)
     assert "load average" in done.stdout
     saved = json.loads((tmp_path / "phases.json").read_text())
     assert saved["ae"]["epochs"] == 2 and saved["ae"]["train_s"] > 0
+
+
+def test_stacked_comparison_prints_a_row_per_model_and_size(tmp_path, mnist_dir):
+    """--stacked takes any preset that stacks (here the IWAE, trained through its own loss)."""
+    cmd = [sys.executable, str(SCRIPT), "--stacked", "2", "--models", "iwae"]
+    cmd += ["--stacked-batches", "3", "--threads", "1", "--data-dir", str(mnist_dir)]
+    cmd += ["--json", str(tmp_path / "stacked.json")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"^\| IWAE \| 2 \| \d+ \| \d+ \| [\d.]+ x \|$", done.stdout, re.M)
+    [row] = json.loads((tmp_path / "stacked.json").read_text())["stacked"]
+    assert row["model"] == "iwae" and row["M"] == 2
+    # the ratio is the two throughputs' quotient, as printed
+    assert row["ratio"] == pytest.approx(row["stacked_img_s"] / row["sequential_img_s"])
+
+
+@pytest.mark.parametrize(
+    ("models", "message"),
+    [
+        ("vqvae", "benchmark: model=vqvae does not stack: model._target_=aelab.models.VQVAE: its "
+         "codebook lies outside the encoder and decoder"),
+        ("gan", "benchmark: --stacked --models takes presets of conf/model (ae, "),
+    ],
+)  # fmt: skip
+def test_stacked_comparison_refuses_a_model_in_one_line(mnist_dir, models, message):
+    cmd = [sys.executable, str(SCRIPT), "--stacked", "2", "--models", models]
+    done = subprocess.run(
+        [*cmd, "--data-dir", str(mnist_dir)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(message), done.stderr[-2000:]

@@ -1,14 +1,8 @@
 """The benchmark's verdicts: a target is settled only when medians and fastest epochs agree."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
-spec = importlib.util.spec_from_file_location("aelab_benchmark", SCRIPT)
-benchmark = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(benchmark)
+from aelab.bench import tables as benchmark
 
 
 def run(epochs, images=60_000):

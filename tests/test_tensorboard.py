@@ -26,7 +26,7 @@ from tensorboard.plugins.hparams import metadata as hp_metadata
 
 from aelab import board
 from aelab.report import HEADLINE, report
-from aelab.report import board as sweep_board
+from aelab.report import tensorboard as sweep_board
 from aelab.run.record import hparams_row
 from aelab.train import check_trainer
 

@@ -26,7 +26,7 @@ HEAVY = ("torch", "pytorch_lightning", "lightning_fabric")
         "aelab.report.load",
         "aelab.report.tables",
         "aelab.report.plots",
-        "aelab.report.board",
+        "aelab.report.tensorboard",
         "aelab.report.cli",
         "aelab.report.disentanglement",
     ],

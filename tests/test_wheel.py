@@ -4,6 +4,7 @@ folder outside the repository."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -27,7 +28,13 @@ def test_wheel_holds_every_config_and_the_entry_points(installed):
     names = wheel_names(installed.wheel)
     assert files - names == set()
     assert "hydra_plugins/aelab_sweeper/baseline_sweeper.py" in names
-    for script in ("aelab-train", "aelab-eval", "aelab-report", "aelab-prepare-data"):
+    for script in (
+        "aelab-train",
+        "aelab-eval",
+        "aelab-report",
+        "aelab-prepare-data",
+        "aelab-benchmark",
+    ):
         assert (installed.venv / "bin" / script).is_file(), script
 
 
@@ -59,3 +66,17 @@ def test_installed_aelab_trains_from_an_empty_folder(installed, tmp_path, mnist_
     assert ("main", "pkg", "aelab.conf") in sources
     assert hydra["runtime"]["cwd"] == str(work)
     assert {p.name for p in work.iterdir()} == {"outputs"}
+
+
+@pytest.mark.mnist
+def test_installed_benchmark_composes_from_the_package_configs(installed, tmp_path, mnist_dir):
+    """`aelab-benchmark` from a wheel: its jobs compose from `pkg://aelab.conf` (no checkout)."""
+    work = tmp_path / "anywhere"
+    work.mkdir()
+    env = user_env(AELAB_DATA_DIR=str(mnist_dir))
+    cmd = [installed.bin("aelab-benchmark"), "--stacked", "2", "--models", "ae"]
+    cmd += ["--stacked-batches", "2", "--threads", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"^\| AE \| 2 \| \d+ \| \d+ \| [\d.]+ x \|$", done.stdout, re.M)
+    assert list(work.iterdir()) == []  # its jobs ran in a temporary folder, removed

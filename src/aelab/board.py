@@ -8,7 +8,7 @@
 - `write_hparams`: a run's HParams session (its row), with an experiment summary (the columns)
   when the run is not a sweep's job.
 
-The sweep's own event file, and the summaries both write, are `aelab.report.board`'s (no
+The sweep's own event file, and the summaries both write, are `aelab.report.tensorboard`'s (no
 Lightning there: `aelab-report` writes it).
 """
 
@@ -27,7 +27,7 @@ from pytorch_lightning import loggers as pl_loggers
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-from aelab.report.board import (
+from aelab.report.tensorboard import (
     FLAGS,
     experiment_summary,
     headline_metrics,

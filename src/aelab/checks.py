@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import importlib
 import importlib.util
 import math
-import os
 import re
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -373,36 +370,3 @@ def in_group(group: str) -> Iterator[None]:
         yield
     except ConfigError as err:
         raise err.under(group) from None
-
-
-# an output that cannot be written: a full disk or quota, a read-only or forbidden folder
-WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
-
-
-@contextlib.contextmanager
-def exit_on_config_error(program: str) -> Iterator[None]:
-    """Bad input as one line on stderr (HYDRA_FULL_ERROR=1: the traceback instead).
-
-    Exit status 2 for a bad config value or MNIST that cannot be prepared in `data.data_dir` (the
-    data source names the folder and why), 1 for an output that cannot be written (a full or
-    read-only disk); other errors keep their traceback.
-
-    Raises:
-        SystemExit: 2 for a ConfigError or DataSourceError, 1 for an OSError of `WRITE_ERRNOS`,
-            after printing `<program>: error: <message>` to stderr.
-    """
-    try:
-        yield
-    except (ConfigError, DataSourceError, OSError) as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        if isinstance(err, ConfigError):
-            message, status = str(err), 2
-        elif isinstance(err, DataSourceError):
-            message, status = f"data.data_dir: {err}", 2
-        elif err.errno in WRITE_ERRNOS:
-            message, status = f"cannot write {err.filename or 'the run folder'}: {err.strerror}", 1
-        else:
-            raise
-        print(f"{program}: error: {message}", file=sys.stderr)
-        raise SystemExit(status) from None

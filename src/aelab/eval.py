@@ -23,7 +23,6 @@ from aelab.checks import (
     check_search_path,
     check_seeds,
     check_test_batches,
-    exit_on_config_error,
     import_refusal,
     locate,
 )
@@ -91,14 +90,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 def main() -> None:
     """aelab-eval: the command line's config folders checked first (as aelab-train does)."""
-    with exit_on_config_error("aelab-eval"):
+    with outcome.exit_on_config_error("aelab-eval"):
         check_search_path(sys.argv[1:])
     hydra_main()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
 def hydra_main(cfg: DictConfig) -> None:
-    with exit_on_config_error("aelab-eval"), nothing_left_if_refused():
+    with outcome.exit_on_config_error("aelab-eval"), nothing_left_if_refused():
         evaluate(cfg)
 
 

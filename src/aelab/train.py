@@ -50,14 +50,13 @@ from aelab.checks import (
     check_search_path,
     check_seeds,
     check_test_batches,
-    exit_on_config_error,
     in_group,
     locate,
     refusal,
 )
 from aelab.contract import check_model, check_model_target
 from aelab.numerics import set_flush_denormal
-from aelab.report.board import hparams_with_flags
+from aelab.report.tensorboard import hparams_with_flags
 from aelab.run import outcome
 from aelab.run.atomic import write_json_atomic
 from aelab.run.checkpoint import LAST_CHECKPOINT, from_start_dir, load_checkpoint, stored_entry
@@ -496,7 +495,7 @@ def _say_where(output_dir: Path, trainer: pl.Trainer, metrics: dict[str, float])
 def main() -> None:
     """aelab-train: the command line's config folders checked first (Hydra would report a
     missing `--config-dir` with a traceback hint and skip a missing `hydra.searchpath`)."""
-    with exit_on_config_error("aelab-train"):
+    with outcome.exit_on_config_error("aelab-train"):
         check_search_path(sys.argv[1:])
     hydra_main()
 
@@ -516,7 +515,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
             name = Path(cfg.paths.output_dir).name
             print(f"aelab-train: {name}: completed earlier, left as it is", flush=True)
             return done.get(outcome.objective(cfg))
-    with exit_on_config_error("aelab-train"), nothing_left_if_refused():
+    with outcome.exit_on_config_error("aelab-train"), nothing_left_if_refused():
         try:
             metrics = train(cfg)
         except Exception as err:

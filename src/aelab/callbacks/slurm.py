@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import subprocess
 import threading
 from pathlib import Path
 from types import FrameType
@@ -27,8 +26,7 @@ import pytorch_lightning as pl
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from typing_extensions import override
 
-from aelab.run.record import slurm_job_id
-from aelab.slurm import REQUEUE_SIGNAL, STOP_SIGNAL, hpc_checkpoint_path
+from aelab.slurm import REQUEUE_SIGNAL, STOP_SIGNAL, hpc_checkpoint_path, requeue_slurm_job
 
 log = logging.getLogger(__name__)
 
@@ -115,15 +113,3 @@ class SlurmRequeue(pl.Callback):
     @staticmethod
     def _requeue() -> bool:
         return requeue_slurm_job()
-
-
-def requeue_slurm_job() -> bool:
-    """`scontrol requeue <this job>` (also for a stacked sweep, `hydra/launcher=stacked`); False,
-    with scontrol's reason logged, when it fails."""
-    job = slurm_job_id()
-    done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
-    if done.returncode != 0:
-        log.error("scontrol requeue %s failed: %s", job, done.stderr.strip())
-        return False
-    log.info("requeued SLURM job %s", job)
-    return True

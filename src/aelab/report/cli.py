@@ -16,7 +16,6 @@ from hydra.experimental.callback import Callback
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
-from aelab.report.board import write_sweep_board
 from aelab.report.disentanglement import traversal_figure
 from aelab.report.groups import group_jobs, sweep_variables
 from aelab.report.load import NotASweepError, load_sweep
@@ -28,6 +27,7 @@ from aelab.report.tables import (
     summary_csv,
     summary_markdown,
 )
+from aelab.report.tensorboard import write_sweep_board
 from aelab.run import outcome
 from aelab.run.atomic import write_atomic
 

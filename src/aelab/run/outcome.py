@@ -14,21 +14,23 @@ job, into the worst objective so that the sweep goes on. Exit statuses:
 
 - 0: completed;
 - `FAILED` (1): a NaN loss, an error while testing, a sweep with a job that did not complete
-  (`sweep_failed`); an output that cannot be written (`aelab.checks.exit_on_config_error`);
+  (`sweep_failed`); an output that cannot be written (`exit_on_config_error`);
 - `REFUSED` (2): bad input, refused before anything ran (`refusal`; a ConfigError or an MNIST
-  that cannot be prepared: `aelab.checks.exit_on_config_error`, which sits in the lowest layer
-  and keeps that rule there);
+  that cannot be prepared: `exit_on_config_error`);
 - `stopped_by(signum)`, 128 + the signal's number: stopped by Ctrl-C (130) or SIGTERM (143);
 - a user's model's own error in a single run keeps its traceback (Python's 1).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import math
+import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +180,7 @@ def job_failed(
       stderr and in the log, and `math.inf`: Hydra's basic sweeper would stop the sweep after
       this batch, before the report, and a bad value would end it at once; the sweep goes on and
       `aelab.report.cli.WriteReport` exits `FAILED` naming the job once all jobs are done. In a
-      single run it is raised again: a ConfigError for `aelab.checks.exit_on_config_error`'s one
+      single run it is raised again: a ConfigError for `exit_on_config_error`'s one
       line; an error in the run's own code (a user's model) keeps its traceback, and metrics.json
       says failed when the run had started (run.json is written).
 
@@ -211,3 +213,39 @@ def job_failed(
     if rank_zero:
         record_failure(output_dir, message)
     return math.inf
+
+
+# an output that cannot be written: a full disk or quota, a read-only or forbidden folder
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+@contextlib.contextmanager
+def exit_on_config_error(program: str) -> Iterator[None]:
+    """Bad input as one line on stderr (HYDRA_FULL_ERROR=1: the traceback instead).
+
+    Exit status 2 for a bad config value or MNIST that cannot be prepared in `data.data_dir` (the
+    data source names the folder and why), 1 for an output that cannot be written (a full or
+    read-only disk); other errors keep their traceback.
+
+    Raises:
+        SystemExit: 2 for a ConfigError or DataSourceError, 1 for an OSError of `WRITE_ERRNOS`,
+            after printing `<program>: error: <message>` to stderr.
+    """
+    try:
+        yield
+    except (ConfigError, DataSourceError, OSError) as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        if isinstance(err, ConfigError):
+            message, status = str(err), REFUSED
+        elif isinstance(err, DataSourceError):
+            message, status = f"data.data_dir: {err}", REFUSED
+        elif err.errno in WRITE_ERRNOS:
+            message, status = (
+                f"cannot write {err.filename or 'the run folder'}: {err.strerror}",
+                FAILED,
+            )
+        else:
+            raise
+        print(f"{program}: error: {message}", file=sys.stderr)
+        raise SystemExit(status) from None

@@ -18,6 +18,8 @@ from hydra.types import RunMode
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
+from aelab.slurm import slurm_job_id, under_slurm
+
 PACKAGES = ("aelab", "torch", "torchvision", "pytorch-lightning", "hydra-core", "torchmetrics")
 METRICS_FILE = "metrics.json"
 
@@ -91,23 +93,6 @@ def command_line() -> list[str]:
         if isinstance(argv, list) and all(isinstance(a, str) for a in argv):
             return argv
     return list(sys.argv)
-
-
-def under_slurm() -> bool:
-    """Started by SLURM (srun or sbatch), as Lightning's `SLURMEnvironment.detect()` tells it: a
-    job name of `bash` or `interactive` marks an interactive allocation, which does not count."""
-    return "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in (
-        "bash",
-        "interactive",
-    )
-
-
-def slurm_job_id() -> str:
-    """This job as `scontrol` names it: `<array job>_<task>` for a task of an array."""
-    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
-    if array_job is not None:
-        return f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-    return os.environ["SLURM_JOB_ID"]
 
 
 def run_info(flush_denormal: bool | None = None) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aelab.callbacks.faults import last_checkpoint_path
 from aelab.callbacks.run_config import RunConfigInCheckpoints
-from aelab.checks import build, exit_on_config_error
+from aelab.checks import build
 from aelab.run import outcome
 from aelab.run.atomic import write_json_atomic
 from aelab.run.checkpoint import CHECKPOINT_KEY, LAST_CHECKPOINT
@@ -218,7 +218,7 @@ def member_task(
     from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
     def task(cfg: DictConfig) -> float | None:
-        with exit_on_config_error("aelab-train"), nothing_left_if_refused():
+        with outcome.exit_on_config_error("aelab-train"), nothing_left_if_refused():
             try:
                 if isinstance(member, BaseException):
                     raise member

@@ -60,7 +60,7 @@ def check_max_models(value: Any) -> int:
 class StackedLauncher(BasicLauncher):
     def __init__(self, max_models: Any = 8) -> None:
         super().__init__()
-        from aelab.checks import exit_on_config_error
+        from aelab.run.outcome import exit_on_config_error
 
         with exit_on_config_error("aelab-train"):  # one line, exit 2, before any job starts
             self.max_models = check_max_models(max_models)
@@ -254,7 +254,8 @@ def _requeue(checkpoint: Path) -> None:
     the process, as `aelab.callbacks.SlurmRequeue` does a single run. Not requeued (the sweep
     folder is not given, so the restarted job would not find it; or scontrol failed): the
     stack stops as on Ctrl-C."""
-    from aelab.callbacks.slurm import StoppedBySlurm, requeue_slurm_job
+    from aelab.callbacks.slurm import StoppedBySlurm
+    from aelab.slurm import requeue_slurm_job
 
     overrides = HydraConfig.get().overrides.hydra
     if not any(str(o).startswith("hydra.sweep.dir=") for o in overrides):

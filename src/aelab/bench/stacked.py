@@ -1,19 +1,24 @@
-"""`scripts/benchmark.py --stacked 1,4,8,16`: images/s of M jobs trained as one stack against the
-same M jobs trained one after another (aelab-train's ordinary loop, as a sweep runs them).
+"""`aelab-benchmark --stacked 1,4,8,16` (`scripts/benchmark.py`): images/s of M jobs trained as
+one stack against the same M jobs trained one after another (aelab-train's ordinary loop, as a
+sweep runs them).
 
-Per model (the reference AE and VAE, default configs, so denormal floats flushed to zero in
-both: `flush_denormal=true`): M configs differing only in `seed`. The stack
-is `aelab.stacked.train_stacked`, timed over its training loop (batch order, per-member noise,
-forward, backward, Adam; no validation). The sequential jobs are `aelab.train.train` with the
-default callbacks and logger, each timed from the start of its training epoch to the start of
-its validation (the same work: training batches only). The 16 (largest M) sequential jobs run
-once; M sequential jobs are the first M of them. Images/s = M * images per job / seconds.
+Per model (`--models`: any of conf/model's presets that stack, default the AE and VAE; default
+configs, so denormal floats flushed to zero in both: `flush_denormal=true`): M configs differing
+only in `seed`. The stack is `aelab.stacked.train_stacked`, timed over its training loop (batch
+order, per-member noise, forward, backward, Adam; no validation). The sequential jobs are
+`aelab.train.train` with the default callbacks and logger, each timed from the start of its
+training epoch to the start of its validation (the same work: training batches only). The 16
+(largest M) sequential jobs run once; M sequential jobs are the first M of them. Images/s = M *
+images per job / seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +27,9 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-BATCH_SIZE = 64
+from aelab.bench import BATCH_SIZE
+from aelab.bench.loops import compose_job
+from aelab.bench.tables import machine
 
 
 class TrainTimer(pl.Callback):
@@ -49,14 +56,7 @@ class TrainTimer(pl.Callback):
 
 
 def compose(model: str, seed: int, batches: int, data_dir: Path, out: Path, threads: int) -> Any:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    from aelab import CONFIG_DIR
-
+    """Job `seed` of the comparison: one epoch of `batches` training batches, no test."""
     overrides = [
         f"model={model}",
         f"seed={seed}",
@@ -71,16 +71,7 @@ def compose(model: str, seed: int, batches: int, data_dir: Path, out: Path, thre
     ]
     if threads:
         overrides.append(f"threads={threads}")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    folder = out / f"job{seed}"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(folder)
-        del cfg.hydra
-    return cfg
+    return compose_job(overrides, out / f"job{seed}")
 
 
 def sequential_seconds(model: str, jobs: int, args: argparse.Namespace, out: Path) -> list[float]:
@@ -115,6 +106,13 @@ def main_stacked(args: argparse.Namespace, models: list[str], sizes: list[int]) 
     rows = []
     images = args.stacked_batches * BATCH_SIZE
     try:
+        from aelab.stacked import why_not_stackable
+
+        for model in models:  # before any job is timed
+            cfg = compose(model, 0, args.stacked_batches, args.data_dir, out / "check", 0)
+            why = why_not_stackable(cfg)
+            if why is not None:
+                sys.exit(f"benchmark: model={model} does not stack: {why}")
         for model in models:
             sequential = sequential_seconds(model, max(sizes), args, out)
             for m in sizes:
@@ -150,3 +148,29 @@ def table(rows: list[dict]) -> str:
             f"{r['sequential_img_s']:.0f} | {r['ratio']:.2f} x |"
         )
     return "\n".join(lines)
+
+
+def main(args: argparse.Namespace, models: list[str]) -> None:
+    """`--stacked`: measure, print the machine and the table (and --json)."""
+
+    try:
+        sizes = [int(m) for m in args.stacked.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        sys.exit(f"benchmark: --stacked takes integers >= 1 (1,4,8,16), not {args.stacked!r}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load = os.getloadavg()
+    started = time.perf_counter()
+    rows = main_stacked(args, models, sizes)
+    print(f"machine: {machine(args.device, args.threads)}, device cpu")
+    print(
+        f"run: {args.stacked_batches} training batches of {BATCH_SIZE} per job, one run; load "
+        f"average {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after; "
+        f"{time.perf_counter() - started:.0f} s in all"
+    )
+    print()
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps({"stacked": rows}, indent=2))
