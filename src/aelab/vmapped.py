@@ -4,8 +4,9 @@ A stacked sweep (`aelab.stacked`) runs each model's own loss under `vmap` over i
 of torch's operators vectorise there by their own batching rules; two of aelab's do not do it
 cheaply: a Linear layer whose M members' weights are stacked (one `baddbmm`) and the CPU
 Bernoulli log-likelihood (`aelab.losses._BCEWithLogitsCPU`, a custom autograd function, whose
-vmap rule torch reaches through about 0.3 ms of Python machinery a call: more than the
-computation on a small stack). Here they reach the storage directly.
+vmap rule torch reaches through Python machinery that costs more than the computation on a
+small stack: docs/how-to/stacked-sweeps.md has the figures). Here they reach the storage
+directly.
 
 It does so with the functions torch's own `torch.func.vmap` is written with
 (`torch._C._functorch`), which are not public API. Where a torch release lacks them, `AVAILABLE`

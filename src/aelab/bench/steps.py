@@ -11,8 +11,8 @@ turns round after round, so what differs between them is only what runs around t
 - `aelab Trainer`: the loop with the default config's callbacks and TensorBoard logger (not the
   test-time evaluation suite, which never runs during training).
 
-Separate processes on a shared VM differ by up to 50% in speed; turns within one process do not,
-which is why this complements `aelab-benchmark` instead of adding rows to it.
+Separate processes on a shared VM differ by tens of percent in speed; turns within one process
+do not, which is why this complements `aelab-benchmark` instead of adding rows to it.
 """
 
 from __future__ import annotations

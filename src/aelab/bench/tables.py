@@ -16,17 +16,18 @@ of the decoded posterior mean), `-ELBO` the VAE's negative ELBO in nats per imag
 On a shared machine, `--repeats N` runs all loops N times round-robin (repeat r with seed
 `--seed + r`) and pools their epochs, so a burst of load hits every loop alike; test figures are
 then means over the seeds with half their range, and a test figure worse than the reference
-loop's is called within or beyond that spread (a 3-epoch VAE's -ELBO moves by ±3 nats from seed
+loop's is called within or beyond that spread (a short VAE run's -ELBO moves by nats from seed
 to seed).
 `--threads 1` keeps torch's second thread from waiting on a core that another process holds:
-with 2 threads on 2 busy cores a step of these small MLPs took 30x longer. On an idle machine the
-default (2 threads here) is faster: a reference-VAE step took 3.8 ms instead of 5.7.
+with 2 threads on 2 busy cores a step of these small MLPs takes many times longer. On an idle
+machine the default (one thread per core) is faster (docs/explanation/performance.md has the
+figures).
 
 Each training-time ratio is given twice: from the pooled medians and from each loop's fastest
 timed epoch. With 2 threads on this project's VM a whole process sometimes runs at one-thread
 speed for tens of seconds (its two threads stay on separate CPUs: the host takes the second one);
-the medians then move by up to 50% while the fastest epochs hold. A target is `meets` or `MISSES`
-when both figures agree and `UNSETTLED` when they do not: one run cannot tell.
+the medians then move by tens of percent while the fastest epochs hold. A target is `meets` or
+`MISSES` when both figures agree and `UNSETTLED` when they do not: one run cannot tell.
 """
 
 from __future__ import annotations

@@ -178,24 +178,7 @@ class StackedAdam:
         ((lr, wd),) = self.groups
         grads = [g if g.is_contiguous() else g.contiguous() for g in grads]
         # member 0's step counts stand for all (they are equal); the others' follow after
-        adam(
-            self.stacked,
-            grads,
-            self._exp_avg,
-            self._exp_avg_sq,
-            [],
-            self.steps[0],
-            fused=self.fused,
-            foreach=False if not self.fused else None,
-            decoupled_weight_decay=self.decoupled,
-            amsgrad=False,
-            beta1=self.beta1,
-            beta2=self.beta2,
-            lr=lr,
-            weight_decay=wd,
-            eps=self.eps,
-            maximize=False,
-        )
+        self._adam(self.stacked, grads, self._exp_avg, self._exp_avg_sq, self.steps[0], lr, wd)
         torch._foreach_add_([t[1:] for t in self._steps], 1.0)
 
     @torch.no_grad()
@@ -221,24 +204,46 @@ class StackedAdam:
             ks = [k for k in ks if alive is None or alive[k]]
             if not ks:
                 continue
-            adam(
+            self._adam(
                 [p for k in ks for p in self.members[k]],
                 [g for k in ks for g in grads[k]],
                 [m for k in ks for m in self.exp_avg[k]],
                 [v for k in ks for v in self.exp_avg_sq[k]],
-                [],
                 [s for k in ks for s in self.steps[k]],
-                fused=self.fused,
-                foreach=False if not self.fused else None,
-                decoupled_weight_decay=self.decoupled,
-                amsgrad=False,
-                beta1=self.beta1,
-                beta2=self.beta2,
-                lr=lr,
-                weight_decay=wd,
-                eps=self.eps,
-                maximize=False,
+                lr,
+                wd,
             )
+
+    def _adam(
+        self,
+        params: list[Tensor],
+        grads: Sequence[Tensor],
+        exp_avg: list[Tensor],
+        exp_avg_sq: list[Tensor],
+        steps: list[Tensor],
+        lr: float,
+        weight_decay: float,
+    ) -> None:
+        """torch's functional Adam (AdamW: decoupled) on these tensors, with the stack's
+        betas, eps and kernel."""
+        adam(
+            params,
+            list(grads),
+            exp_avg,
+            exp_avg_sq,
+            [],
+            steps,
+            fused=self.fused,
+            foreach=False if not self.fused else None,
+            decoupled_weight_decay=self.decoupled,
+            amsgrad=False,
+            beta1=self.beta1,
+            beta2=self.beta2,
+            lr=lr,
+            weight_decay=weight_decay,
+            eps=self.eps,
+            maximize=False,
+        )
 
     def state(self) -> dict[str, list[list[Tensor]]]:
         """Each member's moments and step counts (for the stack checkpoint)."""

@@ -88,7 +88,7 @@ class _NeedsMemberWeights(Exception):
 class _VectorisedLinear(nn.Linear):
     """nn.Linear in a stack's copy of the model (the same function): directly under the stack's
     vmap, one `baddbmm` on the batched tensors, as torch.func runs a custom function's vmap rule
-    but without its machinery (about 0.3 ms a call, more than a small layer's matmul); with
+    but without its machinery (Python, costlier than a small layer's matmul); with
     `stacked` set (`StackedLoss`'s direct way), on the stacked leaves themselves. Elsewhere
     (inside a torch.func transform of the loss's own: the contractive AE's Jacobian)
     `_MemberLinear`, which needs the members' weights as batched parameters."""
