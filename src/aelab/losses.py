@@ -169,7 +169,7 @@ def bce_with_logits(logits: Tensor, target: Tensor) -> Tensor:
     found = vmapped.unbatched(logits, target)
     if found is not None:  # a stack's members (aelab.stacked): once on vmap's storage
         (logits, target), level = found
-        return vmapped.batched(_BCEWithLogitsCPU.apply(logits, target), level)
+        return vmapped.batched(vmapped.outside(_BCEWithLogitsCPU.apply, logits, target), level)
     return _BCEWithLogitsCPU.apply(logits, target)
 
 

@@ -17,6 +17,8 @@ both ways against each member's run alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor
 
 try:
@@ -27,6 +29,8 @@ try:
         get_dynamic_layer_stack_depth,
         is_batchedtensor,
         maybe_get_level,
+        pop_dynamic_layer_stack,
+        push_dynamic_layer_stack,
     )
 except ImportError:  # pragma: no cover - every torch release aelab supports has them
     AVAILABLE = False
@@ -54,3 +58,14 @@ def batched(storage: Tensor, level: int) -> Tensor:
     """`storage` (M, *shape), computed by ordinary (autograd-recorded) operators from what
     `unbatched` gave, as the vmap's tensor of `shape` again."""
     return _add_batch_dim(storage, 0, level)
+
+
+def outside(fn: Callable[..., Tensor], *storage: Tensor) -> Tensor:
+    """fn(*storage) with the vmap set aside, as plain eager code (autograd records it as usual):
+    an autograd Function called while a vmap is active goes through torch's Python machinery for
+    transforms even when none of its inputs is batched. `storage`: what `unbatched` gave."""
+    saved = pop_dynamic_layer_stack()
+    try:
+        return fn(*storage)
+    finally:
+        push_dynamic_layer_stack(saved)
