@@ -231,7 +231,7 @@ SUITE_PARTS = {  # EvaluationSuite.timings keys, as the table names them
     "figures": "generation figures (eval.images)",
     "save_figures": "generation figures written (PNG, TensorBoard)",
 }
-TARGET = 0.25  # the issue's: a job's fixed cost at most 25% of a 10-epoch run's training
+TARGET = 0.25  # aelab's target: a job's fixed cost at most 25% of a 10-epoch run's training
 
 
 def median_phases(runs: list[dict[str, Any]]) -> dict[str, Any]:
