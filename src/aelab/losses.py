@@ -121,9 +121,9 @@ class _BCEWithLogitsCPU(torch.autograd.Function):
     torch's CPU `binary_cross_entropy_with_logits` goes through `log_sigmoid`, whose `log1p` is
     scalar code (a measurable share of a small VAE's step: docs, Performance); `log` is
     vectorised, and `log(1 + u)` for u = exp(-|l|) in (0, 1] is within a float's rounding of
-    `log1p(u)`. The gradient is the usual sigmoid(l) - t, computed once in backward. Under
-    `torch.func.vmap` (a stack's members, `aelab.stacked`) it runs once on the batched tensors:
-    it is elementwise.
+    `log1p(u)`. The gradient is the usual sigmoid(l) - t, computed once in backward. Under a
+    stack's `torch.func.vmap` (`aelab.stacked`) `bce_with_logits` applies it once to the members'
+    storage (`aelab.vmapped`); its `vmap` rule, elementwise, serves where that way is closed.
     """
 
     @staticmethod
