@@ -167,6 +167,59 @@ def test_a_model_that_cannot_be_stacked_names_why(make_cfg):
     )
 
 
+def _own_model_page_module(folder: Path) -> str:
+    """The model of docs/how-to/own-model.md ("Stacking your model") written to
+    `folder/my_models.py`, as a user copies it; returns its module name."""
+    page = (Path(__file__).parents[1] / "docs" / "how-to" / "own-model.md").read_text()
+    blocks = re.findall(r"```python\n(# my_models\.py\n.*?)```", page, flags=re.S)
+    assert len(blocks) == 1, "the how-to shows one my_models.py"
+    (folder / "my_models.py").write_text(blocks[0])
+    return "my_models"
+
+
+@pytest.fixture
+def own_model(tmp_path, monkeypatch):
+    """The how-to's stacking model importable as `my_models.NoisyCodeAE`, with a model of the
+    user's that does not say it stacks (`my_models.Quiet`) beside it."""
+    import sys
+
+    folder = tmp_path / "user"
+    folder.mkdir()
+    name = _own_model_page_module(folder)
+    with (folder / "my_models.py").open("a") as f:
+        f.write("\n\nclass Quiet(AutoencoderModule):  # says nothing of stacking\n    pass\n")
+    monkeypatch.syspath_prepend(str(folder))
+    sys.modules.pop(name, None)
+    yield f"{name}.NoisyCodeAE"
+    sys.modules.pop(name, None)
+
+
+def test_a_model_says_whether_it_stacks(make_cfg, own_model):
+    from aelab.models.base import AutoencoderModule
+
+    # a user's model that opts in stacks; one that does not runs alone with the base's line
+    assert why_not_stackable(make_cfg(f"model._target_={own_model}")) is None
+    assert why_not_stackable(make_cfg("model._target_=my_models.Quiet")) == (
+        f"model._target_=my_models.Quiet: {AutoencoderModule.why_not_stackable}"
+    )
+    assert "why_not_stackable = None" in AutoencoderModule.why_not_stackable
+    # a target that cannot be imported: one line, the import's own error
+    assert why_not_stackable(make_cfg("model._target_=nope.Model")) == (
+        "model._target_='nope.Model' is invalid: allowed an importable class or function "
+        "(ModuleNotFoundError: No module named 'nope')"
+    )
+    assert why_not_stackable(make_cfg("model._target_=aelab.nets.MLPNet")) == (
+        "model._target_=aelab.nets.MLPNet: not a subclass of aelab.models.base.AutoencoderModule"
+    )
+    # every model of the zoo declares it on its own class
+    import aelab.models
+
+    for name in aelab.models.__all__:
+        cls = getattr(aelab.models, name)
+        if isinstance(cls, type) and issubclass(cls, AutoencoderModule):
+            assert "why_not_stackable" in vars(cls), name
+
+
 def test_the_stack_has_no_objective_of_its_own():
     """The stacked step computes each member's loss by its model's own `loss`: the engine
     imports none of the objectives' pieces, asks no model's class, calls no private method."""
@@ -277,6 +330,18 @@ def test_members_equal_their_runs_alone_by_the_public_torch_func_way(
         tmp_path,
         ["model=vae", "data.binarize=dynamic"],
         [["model.beta=0.5"], ["model.beta=4", "kl_schedule=warmup", "kl_schedule.steps=4"]],
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_user_model_that_opts_in_stacks_as_its_runs_alone(tmp_path, mnist_dir, own_model):
+    """The how-to's own model (docs/how-to/own-model.md), its code noise drawn by `draws`:
+    each member equals its job run alone."""
+    _assert_members_equal_their_runs_alone(
+        tmp_path,
+        [f"model._target_={own_model}", "+model.code_noise=0.5"],
+        [["seed=1"], ["seed=2", "optimizer.lr=0.003"]],
     )
 
 

@@ -5,6 +5,10 @@ tensor's shape nor a code path of the training step (`STACKABLE`): the seed, bet
 level, the learning rate, weight decay, the gradient-clipping threshold, the KL schedule and the
 learning-rate scheduler. Everything else (model
 class, net, latent size, batch size, data, trainer limits, ...) must be equal.
+
+Whether a model stacks is the model's own word: its class attribute `why_not_stackable`
+(`aelab.models.base.AutoencoderModule`), None for a model whose `loss` reads only its encoder's
+and decoder's weights and takes its random numbers from `draws()`, else the one-line reason.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from aelab.checks import import_refusal, locate
 from aelab.stacked.lr import why_scheduler_not_stackable
 
 # dotted keys a member may set to its own value
@@ -34,41 +39,6 @@ STACKABLE = (
 )
 # keys that say where a job's files go or how its process runs, not what it learns
 PER_JOB = ("paths", "hydra", "task_name", "threads", "resume")
-# the models a stack trains: each through its own `loss`, under vmap over the members' weights
-STACKED_MODELS = {
-    "Autoencoder": "ae",  # the denoising AE too: an Autoencoder with noise
-    "VAE": "vae",
-    "IWAE": "iwae",
-    "BetaTCVAE": "tcvae",
-    "DIPVAE": "dipvae",
-    "SparseAutoencoder": "sparse",
-    "ContractiveAutoencoder": "contractive",
-}
-MODULES = {
-    "Autoencoder": "ae",
-    "VAE": "vae",
-    "IWAE": "iwae",
-    "BetaTCVAE": "tcvae",
-    "DIPVAE": "dipvae",
-    "SparseAutoencoder": "sparse",
-    "ContractiveAutoencoder": "contractive",
-    "FactorVAE": "factorvae",
-    "VQVAE": "vqvae",
-}
-# `_target_` as aelab.models.<Class> or aelab.models.<module>.<Class> -> the short name
-MODELS = {
-    target: short
-    for name, short in STACKED_MODELS.items()
-    for target in (f"aelab.models.{name}", f"aelab.models.{MODULES[name]}.{name}")
-}
-# the zoo's models a stack cannot train, and why (one line each)
-NOT_STACKED = {
-    "FactorVAE": "its discriminator is trained beside the VAE in the same step, on its own loss "
-    "with its own optimizer settings, which the stacked step (one loss over the encoder and "
-    "decoder weights) does not have",
-    "VQVAE": "its codebook lies outside the encoder and decoder and (ema=true) moves in place "
-    "outside the gradient; a stack holds only encoder and decoder weights per member",
-}
 OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW")
 PRECISIONS = (32, "32", "32-true", None)
 
@@ -93,17 +63,9 @@ def why_not_stackable(cfg: DictConfig | Mapping[str, Any]) -> str | None:
     """None when `cfg` can be a member of a stack, else one line naming the key and the reason."""
     c = _plain(cfg)
     model, opt, trainer = c.get("model", {}), c.get("optimizer", {}), c.get("trainer", {})
-    target = model.get("_target_")
-    if target not in MODELS:
-        name = str(target).rsplit(".", 1)[-1]
-        if str(target) in (f"aelab.models.{name}", f"aelab.models.{MODULES.get(name)}.{name}"):
-            why = NOT_STACKED.get(name)
-            if why is not None:
-                return f"model._target_={target}: {why}"
-        return (
-            f"model._target_={target}: a stack trains aelab's "
-            f"{', '.join(STACKED_MODELS)} (a model of its own runs alone)"
-        )
+    why = _model_why_not(model.get("_target_"))
+    if why is not None:
+        return why
     if opt.get("_target_") not in OPTIMIZERS:
         return f"optimizer._target_={opt.get('_target_')}: the stacked step has Adam and AdamW"
     for flag in ("amsgrad", "maximize"):
@@ -134,6 +96,22 @@ def why_not_stackable(cfg: DictConfig | Mapping[str, Any]) -> str | None:
         # a stack continues from its checkpoint in the sweep folder (resume=true or not)
         return "resume=<run dir>: a stack continues from its checkpoint in the sweep folder"
     return None
+
+
+def _model_why_not(target: Any) -> str | None:
+    """None when the model class `target` names declares that it stacks (its class attribute
+    `why_not_stackable` is None: `aelab.models.base.AutoencoderModule`), else one line: the
+    class's own reason, or why the target cannot be read."""
+    try:
+        found = locate(str(target))  # as hydra's get_class finds it, without its logged error
+    except ImportError as err:
+        return str(import_refusal("model", target, err))
+    if not isinstance(found, type):
+        return f"model._target_={target}: a stack builds its members from a model class"
+    if not hasattr(found, "why_not_stackable"):
+        return f"model._target_={target}: not a subclass of aelab.models.base.AutoencoderModule"
+    why = found.why_not_stackable
+    return None if why is None else f"model._target_={target}: {why}"
 
 
 def _serves_training_batches(target: str | None) -> bool:
