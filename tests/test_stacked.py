@@ -614,6 +614,41 @@ def test_max_models_below_one_is_refused_in_one_line(tmp_path, mnist_dir):
 
 @pytest.mark.slow
 @pytest.mark.mnist
+def test_a_stacked_sweep_with_no_end_is_refused_as_the_basic_launcher_refuses_it(
+    tmp_path, mnist_dir
+):
+    """max_epochs=-1 with max_steps=-1 trains for ever: each job refused in the one line of its
+    run alone (`aelab.train.check_trainer`), the sweep's status that of failed jobs."""
+    from helpers.sweeps import run_sweep_streams
+
+    no_end = ["trainer.max_epochs=-1", "++trainer.limit_train_batches=2", "seed=0,1"]
+    lines = {}
+    for launcher in ("basic", "stacked"):
+        root = tmp_path / launcher
+        sweep, _, err = run_sweep_streams(
+            root, mnist_dir, f"hydra/launcher={launcher}", *TINY, *no_end, returncode=1
+        )
+        lines[launcher] = [
+            ln.replace(str(sweep), "<sweep>")
+            for ln in err.splitlines()
+            if ln.startswith("aelab-train: error:")
+        ]
+        for job in ("0_seed=0", "1_seed=1"):
+            assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "failed"
+        assert not (sweep / "stacks").exists() or not any((sweep / "stacks").rglob("*.ckpt"))
+    why = (
+        "trainer.max_epochs=-1 is invalid: allowed an integer >= 0 (-1 or null: no epoch limit, "
+        "with max_steps or max_time set)"
+    )
+    assert lines["stacked"][:2] == [
+        f"aelab-train: error: 0_seed=0: {why}",
+        f"aelab-train: error: 1_seed=1: {why}",
+    ]
+    assert lines["stacked"] == lines["basic"]
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
 def test_a_sweep_with_nothing_to_stack_says_why_and_runs_unstacked(tmp_path, mnist_dir):
     from helpers.sweeps import TINY, run_sweep_streams
 

@@ -286,9 +286,11 @@ def _member_value(cfg: DictConfig, dotted: str, default: Any) -> Any:
 def build_members(cfgs: Sequence[DictConfig]) -> list[AutoencoderModule]:
     """Each member's model exactly as its single job builds it: seeded by its own seed.
 
-    Raises NotStackable when a config cannot be stacked or the configs differ in shape.
+    Raises NotStackable when a config cannot be stacked or the configs differ in shape, and
+    ConfigError (`trainer.*`, `seed`) for a value its run alone refuses (`aelab.train
+    .check_trainer`: a run with no end among them).
     """
-    from aelab.train import build_model  # train imports Lightning's whole stack; only here
+    from aelab.train import build_model, check_trainer  # Lightning's whole stack; only here
 
     keys = set()
     for cfg in cfgs:
@@ -301,6 +303,7 @@ def build_members(cfgs: Sequence[DictConfig]) -> list[AutoencoderModule]:
     models = []
     for cfg in cfgs:
         check_seeds(cfg)  # as aelab-train checks them, before seed_everything's traceback
+        check_trainer(cfg.trainer)  # as a run alone: no end (max_epochs=-1, max_steps=-1), ...
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         models.append(build_model(cfg))
     return models
