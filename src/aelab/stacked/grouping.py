@@ -39,6 +39,60 @@ STACKABLE = (
 )
 # keys that say where a job's files go or how its process runs, not what it learns
 PER_JOB = ("paths", "hydra", "task_name", "threads", "resume")
+# Lightning's Trainer keywords, by what a stack does with each (tests/test_stacked.py checks that
+# the three name every keyword of the installed Lightning's Trainer):
+# the stack trains by them as the run alone (`train_stacked`), or its job runs alone saying why
+TRAINER_HONOURED = (
+    "accelerator",
+    "devices",  # one: more runs alone
+    "num_nodes",
+    "strategy",  # auto or single_device: another runs alone
+    "precision",  # float32: another runs alone
+    "max_epochs",
+    "max_steps",
+    "max_time",  # null: a time limit runs alone
+    "limit_train_batches",
+    "limit_val_batches",
+    "limit_test_batches",  # the member's own Trainer tests
+    "val_check_interval",  # a fraction or a count; a time runs alone
+    "check_val_every_n_epoch",
+    "accumulate_grad_batches",  # 1: more runs alone
+    "gradient_clip_val",
+    "gradient_clip_algorithm",
+    "deterministic",  # and benchmark: torch's flags, set as Lightning sets them
+    "benchmark",
+    "default_root_dir",
+)
+# what changes no figure of a stack nor of its run alone: the member's own Trainer (logging,
+# checkpointing, testing), what the display shows, or what ends a run early, which a stack
+# does but by its NaN guard (as the run alone's raises)
+TRAINER_NO_EFFECT = (
+    "logger",
+    "callbacks",
+    "min_epochs",
+    "min_steps",
+    "limit_predict_batches",
+    "num_sanity_val_steps",
+    "log_every_n_steps",
+    "enable_checkpointing",
+    "enable_progress_bar",
+    "enable_model_summary",
+    "enable_autolog_hparams",
+    "model_registry",
+    "inference_mode",
+    "use_distributed_sampler",
+    "sync_batchnorm",
+)
+# what the stacked loop does not do: a job setting one (to other than these values) runs alone
+TRAINER_NOT_STACKED = {
+    "fast_dev_run": ((False, 0, None), "a stack trains for max_epochs / max_steps"),
+    "overfit_batches": ((0, 0.0, None), "a stack draws each member's batches by its own sampler"),
+    "profiler": ((None,), "Lightning's profiler does not see the stacked loop"),
+    "detect_anomaly": ((False, None), "the stacked step runs without autograd's anomaly mode"),
+    "barebones": ((False, None), "a stacked member is written as a full run"),
+    "plugins": ((None,), "the stacked step takes no Lightning plugin"),
+    "reload_dataloaders_every_n_epochs": ((0, None), "a stack draws its batches by index"),
+}
 OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW")
 PRECISIONS = (32, "32", "32-true", None)
 
@@ -81,6 +135,15 @@ def why_not_stackable(cfg: DictConfig | Mapping[str, Any]) -> str | None:
         return f"trainer.gradient_clip_algorithm={trainer['gradient_clip_algorithm']}: not known"
     if trainer.get("max_time") is not None:
         return "trainer.max_time: members would stop at different steps"
+    if trainer.get("strategy", "auto") not in ("auto", "single_device", None):
+        return f"trainer.strategy={trainer['strategy']}: a stack trains in one process"
+    interval = trainer.get("val_check_interval")
+    timed = isinstance(interval, bool) or not isinstance(interval, int | float)
+    if interval is not None and timed:
+        return f"trainer.val_check_interval={interval}: a stack validates at steps, not at times"
+    for key, (defaults, why) in TRAINER_NOT_STACKED.items():
+        if trainer.get(key) not in defaults:
+            return f"trainer.{key}={trainer[key]}: {why}"
     why = why_scheduler_not_stackable(c.get("lr_scheduler"))
     if why is not None:
         return why
