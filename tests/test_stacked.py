@@ -167,6 +167,138 @@ def test_a_model_that_cannot_be_stacked_names_why(make_cfg):
     )
 
 
+def _own_model_page_module(folder: Path) -> str:
+    """The model of docs/how-to/own-model.md ("Stacking your model") written to
+    `folder/my_models.py`, as a user copies it; returns its module name."""
+    page = (Path(__file__).parents[1] / "docs" / "how-to" / "own-model.md").read_text()
+    blocks = re.findall(r"```python\n(# my_models\.py\n.*?)```", page, flags=re.S)
+    assert len(blocks) == 1, "the how-to shows one my_models.py"
+    (folder / "my_models.py").write_text(blocks[0])
+    return "my_models"
+
+
+@pytest.fixture
+def own_model(tmp_path, monkeypatch):
+    """The how-to's stacking model importable as `my_models.NoisyCodeAE`, with a model of the
+    user's that does not say it stacks (`my_models.Quiet`) beside it."""
+    import sys
+
+    folder = tmp_path / "user"
+    folder.mkdir()
+    name = _own_model_page_module(folder)
+    with (folder / "my_models.py").open("a") as f:
+        f.write("\n\nclass Quiet(AutoencoderModule):  # says nothing of stacking\n    pass\n")
+    monkeypatch.syspath_prepend(str(folder))
+    sys.modules.pop(name, None)
+    yield f"{name}.NoisyCodeAE"
+    sys.modules.pop(name, None)
+
+
+def test_a_model_says_whether_it_stacks(make_cfg, own_model):
+    from aelab.models.base import AutoencoderModule
+
+    # a user's model that opts in stacks; one that does not runs alone with the base's line
+    assert why_not_stackable(make_cfg(f"model._target_={own_model}")) is None
+    assert why_not_stackable(make_cfg("model._target_=my_models.Quiet")) == (
+        f"model._target_=my_models.Quiet: {AutoencoderModule.why_not_stackable}"
+    )
+    assert "why_not_stackable = None" in AutoencoderModule.why_not_stackable
+    # a target that cannot be imported: one line, the import's own error
+    assert why_not_stackable(make_cfg("model._target_=nope.Model")) == (
+        "model._target_='nope.Model' is invalid: allowed an importable class or function "
+        "(ModuleNotFoundError: No module named 'nope')"
+    )
+    assert why_not_stackable(make_cfg("model._target_=aelab.nets.MLPNet")) == (
+        "model._target_=aelab.nets.MLPNet: not a subclass of aelab.models.base.AutoencoderModule"
+    )
+    # every model of the zoo declares it on its own class
+    import aelab.models
+
+    for name in aelab.models.__all__:
+        cls = getattr(aelab.models, name)
+        if isinstance(cls, type) and issubclass(cls, AutoencoderModule):
+            assert "why_not_stackable" in vars(cls), name
+
+
+def test_every_trainer_key_is_honoured_by_a_stack_or_runs_its_job_alone():
+    """Each keyword of Lightning's Trainer is in one of grouping's three lists, once."""
+    import inspect
+
+    import pytorch_lightning as pl
+
+    from aelab.stacked import grouping
+
+    keys = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
+    listed = [
+        *grouping.TRAINER_HONOURED,
+        *grouping.TRAINER_NO_EFFECT,
+        *grouping.TRAINER_NOT_STACKED,
+    ]
+    assert sorted(listed) == sorted(keys)
+
+
+@pytest.mark.parametrize(
+    "override, line",
+    [
+        ("++trainer.fast_dev_run=true", "trainer.fast_dev_run=True: a stack trains for max_epochs"),
+        ("++trainer.overfit_batches=2", "trainer.overfit_batches=2: a stack draws each member's"),
+        ("trainer.profiler=simple", "trainer.profiler=simple: Lightning's profiler does not see"),
+        ("++trainer.detect_anomaly=true", "trainer.detect_anomaly=True: the stacked step runs"),
+        ("++trainer.barebones=true", "trainer.barebones=True: a stacked member is written as"),
+        ("++trainer.plugins=[x]", "trainer.plugins=['x']: the stacked step takes no Lightning"),
+        ("++trainer.reload_dataloaders_every_n_epochs=1", "trainer.reload_dataloaders_every_n_"),
+        ("++trainer.strategy=ddp", "trainer.strategy=ddp: a stack trains in one process"),
+        (
+            "++trainer.val_check_interval=00:00:01:00",
+            "trainer.val_check_interval=00:00:01:00: a stack validates at steps, not at times",
+        ),
+    ],
+)
+def test_a_trainer_key_a_stack_does_not_honour_runs_its_job_alone(make_cfg, override, line):
+    why = why_not_stackable(make_cfg(override))
+    assert why.startswith(line) and "\n" not in why
+    # its defaults stack
+    assert why_not_stackable(make_cfg()) is None
+
+
+@pytest.mark.parametrize(
+    "interval, batches, across, every",
+    [
+        (None, 20, False, 20),
+        (1.0, 20, False, 20),
+        (0.5, 20, False, 10),  # Lightning: int(20 * 0.5)
+        (0.3, 20, False, 6),  # int(6.0): the epoch's last batch is no validation
+        (0.01, 20, False, 1),  # at least every batch
+        (7, 20, False, 7),
+        (29, 20, True, 29),  # check_val_every_n_epoch=null: counted over the epochs
+    ],
+)
+def test_a_stack_validates_every_val_check_batch_as_lightning(interval, batches, across, every):
+    from aelab.stacked.core import val_check_batch
+
+    assert val_check_batch(interval, batches, across) == every
+
+
+@pytest.mark.parametrize(
+    "interval, across, allowed",
+    [
+        (29, False, "an integer <= the epoch's 20 training batches, or a fraction"),
+        (0, False, "a fraction in (0, 1] or an integer >= 1"),
+        (1.5, False, "a fraction in (0, 1] or an integer >= 1"),
+        (0.5, True, "an integer with trainer.check_val_every_n_epoch=null"),
+    ],
+)
+def test_a_val_check_interval_lightning_refuses_is_one_line(interval, across, allowed):
+    from aelab.checks import ConfigError
+    from aelab.stacked.core import val_check_batch
+
+    with pytest.raises(ConfigError) as err:
+        val_check_batch(interval, 20, across)
+    assert (
+        str(err.value) == f"trainer.val_check_interval={interval!r} is invalid: allowed {allowed}"
+    )
+
+
 def test_the_stack_has_no_objective_of_its_own():
     """The stacked step computes each member's loss by its model's own `loss`: the engine
     imports none of the objectives' pieces, asks no model's class, calls no private method."""
@@ -278,6 +410,56 @@ def test_members_equal_their_runs_alone_by_the_public_torch_func_way(
         ["model=vae", "data.binarize=dynamic"],
         [["model.beta=0.5"], ["model.beta=4", "kl_schedule=warmup", "kl_schedule.steps=4"]],
     )
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_user_model_that_opts_in_stacks_as_its_runs_alone(tmp_path, mnist_dir, own_model):
+    """The how-to's own model (docs/how-to/own-model.md), its code noise drawn by `draws`:
+    each member equals its job run alone."""
+    _assert_members_equal_their_runs_alone(
+        tmp_path,
+        [f"model._target_={own_model}", "+model.code_noise=0.5"],
+        [["seed=1"], ["seed=2", "optimizer.lr=0.003"]],
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+@pytest.mark.parametrize(
+    "checks", [["++trainer.val_check_interval=0.5"], ["++trainer.val_check_interval=3"]]
+)
+def test_a_stack_validates_at_the_steps_of_its_runs_alone(tmp_path, mnist_dir, checks):
+    """val_check_interval: each member validates where its run alone does (TensorBoard's
+    `val/loss` steps and values), so its best checkpoint is chosen among the same points."""
+    from aelab.train import train
+    from tests.conftest import compose_cfg
+
+    tiny = [o for o in TINY if not o.startswith("logger=")]
+    common = [*tiny, "logger=tensorboard", "++trainer.limit_train_batches=4", *checks]
+    varying = [["seed=1"], ["seed=2", "optimizer.lr=0.01"]]
+    cfgs = []
+    for k, own in enumerate(varying):
+        folder = tmp_path / f"single{k}"
+        folder.mkdir()
+        train(compose_cfg([*common, *own], folder))
+        cfgs.append(compose_cfg([*common, *own], tmp_path / f"stacked{k}"))
+    members = train_stacked(cfgs)
+    for k, member in enumerate(members):
+        alone = _scalars(tmp_path / f"single{k}", "val/loss")
+        # 0.5 of 4 batches: after batches 2 and 4 of each epoch; 3: after batch 3 only
+        want = [1, 3, 5, 7] if checks[0].endswith("0.5") else [2, 6]
+        assert [step for step, _ in alone] == want
+        stacked = [
+            (e["step"] - 1, e["figures"]["val/loss"])
+            for e in member.history
+            if "val/loss" in e["figures"]
+        ]
+        assert [s for s, _ in stacked] == want
+        for (_, mine), (_, theirs) in zip(stacked, alone, strict=True):
+            assert mine == pytest.approx(theirs, rel=1e-4)
+        best = [p.name for p in (tmp_path / f"single{k}" / "checkpoints").glob("epoch*.ckpt")]
+        assert best == [f"epoch{member.best_epoch:03d}.ckpt"]
 
 
 def _assert_members_equal_their_runs_alone(tmp_path, common, varying):
@@ -545,6 +727,41 @@ def test_max_models_below_one_is_refused_in_one_line(tmp_path, mnist_dir):
     assert err.strip().splitlines()[-1] == (
         "aelab-train: error: hydra.launcher.max_models=0 is invalid: allowed an integer >= 1"
     )
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_stacked_sweep_with_no_end_is_refused_as_the_basic_launcher_refuses_it(
+    tmp_path, mnist_dir
+):
+    """max_epochs=-1 with max_steps=-1 trains for ever: each job refused in the one line of its
+    run alone (`aelab.train.check_trainer`), the sweep's status that of failed jobs."""
+    from helpers.sweeps import run_sweep_streams
+
+    no_end = ["trainer.max_epochs=-1", "++trainer.limit_train_batches=2", "seed=0,1"]
+    lines = {}
+    for launcher in ("basic", "stacked"):
+        root = tmp_path / launcher
+        sweep, _, err = run_sweep_streams(
+            root, mnist_dir, f"hydra/launcher={launcher}", *TINY, *no_end, returncode=1
+        )
+        lines[launcher] = [
+            ln.replace(str(sweep), "<sweep>")
+            for ln in err.splitlines()
+            if ln.startswith("aelab-train: error:")
+        ]
+        for job in ("0_seed=0", "1_seed=1"):
+            assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "failed"
+        assert not (sweep / "stacks").exists() or not any((sweep / "stacks").rglob("*.ckpt"))
+    why = (
+        "trainer.max_epochs=-1 is invalid: allowed an integer >= 0 (-1 or null: no epoch limit, "
+        "with max_steps or max_time set)"
+    )
+    assert lines["stacked"][:2] == [
+        f"aelab-train: error: 0_seed=0: {why}",
+        f"aelab-train: error: 1_seed=1: {why}",
+    ]
+    assert lines["stacked"] == lines["basic"]
 
 
 @pytest.mark.slow

@@ -14,6 +14,8 @@ from aelab.models.base import AutoencoderModule
 class Autoencoder(AutoencoderModule):
     """L = -log p(x | dec(enc(x~))), per image; x~ = x without noise, a corruption of x with it."""
 
+    why_not_stackable = None  # it stacks: its loss reads only its weights; nothing is drawn
+
     def loss(
         self,
         x_in: Tensor,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
@@ -158,6 +158,16 @@ class AutoencoderModule(pl.LightningModule):
     # whether it takes free bits: none beside the constant weight for a model without a KL term
     kl_schedules: tuple[str, ...] = ("constant",)
     takes_free_bits = False
+
+    # None: a stack (`aelab.stacked`) may train the model, its `loss` run under vmap over the
+    # members' encoder and decoder weights; a model says so only where its loss reads nothing
+    # else per member and takes every random number from `draws()` (the stack draws them per
+    # member). A string: the one line saying why a job of this model runs alone.
+    why_not_stackable: ClassVar[str | None] = (
+        "a model of one's own stacks once its class sets why_not_stackable = None, which it may "
+        "where its loss reads only its encoder's and decoder's weights and takes its random "
+        "numbers from draws() (docs/how-to/own-model.md)"
+    )
 
     code_factor = (
         1  # encoder outputs code_factor * latent_dim numbers (the VAE needs mu and logvar)

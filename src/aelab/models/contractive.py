@@ -46,6 +46,8 @@ class ContractiveAutoencoder(Autoencoder):
     Raises ConfigError for a negative contraction_weight.
     """
 
+    why_not_stackable = None  # it stacks: the Jacobian is torch.func's, under the stack's vmap
+
     def __init__(
         self,
         latent_dim: int = 12,

@@ -56,6 +56,8 @@ class DIPVAE(VAE):
     Raises ConfigError for a negative weight or a type not in ("i", "ii").
     """
 
+    why_not_stackable = None  # it stacks: the covariance penalty reads the batch's posterior only
+
     def __init__(
         self,
         latent_dim: int = 10,

@@ -82,6 +82,12 @@ class FactorVAE(VAE):
     lr <= 0.
     """
 
+    why_not_stackable = (  # its jobs run alone in a stacked sweep
+        "its discriminator is trained beside the VAE in the same step, on its own loss with its "
+        "own optimizer settings, which the stacked step (one loss over the encoder and decoder "
+        "weights) does not have"
+    )
+
     def __init__(
         self,
         latent_dim: int = 10,

@@ -34,6 +34,8 @@ class IWAE(VAE):
     Raises ConfigError for k < 1.
     """
 
+    why_not_stackable = None  # it stacks: the k samples' noise comes from draws()
+
     kl_schedules = ("constant",)  # the bound has no KL weight to schedule
     takes_free_bits = False
 

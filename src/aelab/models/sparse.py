@@ -33,6 +33,8 @@ class SparseAutoencoder(Autoencoder):
     Raises ConfigError for rho outside (0, 1) or a negative sparsity_weight.
     """
 
+    why_not_stackable = None  # it stacks: the sparsity penalty reads the batch's codes only
+
     def __init__(
         self,
         latent_dim: int = 12,

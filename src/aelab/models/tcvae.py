@@ -31,6 +31,8 @@ class BetaTCVAE(VAE):
     Raises ConfigError for a negative weight, an unknown estimator or dataset_size < 1.
     """
 
+    why_not_stackable = None  # it stacks: its TC estimate reads the batch and the split size
+
     # a schedule moves the TC weight beta; capacity and free bits are the plain KL's
     kl_schedules = ("constant", "warmup", "cyclical")
     takes_free_bits = False

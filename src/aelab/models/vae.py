@@ -39,6 +39,8 @@ class VAE(AutoencoderModule):
     `AutoencoderModule`; `beta` >= 0 (Higgins et al. 2017), else ConfigError (`beta`).
     """
 
+    why_not_stackable = None  # it stacks: z's noise comes from draws()
+
     code_factor = 2
     kl_schedules = ("constant", "warmup", "cyclical", "capacity")
     takes_free_bits = True

@@ -74,6 +74,11 @@ class VQVAE(AutoencoderModule):
     commitment or ema_decay outside [0, 1).
     """
 
+    why_not_stackable = (  # its jobs run alone in a stacked sweep
+        "its codebook lies outside the encoder and decoder and (ema=true) moves in place "
+        "outside the gradient; a stack holds only encoder and decoder weights per member"
+    )
+
     def __init__(
         self,
         latent_dim: int = 16,

@@ -41,11 +41,12 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
+from pytorch_lightning.trainer.connectors.accelerator_connector import _set_torch_flags
 from torch import Tensor
 from torch.optim.adam import adam
 
 from aelab.callbacks.data_range import check_data_range
-from aelab.checks import build, check_seeds
+from aelab.checks import ConfigError, build, check_seeds
 from aelab.data.resumable import EpochSampler, derive_seed, seed_global_rng
 from aelab.models.base import AutoencoderModule
 from aelab.numerics import set_flush_denormal
@@ -286,9 +287,11 @@ def _member_value(cfg: DictConfig, dotted: str, default: Any) -> Any:
 def build_members(cfgs: Sequence[DictConfig]) -> list[AutoencoderModule]:
     """Each member's model exactly as its single job builds it: seeded by its own seed.
 
-    Raises NotStackable when a config cannot be stacked or the configs differ in shape.
+    Raises NotStackable when a config cannot be stacked or the configs differ in shape, and
+    ConfigError (`trainer.*`, `seed`) for a value its run alone refuses (`aelab.train
+    .check_trainer`: a run with no end among them).
     """
-    from aelab.train import build_model  # train imports Lightning's whole stack; only here
+    from aelab.train import build_model, check_trainer  # Lightning's whole stack; only here
 
     keys = set()
     for cfg in cfgs:
@@ -301,9 +304,54 @@ def build_members(cfgs: Sequence[DictConfig]) -> list[AutoencoderModule]:
     models = []
     for cfg in cfgs:
         check_seeds(cfg)  # as aelab-train checks them, before seed_everything's traceback
+        check_trainer(cfg.trainer)  # as a run alone: no end (max_epochs=-1, max_steps=-1), ...
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         models.append(build_model(cfg))
     return models
+
+
+def val_check_batch(interval: Any, n_batches: int, across_epochs: bool = False) -> int:
+    """Every how many training batches the run alone validates (Lightning's `val_check_batch`):
+    `val_check_interval` null or a fraction of the epoch's `n_batches` (at least 1), or a count
+    (of the epoch's batches; `across_epochs`, check_val_every_n_epoch=null: of all batches).
+
+    Raises ConfigError (`trainer.val_check_interval`) where Lightning refuses it: a count beyond
+    the epoch, a fraction across epochs; and for a time (a stack's members validate at steps).
+    """
+    if across_epochs and (isinstance(interval, bool) or not isinstance(interval, int)):
+        raise ConfigError(
+            "trainer.val_check_interval",
+            interval,
+            "an integer with trainer.check_val_every_n_epoch=null",
+            grouped=True,
+        )
+    if interval is None:
+        return max(n_batches, 1)
+    if isinstance(interval, bool) or not isinstance(interval, int | float):
+        raise ConfigError(
+            "trainer.val_check_interval",
+            interval,
+            "a fraction of the epoch or a number of batches in a stacked sweep (a time: run "
+            "the sweep with the basic launcher)",
+            grouped=True,
+        )
+    if not 0 < interval <= (math.inf if isinstance(interval, int) else 1.0):
+        raise ConfigError(
+            "trainer.val_check_interval",
+            interval,
+            "a fraction in (0, 1] or an integer >= 1",
+            grouped=True,
+        )
+    if isinstance(interval, int):
+        if interval > n_batches and not across_epochs:
+            raise ConfigError(
+                "trainer.val_check_interval",
+                interval,
+                f"an integer <= the epoch's {n_batches} training batches, or a fraction",
+                grouped=True,
+            )
+        return interval
+    return max(1, int(n_batches * float(interval)))
 
 
 def _limit(cfg: DictConfig, key: str) -> Any:
@@ -326,8 +374,9 @@ def train_stacked(
 
     `stop_requested()` is asked after each step (Ctrl-C): when true, training ends there, without
     validation, and each member still training gets `interrupted_step`.
-    `on_epoch(members, epoch, datamodule)` runs after each epoch (its validation included), with
-    each member's model holding that epoch's weights.
+    `on_epoch(members, epoch, datamodule)` runs after each epoch (its validation included) and
+    after each validation within an epoch (`val_check_interval`), with each member's model
+    holding the weights of that point.
     `checkpoint`: the stack checkpoint (`aelab.stacked.checkpoint`): continued from when it holds
     this stack's state, written at each epoch end (after `on_epoch`) and when stopped; a
     continued stack ends as if never stopped, and its members say `resumed`.
@@ -340,6 +389,10 @@ def train_stacked(
     device = torch.device(device)
     models = build_members(cfgs)
     first = cfgs[0]
+    # torch's flags as the run alone's Trainer sets them (`trainer.deterministic`, `benchmark`)
+    _set_torch_flags(
+        deterministic=first.trainer.get("deterministic"), benchmark=first.trainer.get("benchmark")
+    )
     m_count = len(cfgs)
     members = [StackedMember(cfg=c, model=m) for c, m in zip(cfgs, models, strict=True)]
     for model in models:
@@ -404,7 +457,21 @@ def train_stacked(
     max_steps = int(first.trainer.get("max_steps", -1) or -1)
     if max_epochs in (None, -1):
         max_epochs = 1000 if max_steps < 0 else math.ceil(max_steps / max(n_batches, 1))
-    val_every = int(first.trainer.get("check_val_every_n_epoch") or 1)
+    # as Lightning: every `check_val_every_n_epoch` epochs (null: counted over the epochs'
+    # batches together), at every `val_check_batch`-th batch
+    every = first.trainer.get("check_val_every_n_epoch", 1)
+    val_every = None if every is None else int(every)
+    interval = first.trainer.get("val_check_interval")
+    val_batch = val_check_batch(interval, n_batches, across_epochs=val_every is None)
+
+    def val_check(epoch: int, index: int) -> bool:
+        """Whether the run alone validates after batch `index` of `epoch` (Lightning's
+        `_should_check_val_fx`, batch-based)."""
+        if val_every is not None and (epoch + 1) % val_every:
+            return False
+        counted = index if val_every is not None else epoch * n_batches + index
+        return (counted + 1) % val_batch == 0
+
     run_steps = max_steps if max_steps >= 0 else int(max_epochs) * n_batches
     for model, schedule in zip(models, schedules, strict=True):
         # as the member's own on_train_start would
@@ -461,6 +528,19 @@ def train_stacked(
             "members": [m.state() for m in members],
         }
         save_stack(checkpoint, state)
+
+    def validate_members(epoch: int, figures: list[dict[str, float]]) -> None:
+        """Each live member's `val/*` figures into `figures`, and its best weights kept."""
+        for k, member in enumerate(members):
+            if member.failed is not None:
+                continue
+            limit = _limit(first, "limit_val_batches")
+            val = evaluate_member(member.model, datamodule, "val", limit)
+            figures[k].update({f"val/{n}": v for n, v in val.items()})
+            loss_val = val.get("loss", math.inf)
+            if loss_val < member.best_val:  # ModelCheckpoint(mode=min) keeps the first best
+                member.best_val, member.best_epoch = loss_val, epoch
+                member.best_state = _cpu_state(member.model)
 
     for epoch in range(first_epoch, 0 if finished else int(max_epochs)):
         orders = []
@@ -530,6 +610,21 @@ def train_stacked(
             if stop_requested is not None and stop_requested():
                 interrupted = True
                 break
+            if (
+                validate
+                and index + 1 < n_batches  # the epoch's end validates below
+                and not 0 <= max_steps <= step  # as does the last step
+                and val_check(epoch, index)
+            ):  # a validation within the epoch (val_check_interval): its own history entry
+                for k, member in enumerate(members):
+                    nets.copy_to(k, member.model)
+                within = [{} for _ in members]
+                validate_members(epoch, within)
+                for k, member in enumerate(members):
+                    if within[k]:
+                        member.history.append({"epoch": epoch, "step": step, "figures": within[k]})
+                if on_epoch is not None:  # the image grids of this validation
+                    on_epoch(members, epoch, datamodule)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - started
@@ -555,19 +650,13 @@ def train_stacked(
         stop = not bool(alive.any()) or (0 <= max_steps <= step)
         # ValidateAtMaxSteps: a step-limited run validates where it stops
         at_max_steps = 0 <= max_steps <= step
-        if validate and ((epoch + 1) % val_every == 0 or at_max_steps):
-            for k, member in enumerate(members):
-                if member.failed is not None:
-                    continue
-                val = evaluate_member(
-                    member.model, datamodule, "val", _limit(first, "limit_val_batches")
-                )
-                figures[k].update({f"val/{n}": v for n, v in val.items()})
-                loss_val = val.get("loss", math.inf)
-                if loss_val < member.best_val:  # ModelCheckpoint(mode=min) keeps the first best
-                    member.best_val, member.best_epoch = loss_val, epoch
-                    member.best_state = _cpu_state(member.model)
+        if validate and (val_check(epoch, n_batches - 1) or at_max_steps):
+            validate_members(epoch, figures)
         if lr_schedules.active and whole_epoch and validate:
+            # a plateau reads the last validation's figures, as Lightning's callback_metrics
+            for k, member in enumerate(members):
+                if figures[k].keys().isdisjoint(member.last_validation):
+                    figures[k] = {**member.last_validation, **figures[k]}
             lr_schedules.after_validation(epoch, figures, alive.tolist())
             optimizer.set_lr(lr_schedules.lr)
         for k, member in enumerate(members):

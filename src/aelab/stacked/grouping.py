@@ -5,6 +5,10 @@ tensor's shape nor a code path of the training step (`STACKABLE`): the seed, bet
 level, the learning rate, weight decay, the gradient-clipping threshold, the KL schedule and the
 learning-rate scheduler. Everything else (model
 class, net, latent size, batch size, data, trainer limits, ...) must be equal.
+
+Whether a model stacks is the model's own word: its class attribute `why_not_stackable`
+(`aelab.models.base.AutoencoderModule`), None for a model whose `loss` reads only its encoder's
+and decoder's weights and takes its random numbers from `draws()`, else the one-line reason.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from aelab.checks import import_refusal, locate
 from aelab.stacked.lr import why_scheduler_not_stackable
 
 # dotted keys a member may set to its own value
@@ -34,40 +39,59 @@ STACKABLE = (
 )
 # keys that say where a job's files go or how its process runs, not what it learns
 PER_JOB = ("paths", "hydra", "task_name", "threads", "resume")
-# the models a stack trains: each through its own `loss`, under vmap over the members' weights
-STACKED_MODELS = {
-    "Autoencoder": "ae",  # the denoising AE too: an Autoencoder with noise
-    "VAE": "vae",
-    "IWAE": "iwae",
-    "BetaTCVAE": "tcvae",
-    "DIPVAE": "dipvae",
-    "SparseAutoencoder": "sparse",
-    "ContractiveAutoencoder": "contractive",
-}
-MODULES = {
-    "Autoencoder": "ae",
-    "VAE": "vae",
-    "IWAE": "iwae",
-    "BetaTCVAE": "tcvae",
-    "DIPVAE": "dipvae",
-    "SparseAutoencoder": "sparse",
-    "ContractiveAutoencoder": "contractive",
-    "FactorVAE": "factorvae",
-    "VQVAE": "vqvae",
-}
-# `_target_` as aelab.models.<Class> or aelab.models.<module>.<Class> -> the short name
-MODELS = {
-    target: short
-    for name, short in STACKED_MODELS.items()
-    for target in (f"aelab.models.{name}", f"aelab.models.{MODULES[name]}.{name}")
-}
-# the zoo's models a stack cannot train, and why (one line each)
-NOT_STACKED = {
-    "FactorVAE": "its discriminator is trained beside the VAE in the same step, on its own loss "
-    "with its own optimizer settings, which the stacked step (one loss over the encoder and "
-    "decoder weights) does not have",
-    "VQVAE": "its codebook lies outside the encoder and decoder and (ema=true) moves in place "
-    "outside the gradient; a stack holds only encoder and decoder weights per member",
+# Lightning's Trainer keywords, by what a stack does with each (tests/test_stacked.py checks that
+# the three name every keyword of the installed Lightning's Trainer):
+# the stack trains by them as the run alone (`train_stacked`), or its job runs alone saying why
+TRAINER_HONOURED = (
+    "accelerator",
+    "devices",  # one: more runs alone
+    "num_nodes",
+    "strategy",  # auto or single_device: another runs alone
+    "precision",  # float32: another runs alone
+    "max_epochs",
+    "max_steps",
+    "max_time",  # null: a time limit runs alone
+    "limit_train_batches",
+    "limit_val_batches",
+    "limit_test_batches",  # the member's own Trainer tests
+    "val_check_interval",  # a fraction or a count; a time runs alone
+    "check_val_every_n_epoch",
+    "accumulate_grad_batches",  # 1: more runs alone
+    "gradient_clip_val",
+    "gradient_clip_algorithm",
+    "deterministic",  # and benchmark: torch's flags, set as Lightning sets them
+    "benchmark",
+    "default_root_dir",
+)
+# what changes no figure of a stack nor of its run alone: the member's own Trainer (logging,
+# checkpointing, testing), what the display shows, or what ends a run early, which a stack
+# does but by its NaN guard (as the run alone's raises)
+TRAINER_NO_EFFECT = (
+    "logger",
+    "callbacks",
+    "min_epochs",
+    "min_steps",
+    "limit_predict_batches",
+    "num_sanity_val_steps",
+    "log_every_n_steps",
+    "enable_checkpointing",
+    "enable_progress_bar",
+    "enable_model_summary",
+    "enable_autolog_hparams",
+    "model_registry",
+    "inference_mode",
+    "use_distributed_sampler",
+    "sync_batchnorm",
+)
+# what the stacked loop does not do: a job setting one (to other than these values) runs alone
+TRAINER_NOT_STACKED = {
+    "fast_dev_run": ((False, 0, None), "a stack trains for max_epochs / max_steps"),
+    "overfit_batches": ((0, 0.0, None), "a stack draws each member's batches by its own sampler"),
+    "profiler": ((None,), "Lightning's profiler does not see the stacked loop"),
+    "detect_anomaly": ((False, None), "the stacked step runs without autograd's anomaly mode"),
+    "barebones": ((False, None), "a stacked member is written as a full run"),
+    "plugins": ((None,), "the stacked step takes no Lightning plugin"),
+    "reload_dataloaders_every_n_epochs": ((0, None), "a stack draws its batches by index"),
 }
 OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW")
 PRECISIONS = (32, "32", "32-true", None)
@@ -93,17 +117,9 @@ def why_not_stackable(cfg: DictConfig | Mapping[str, Any]) -> str | None:
     """None when `cfg` can be a member of a stack, else one line naming the key and the reason."""
     c = _plain(cfg)
     model, opt, trainer = c.get("model", {}), c.get("optimizer", {}), c.get("trainer", {})
-    target = model.get("_target_")
-    if target not in MODELS:
-        name = str(target).rsplit(".", 1)[-1]
-        if str(target) in (f"aelab.models.{name}", f"aelab.models.{MODULES.get(name)}.{name}"):
-            why = NOT_STACKED.get(name)
-            if why is not None:
-                return f"model._target_={target}: {why}"
-        return (
-            f"model._target_={target}: a stack trains aelab's "
-            f"{', '.join(STACKED_MODELS)} (a model of its own runs alone)"
-        )
+    why = _model_why_not(model.get("_target_"))
+    if why is not None:
+        return why
     if opt.get("_target_") not in OPTIMIZERS:
         return f"optimizer._target_={opt.get('_target_')}: the stacked step has Adam and AdamW"
     for flag in ("amsgrad", "maximize"):
@@ -119,6 +135,15 @@ def why_not_stackable(cfg: DictConfig | Mapping[str, Any]) -> str | None:
         return f"trainer.gradient_clip_algorithm={trainer['gradient_clip_algorithm']}: not known"
     if trainer.get("max_time") is not None:
         return "trainer.max_time: members would stop at different steps"
+    if trainer.get("strategy", "auto") not in ("auto", "single_device", None):
+        return f"trainer.strategy={trainer['strategy']}: a stack trains in one process"
+    interval = trainer.get("val_check_interval")
+    timed = isinstance(interval, bool) or not isinstance(interval, int | float)
+    if interval is not None and timed:
+        return f"trainer.val_check_interval={interval}: a stack validates at steps, not at times"
+    for key, (defaults, why) in TRAINER_NOT_STACKED.items():
+        if trainer.get(key) not in defaults:
+            return f"trainer.{key}={trainer[key]}: {why}"
     why = why_scheduler_not_stackable(c.get("lr_scheduler"))
     if why is not None:
         return why
@@ -134,6 +159,22 @@ def why_not_stackable(cfg: DictConfig | Mapping[str, Any]) -> str | None:
         # a stack continues from its checkpoint in the sweep folder (resume=true or not)
         return "resume=<run dir>: a stack continues from its checkpoint in the sweep folder"
     return None
+
+
+def _model_why_not(target: Any) -> str | None:
+    """None when the model class `target` names declares that it stacks (its class attribute
+    `why_not_stackable` is None: `aelab.models.base.AutoencoderModule`), else one line: the
+    class's own reason, or why the target cannot be read."""
+    try:
+        found = locate(str(target))  # as hydra's get_class finds it, without its logged error
+    except ImportError as err:
+        return str(import_refusal("model", target, err))
+    if not isinstance(found, type):
+        return f"model._target_={target}: a stack builds its members from a model class"
+    if not hasattr(found, "why_not_stackable"):
+        return f"model._target_={target}: not a subclass of aelab.models.base.AutoencoderModule"
+    why = found.why_not_stackable
+    return None if why is None else f"model._target_={target}: {why}"
 
 
 def _serves_training_batches(target: str | None) -> bool:

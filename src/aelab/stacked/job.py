@@ -138,7 +138,8 @@ def _log_history(cfg: DictConfig, trainer: Any, member: StackedMember, logged: i
     for entry in member.history[logged:]:
         figures = {k: v for k, v in entry["figures"].items() if math.isfinite(v)}
         for logger in trainer.loggers:
-            if lr_name is not None:  # at the epoch's start, as the monitor logs it
+            if lr_name is not None and "lr" in entry:  # at the epoch's start, as the monitor
+                # logs it (a validation within the epoch, `val_check_interval`, has none)
                 lr = {lr_name: float(entry.get("lr", cfg.optimizer.lr))}
                 logger.log_metrics(lr, step=entry.get("start_step", entry["step"] - 1))
             logger.log_metrics({**figures, "epoch": entry["epoch"]}, step=entry["step"] - 1)
