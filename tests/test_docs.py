@@ -426,3 +426,35 @@ def test_readme_command_works(command, tmp_path):
     target, a flag, a wheel, a program that exist (~1 s each; the tutorials' tests run the
     same programs for real on a tiny budget)."""
     check_readme_command(command, tmp_path)
+
+
+def _commands_named(text: str) -> set[str]:
+    return set(re.findall(r"`(aelab-[a-z-]+)`", text))
+
+
+def test_the_docs_name_every_command_the_wheel_installs():
+    import tomllib
+
+    scripts = set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"])
+    readme = (REPO / "README.md").read_text()
+    listed = readme.split("## Install with pip", 1)[1].split("```", 1)[0]
+    assert _commands_named(listed) == scripts
+    pip_page = (REPO / "docs" / "how-to" / "pip-install.md").read_text().split("```", 1)[0]
+    assert _commands_named(pip_page) == scripts
+
+
+def test_the_documented_hparams_column_order_is_the_rows(make_cfg):
+    from omegaconf import OmegaConf
+
+    from aelab.run.record import hparams_row
+
+    cfg = OmegaConf.to_container(make_cfg("model=vae", "lr_scheduler=step"), resolve=True)
+    keys = list(hparams_row(cfg))
+    # first-sweep.md: the model and its fields, noise, net, optimizer, the schedules, the data,
+    # seed and the training length
+    documented = ["model", "latent_dim", "beta", "noise", "net", "optimizer", "lr_scheduler."]
+    documented += ["batch_size", "binarize", "seed", "max_epochs"]
+    positions = [next(i for i, k in enumerate(keys) if k.startswith(d)) for d in documented]
+    assert positions == sorted(positions), keys
+    page = (REPO / "docs" / "tutorials" / "first-sweep.md").read_text()
+    assert "in the order `aelab.run.record.hparams_row` builds them" in page
