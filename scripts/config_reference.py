@@ -2,7 +2,7 @@
 
 Every group, option and key of `conf/` with its default; the allowed range comes from the
 `check_int` / `check_float` calls (aelab.checks) in the module that the option's `_target_`
-builds (and, for models, aelab.models.base), else from the comment on the key's yaml line.
+builds (and, for models, aelab.models.base); the description from the key's yaml comment.
 Run as a script to print the page; the mkdocs hook (scripts/mkdocs_hooks.py) builds it at
 every site build, so the page cannot drift from conf/.
 """
@@ -92,14 +92,83 @@ def ranges_in(path: Path) -> dict[str, str]:
     return out
 
 
-def _comments(path: Path) -> dict[str, str]:
-    """{key: the comment on its line} (the last key of that name wins)."""
-    out = {}
-    for line in path.read_text().splitlines():
-        m = re.match(r"^\s*([\w+-]+):[^#]*#\s*(.+)$", line)
-        if m:
-            out[m.group(1)] = m.group(2).strip()
+_KEY = re.compile(r"^(\s*)([\w+./-]+):(.*)$")
+
+
+def _inline_comment(rest: str) -> str:
+    """The comment after a key's value ('' if none); a '#' inside quotes is part of the value."""
+    quote = ""
+    for i, ch in enumerate(rest):
+        if ch in "'\"" and (not quote or quote == ch):
+            quote = "" if quote else ch
+        elif ch == "#" and not quote and (i == 0 or rest[i - 1].isspace()):
+            return rest[i + 1 :].strip()
+    return ""
+
+
+def descriptions(path: Path) -> dict[str, str]:
+    """{dotted key: its description}: the comment on the key's line, else the comment lines
+    directly above it at its indentation (a block that opens the file describes the file, not
+    its first key). Keys of list items are not tracked (flat_keys treats lists as leaves)."""
+    out: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []  # (indent, key) of the mappings enclosing the line
+    above: list[str] = []
+    above_indent, above_opens_file = -1, False
+    for number, line in enumerate(path.read_text().splitlines()):
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            indent = len(line) - len(line.lstrip())
+            if not above:
+                above_indent, above_opens_file = indent, number == 0
+            above.append(stripped.lstrip("#").strip())
+            continue
+        m = _KEY.match(line)
+        if m and not stripped.startswith("-"):
+            indent = len(m.group(1))
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            key = ".".join([k for _, k in stack] + [m.group(2)])
+            text = _inline_comment(m.group(3))
+            if not text and above and above_indent == indent and not above_opens_file:
+                text = " ".join(above)
+            if text:
+                out[key] = text
+            stack.append((indent, m.group(2)))
+        above = []
     return out
+
+
+_GENERIC = {
+    "_target_": "the class Hydra instantiates from this mapping",
+    "defaults": "Hydra's defaults list: the configs this one composes (later entries win)",
+}
+
+
+def describe(rel: str, key: str, comments: dict[str, dict[str, str]]) -> str:
+    """A key's one-line description: its own yaml comment; else the comment on the same key in
+    another option of its group; else, for `group.rest`, the comment of that key in the
+    options of `group` (an override describes what it overrides); else Hydra's generic keys."""
+    group = rel.rpartition("/")[0]
+    own = comments[rel].get(key)
+    if own:
+        return own
+    siblings = [r for r in comments if r.rpartition("/")[0] == group and group]
+    head, _, rest = key.partition(".")
+    overridden = [r for r in comments if r.rpartition("/")[0] == head] if rest else []
+    for r, k in [(r, key) for r in siblings] + [(r, x) for r in overridden for x in (rest, key)]:
+        if comments[r].get(k):
+            return comments[r][k]
+    swept = re.match(r"^hydra\.sweeper\.params\.\+?(.+)$", key)
+    if swept:  # a sweep's values of a key are described by what they sweep
+        what = f"what the sweep gives `{swept.group(1)}`"
+        return f"{what}: a comma list (a job per value) or a search space"
+    return _GENERIC.get(key.rsplit(".", 1)[-1], "")
+
+
+def key_cell(key: str) -> str:
+    """A key as table code that wraps only after a dot (config-reference.css keeps words
+    whole)."""
+    return '<code class="config-key">' + key.replace(".", ".<wbr>") + "</code>"
 
 
 def _targets(node: object, prefix: str = "") -> dict[str, str]:
@@ -143,12 +212,16 @@ def render() -> str:
         "",
         "Generated at every site build by `scripts/config_reference.py` from `conf/` and the",
         "validation code (`aelab.checks.check_int` / `check_float` calls in the module each",
-        "option's `_target_` builds); *range* falls back to the comment on the key's yaml line.",
-        "Do not edit: change `conf/` or the checks. The groups and their choices are explained",
-        "in [Config groups](config-groups.md).",
+        "option's `_target_` builds); the *description* is the key's yaml comment (on its line",
+        "or the lines above it), or that of the key it overrides. Do not edit: change `conf/`",
+        "or the checks. The groups and their choices are explained in",
+        "[Config groups](config-groups.md).",
         "",
     ]
     base_ranges = ranges_in(SRC / "aelab" / "models" / "base.py")
+    comments = {
+        p.relative_to(CONF).as_posix(): descriptions(p) for p in sorted(CONF.rglob("*.yaml"))
+    }
     groups: dict[str, list[Path]] = {}
     for path in sorted(CONF.rglob("*.yaml")):
         rel = path.relative_to(CONF)
@@ -162,7 +235,6 @@ def render() -> str:
             rel = path.relative_to(CONF).as_posix()
             option = path.stem if group != "(primary)" else rel
             targets = _targets(data)
-            comments = _comments(path)
             head = f"### `{group}={option}`" if group != "(primary)" else f"### `{rel}`"
             built = ", ".join(f"`{t}`" for t in sorted(set(targets.values())))
             lines += [f"File `conf/{rel}`" + (f", builds {built}." if built else "."), ""]
@@ -171,12 +243,11 @@ def render() -> str:
             if not keys:
                 lines += ["(no keys)", ""]
                 continue
-            lines += ["| key | default | range |", "| --- | --- | --- |"]
+            lines += ["| key | default | range | description |", "| --- | --- | --- | --- |"]
             for key, default in keys:
-                leaf = key.rsplit(".", 1)[-1]
-                allowed = _range_for(key, targets, base_ranges) or comments.get(leaf, "")
-                allowed = allowed.replace("|", "\\|")
-                lines.append(f"| `{key}` | `{_fmt(default)}` | {allowed} |")
+                allowed = _range_for(key, targets, base_ranges)
+                text = describe(rel, key, comments).replace("|", "\\|")
+                lines.append(f"| {key_cell(key)} | `{_fmt(default)}` | {allowed} | {text} |")
             lines.append("")
     return "\n".join(lines) + "\n"
 

@@ -15,6 +15,7 @@ import pytest
 
 from aelab.checks import ConfigError
 from aelab.metrics.disentanglement_scores import (
+    _HeldFactorPairs,
     beta_vae_score,
     dci,
     dci_from_importance,
@@ -161,3 +162,65 @@ def test_bad_arrays_are_refused_in_one_line(cases):
         dci(codes["factors"], factors, num_train=20000, num_test=10000)
     with pytest.raises(ConfigError, match=r"codes=.*finite"):
         sap(np.full_like(codes["factors"], np.nan), factors)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5, 0.2])
+def test_factor_vae_keeps_a_rescaled_code_whose_std_clears_the_cut(cases, scale):
+    # disentanglement_lib's prune_dims keeps a code whose standard deviation is >= 0.05: the
+    # standardised factors scaled to std 0.2 (variance 0.04) stay active and score 1.0
+    factors, codes = cases
+    assert factor_vae_score(codes["factors"] * scale, factors, **VOTES) == 1.0
+
+
+def test_factor_vae_prunes_codes_below_the_std_cut(cases):
+    factors, codes = cases
+    # every code at std 0.04 < 0.05: none is active, and the definition's score is 0
+    assert factor_vae_score(codes["factors"] * 0.04, factors, **VOTES) == 0.0
+    # the noise codes pruned, the factors' kept: the perfect code's votes are all right
+    mixed = np.c_[codes["factors"], 0.01 * codes["noise"]]
+    assert factor_vae_score(mixed, factors, **VOTES) == 1.0
+
+
+def expected_explicitness(codes: np.ndarray, factors: np.ndarray, seed: int = 0) -> float:
+    """Ridgeway & Mozer's explicitness as disentanglement_lib computes it: codes standardised
+    with the training rows' mean and std (ddof 0), a logistic regression per factor, the macro
+    one-vs-rest ROC AUC on the test rows, averaged over factors."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    order = np.random.default_rng(seed).permutation(len(codes))  # the module's split
+    train, test = order[: COUNTS["num_train"]], order[COUNTS["num_train"] :][: COUNTS["num_test"]]
+    mean, std = codes[train].mean(0), codes[train].std(0)
+    x_train, x_test = (codes[train] - mean) / std, (codes[test] - mean) / std
+    aucs = []
+    for k in range(factors.shape[1]):
+        clf = LogisticRegression(max_iter=1000).fit(x_train, factors[train, k])
+        onehot = factors[test, k][:, None] == clf.classes_[None, :]
+        aucs.append(roc_auc_score(onehot, clf.predict_proba(x_test), average="macro"))
+    return float(np.mean(aucs))
+
+
+def test_explicitness_standardises_the_codes_so_scale_does_not_move_it(cases):
+    factors, codes = cases
+    want = expected_explicitness(codes["rotated"], factors)
+    for scale in (1.0, 0.5, 0.1):
+        got = modularity_explicitness(codes["rotated"] * scale, factors, **COUNTS)
+        assert got["explicitness"] == pytest.approx(want, abs=1e-6)
+
+
+def test_beta_vae_pairs_share_the_held_factor_and_draw_their_own_value(cases):
+    factors, _ = cases
+    sampler = _HeldFactorPairs(factors, 64, np.random.default_rng(0))
+    held, same_other = [], []
+    for _ in range(400):
+        first, second = sampler.pairs(2)  # factor 2 has 10 values
+        assert np.array_equal(factors[first, 2], factors[second, 2])
+        # one point's pairs hold many values of the factor, not one shared value
+        assert len(np.unique(factors[first, 2])) > 1
+        held.append(factors[first, 2])
+        same_other.append(factors[first, 3] == factors[second, 3])
+    # each pair's value drawn uniformly over the grid: 25600 draws, 10 values, 2560 +- 48 each
+    counts = np.bincount(np.concatenate(held), minlength=SIZES[2])
+    assert np.all(np.abs(counts - 2560) < 5 * 48)
+    # the other factors independent within a pair: factor 3 (8 values) agrees 1/8 of the time
+    assert np.mean(same_other) == pytest.approx(1 / 8, abs=0.01)

@@ -59,7 +59,8 @@ def test_config_reference_lists_every_key_of_conf():
     by_file = {}
     for section in sections:
         m = re.search(r"File `conf/([^`]+)`", section)
-        by_file[m.group(1)] = set(re.findall(r"^\| `([^`]+)` \|", section, flags=re.M))
+        keys = re.findall(r"^\| <code[^>]*>([^<]+(?:<wbr>[^<]+)*)</code> \|", section, flags=re.M)
+        by_file[m.group(1)] = {k.replace("<wbr>", "") for k in keys}
     files = sorted(p.relative_to(REPO / "conf").as_posix() for p in (REPO / "conf").rglob("*.yaml"))
     assert sorted(by_file) == files
     for rel in files:
@@ -72,9 +73,44 @@ def test_config_reference_ranges_come_from_the_checks():
     page = _config_reference().render()
     vae = page.split("### `model=vae`")[1].split("### ")[0]
     # VAE.__init__: check_float("beta", beta, 0.0); base: check_int("latent_dim", latent_dim, 1)
-    assert re.search(r"^\| `model\.beta` \| `1\.0` \| number in \[0\.0, inf\) \|$", vae, flags=re.M)
-    latent = r"^\| `model\.latent_dim` \| `\d+` \| integer in \[1, inf\) \|$"
+    key = r"^\| <code[^>]*>model\.<wbr>"
+    assert re.search(key + r"beta</code> \| `1\.0` \| number in \[0\.0, inf\) \|", vae, flags=re.M)
+    latent = key + r"latent_dim</code> \| `\d+` \| integer in \[1, inf\) \|"
     assert re.search(latent, vae, flags=re.M)
+
+
+def _reference_rows(page: str) -> list[tuple[str, str]]:
+    """(key, description) of every key row of the generated config reference."""
+    row = r"^\| <code[^>]*>(.+?)</code> \| .* \| (.*) \| (.*) \|$"
+    return [(k.replace("<wbr>", ""), d) for k, _, d in re.findall(row, page, flags=re.M)]
+
+
+def test_every_key_of_the_config_reference_has_a_description():
+    rows = _reference_rows(_config_reference().render())
+    assert len(rows) > 400  # every key of conf/, not a parse that found nothing
+    assert [k for k, d in rows if not d.strip()] == []
+
+
+def test_a_description_is_the_keys_yaml_comment_or_the_one_it_overrides():
+    page = _config_reference().render()
+    section = lambda head: page.split(f"### `{head}`")[1].split("### ")[0]  # noqa: E731
+    mnist = dict(_reference_rows(section("data=mnist")))
+    # the comment on the line: `binarize: none          # none | dynamic | static`
+    assert mnist["binarize"] == "none \\| dynamic \\| static"
+    # the comment on the line above (trainer/default.yaml's profiler)
+    trainer = dict(_reference_rows(section("trainer=default")))
+    assert trainer["profiler"].startswith("where the time goes")
+    # debug=smoke's trainer.max_epochs overrides trainer/default.yaml's max_epochs
+    smoke = dict(_reference_rows(section("debug=smoke")))
+    assert smoke["trainer.max_epochs"] == trainer["max_epochs"]
+
+
+def test_the_config_reference_wraps_keys_only_after_a_dot():
+    page = _config_reference().render()
+    assert '<code class="config-key">model.<wbr>beta</code>' in page
+    css = (REPO / "docs" / "stylesheets" / "config-reference.css").read_text()
+    assert "code.config-key" in css and "word-break: normal" in css
+    assert "stylesheets/config-reference.css" in (REPO / "mkdocs.yml").read_text()
 
 
 @pytest.mark.slow
@@ -426,3 +462,45 @@ def test_readme_command_works(command, tmp_path):
     target, a flag, a wheel, a program that exist (~1 s each; the tutorials' tests run the
     same programs for real on a tiny budget)."""
     check_readme_command(command, tmp_path)
+
+
+def _commands_named(text: str) -> set[str]:
+    return set(re.findall(r"`(aelab-[a-z-]+)`", text))
+
+
+def test_the_docs_name_every_command_the_wheel_installs():
+    import tomllib
+
+    scripts = set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"])
+    readme = (REPO / "README.md").read_text()
+    listed = readme.split("## Install with pip", 1)[1].split("```", 1)[0]
+    assert _commands_named(listed) == scripts
+    pip_page = (REPO / "docs" / "how-to" / "pip-install.md").read_text().split("```", 1)[0]
+    assert _commands_named(pip_page) == scripts
+
+
+def test_the_documented_hparams_column_order_is_the_rows(make_cfg):
+    from omegaconf import OmegaConf
+
+    from aelab.run.record import hparams_row
+
+    cfg = OmegaConf.to_container(make_cfg("model=vae", "lr_scheduler=step"), resolve=True)
+    keys = list(hparams_row(cfg))
+    # first-sweep.md: the model and its fields, noise, net, optimizer, the schedules, the data,
+    # seed and the training length
+    documented = ["model", "latent_dim", "beta", "noise", "net", "optimizer", "lr_scheduler."]
+    documented += ["batch_size", "binarize", "seed", "max_epochs"]
+    positions = [next(i for i, k in enumerate(keys) if k.startswith(d)) for d in documented]
+    assert positions == sorted(positions), keys
+    page = (REPO / "docs" / "tutorials" / "first-sweep.md").read_text()
+    assert "in the order `aelab.run.record.hparams_row` builds them" in page
+
+
+def test_the_docs_links_resolve_in_the_repository():
+    # read on a forge, the docs have no generated pages: a link must name a file in the checkout
+    dead = []
+    for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)", page.read_text()):
+            if "://" not in target and not (page.parent / target).resolve().is_file():
+                dead.append(f"{page.relative_to(REPO)} -> {target}")
+    assert dead == []

@@ -127,10 +127,14 @@ def modularity_explicitness(
     factor it informs most, averaged over codes (0 for a code that informs nothing); mutual
     information on the discretised training codes. Explicitness: per factor, the mean one-vs-rest
     ROC AUC of a logistic regression from the codes on the test rows, averaged over factors
-    (0.5 is chance). Returns {"modularity", "explicitness"}.
+    (0.5 is chance). The codes are first standardised with the training rows' mean and standard
+    deviation, as disentanglement_lib does, so that the regression's fixed L2 penalty (C = 1)
+    does not make explicitness depend on the code's scale. Returns {"modularity",
+    "explicitness"}.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import StandardScaler
 
     codes, factors = _arrays(codes, factors)
     train, test = _split(len(codes), num_train, num_test, seed)
@@ -141,14 +145,17 @@ def modularity_explicitness(
     with np.errstate(divide="ignore", invalid="ignore"):
         delta = (squared.sum(axis=1) - peak) / (peak * max(n_factors - 1, 1))
     modularity = np.where(peak > 0, 1.0 - delta, 0.0)
+    # a constant code keeps scale 1 (StandardScaler's rule) rather than dividing by zero
+    scaler = StandardScaler().fit(codes[train])
+    x_train, x_test = scaler.transform(codes[train]), scaler.transform(codes[test])
     aucs = []
     for k in range(n_factors):
         y_train, y_test = factors[train, k], factors[test, k]
         classes = np.unique(y_train)
         if len(classes) < 2:
             continue
-        clf = LogisticRegression(max_iter=1000).fit(codes[train], y_train)
-        proba = clf.predict_proba(codes[test])
+        clf = LogisticRegression(max_iter=1000).fit(x_train, y_train)
+        proba = clf.predict_proba(x_test)
         per_class = [
             roc_auc_score(y_test == c, proba[:, i])
             for i, c in enumerate(clf.classes_)
@@ -271,6 +278,26 @@ def _fixed_factor_batches(
     return batches
 
 
+class _HeldFactorPairs:
+    """BetaVAE's pairs over a factor grid: `pairs(k)` gives `batch_size` row pairs (first,
+    second), each pair a random row and a random row sharing its value of factor k; every pair
+    draws its own value."""
+
+    def __init__(self, factors: np.ndarray, batch_size: int, rng: np.random.Generator) -> None:
+        self.factors, self.batch_size, self.rng = factors, batch_size, rng
+        # per factor, rows sorted by value with each value's start and count, so that a partner
+        # of the same value is drawn for all pairs at once: order[start + floor(u * count)]
+        self.orders = [np.argsort(column, kind="stable") for column in factors.T]
+        self.counts = [np.bincount(column) for column in factors.T]
+        self.starts = [np.concatenate([[0], np.cumsum(c)[:-1]]) for c in self.counts]
+
+    def pairs(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        first = self.rng.integers(len(self.factors), size=self.batch_size)
+        value = self.factors[first, k]
+        offset = (self.rng.random(self.batch_size) * self.counts[k][value]).astype(np.int64)
+        return first, self.orders[k][self.starts[k][value] + offset]
+
+
 def beta_vae_score(
     codes: np.ndarray,
     factors: np.ndarray,
@@ -283,8 +310,10 @@ def beta_vae_score(
     """BetaVAE score (Higgins et al. 2017, sec. 3): a linear classifier's accuracy at naming the
     factor held fixed, from the mean |z1 - z2| over `batch_size` pairs that share that factor.
 
-    `num_train` and `num_eval` points (each a batch of pairs) train and evaluate a logistic
-    regression, disentanglement_lib's choice; 1/K is chance.
+    Per point a factor k is drawn uniformly; each pair then draws its own value of k (from a
+    random row) and its two rows share that value, as in the paper and disentanglement_lib's
+    `beta_vae.py` (the pairs of one point do not share one value). `num_train` and `num_eval`
+    points train and evaluate a logistic regression, disentanglement_lib's choice; 1/K is chance.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -293,13 +322,14 @@ def beta_vae_score(
     check_int("num_train", num_train, 1)
     check_int("num_eval", num_eval, 1)
     rng = np.random.default_rng(seed)
+    sampler = _HeldFactorPairs(factors, batch_size, rng)
 
     def points(n: int) -> tuple[np.ndarray, np.ndarray]:
-        features, labels = np.empty((n, codes.shape[1])), np.empty(n, dtype=np.int64)
-        for i, (k, rows) in enumerate(_fixed_factor_batches(factors, n, batch_size, rng)):
-            partners = rng.choice(np.flatnonzero(factors[:, k] == factors[rows[0], k]), batch_size)
-            features[i] = np.mean(np.abs(codes[rows] - codes[partners]), axis=0)
-            labels[i] = k
+        labels = rng.integers(factors.shape[1], size=n)
+        features = np.empty((n, codes.shape[1]))
+        for i, k in enumerate(labels):
+            first, second = sampler.pairs(int(k))
+            features[i] = np.mean(np.abs(codes[first] - codes[second]), axis=0)
         return features, labels
 
     x_train, y_train = points(num_train)
@@ -318,14 +348,18 @@ def factor_vae_score(
     num_train: int = 10000,
     num_eval: int = 5000,
     num_variance_estimate: int = 10000,
-    prune_variance: float = 0.05,
+    prune_std: float = 0.05,
     seed: int = 0,
 ) -> float:
     """FactorVAE score (Kim & Mnih 2018, sec. 4): codes divided by their standard deviation over
     `num_variance_estimate` rows; per batch of `batch_size` rows sharing one factor's value, the
-    active code (variance above `prune_variance`) of least variance votes for that factor; a
-    majority-vote classifier (code -> factor) is fit on `num_train` votes and its accuracy on
-    `num_eval` votes is the score. 0 when no code is active; 1/K is chance.
+    active code of least variance votes for that factor; a majority-vote classifier (code ->
+    factor) is fit on `num_train` votes and its accuracy on `num_eval` votes is the score. 0 when
+    no code is active; 1/K is chance.
+
+    A code is active when its standard deviation is at least `prune_std` (disentanglement_lib's
+    `prune_dims`, threshold 0.05): a code collapsed to a constant carries no factor, and the
+    cut is on the scale itself, so a code that is only rescaled keeps its score.
     """
     codes, factors = _arrays(codes, factors)
     check_int("batch_size", batch_size, 2)
@@ -335,7 +369,7 @@ def factor_vae_score(
     rng = np.random.default_rng(seed)
     sample = rng.choice(len(codes), size=min(num_variance_estimate, len(codes)), replace=False)
     scale = np.std(codes[sample], axis=0, ddof=1)
-    active = scale**2 > prune_variance
+    active = scale >= prune_std
     if not active.any():
         return 0.0
     normalised = codes[:, active] / scale[active]
