@@ -9,17 +9,25 @@ from aelab.models.base import AutoencoderModule
 from aelab.models.contractive import ContractiveAutoencoder
 from aelab.models.dipvae import DIPVAE
 from aelab.models.factorvae import FactorVAE
+from aelab.models.infovae import InfoVAE
 from aelab.models.iwae import IWAE
+from aelab.models.rae import RAE
 from aelab.models.sparse import SparseAutoencoder
+from aelab.models.swae import SWAE
 from aelab.models.tcvae import BetaTCVAE
 from aelab.models.vae import VAE
 from aelab.models.vqvae import VQVAE
+from aelab.models.wae import WAE
 
 __all__ = [
     "BetaTCVAE",
     "DIPVAE",
     "FactorVAE",
     "IWAE",
+    "InfoVAE",
+    "RAE",
+    "SWAE",
+    "WAE",
     "VAE",
     "VQVAE",
     "ContractiveAutoencoder",
