@@ -16,6 +16,7 @@ from aelab.models.sparse import SparseAutoencoder
 from aelab.models.swae import SWAE
 from aelab.models.tcvae import BetaTCVAE
 from aelab.models.vae import VAE
+from aelab.models.vampprior import VampPriorVAE
 from aelab.models.vqvae import VQVAE
 from aelab.models.wae import WAE
 
@@ -29,6 +30,7 @@ __all__ = [
     "SWAE",
     "WAE",
     "VAE",
+    "VampPriorVAE",
     "VQVAE",
     "ContractiveAutoencoder",
     "SparseAutoencoder",
