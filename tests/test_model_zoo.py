@@ -400,6 +400,7 @@ ZOO_FIGURES = {  # what each model's metrics.json must hold beside the shared fi
     "RAE": {"recon_mse", "code_norm", "decoder_reg"},
     "SWAE": {"recon_mse", "sw"},
     "VampPriorVAE": {"iw_nll", "kl", "active_units", "mutual_info"},
+    "GumbelSoftmaxVAE": {"recon_mse", "kl", "temperature", "linear_probe_acc"},
 }
 
 
@@ -425,7 +426,7 @@ def test_model_zoo_trains_every_model_and_reports_them(tmp_path, mnist_dir):
         "eval.generation.enabled=false",  # tests/test_generation_wiring.py scores generation
     )
     jobs = sorted(p for p in sweep.iterdir() if (p / "metrics.json").is_file())
-    assert len(jobs) == 13
+    assert len(jobs) == 14
     seen = {}
     for job in jobs:
         metrics = json.loads((job / "metrics.json").read_text())
@@ -445,7 +446,8 @@ def test_model_zoo_trains_every_model_and_reports_them(tmp_path, mnist_dir):
             assert metrics["test/rate_bits"] == pytest.approx(4 * math.log2(64))
     assert kinds == {"AE": 2, "VAE": 1, "IWAE": 1, "BetaTCVAE": 1, "VQVAE": 1,
                      "SparseAutoencoder": 1, "ContractiveAutoencoder": 1, "WAE": 1, "InfoVAE": 1,
-                     "RAE": 1, "SWAE": 1, "VampPriorVAE": 1}  # fmt: skip
+                     "RAE": 1, "SWAE": 1, "VampPriorVAE": 1,
+                     "GumbelSoftmaxVAE": 1}  # fmt: skip
     summary = (sweep / "summary.md").read_text()
     section = summary.split("## Model zoo", 1)[1].split("\n## ", 1)[0]
     for label in ("| AE |", "| AE (gaussian noise) |", "| IWAE |", "| VQVAE |", "| BetaTCVAE |",

@@ -9,6 +9,7 @@ from aelab.models.base import AutoencoderModule
 from aelab.models.contractive import ContractiveAutoencoder
 from aelab.models.dipvae import DIPVAE
 from aelab.models.factorvae import FactorVAE
+from aelab.models.gumbel import GumbelSoftmaxVAE
 from aelab.models.infovae import InfoVAE
 from aelab.models.iwae import IWAE
 from aelab.models.rae import RAE
@@ -24,6 +25,7 @@ __all__ = [
     "BetaTCVAE",
     "DIPVAE",
     "FactorVAE",
+    "GumbelSoftmaxVAE",
     "IWAE",
     "InfoVAE",
     "RAE",
