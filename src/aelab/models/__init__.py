@@ -4,6 +4,7 @@ reconstruct; the VAE adds sample).
 A denoising autoencoder is an `Autoencoder` trained with noise.
 """
 
+from aelab.models.aae import AAE
 from aelab.models.ae import Autoencoder
 from aelab.models.base import AutoencoderModule
 from aelab.models.contractive import ContractiveAutoencoder
@@ -22,6 +23,7 @@ from aelab.models.vqvae import VQVAE
 from aelab.models.wae import WAE
 
 __all__ = [
+    "AAE",
     "BetaTCVAE",
     "DIPVAE",
     "FactorVAE",
