@@ -214,6 +214,7 @@ def test_bad_hyperparameters_are_one_line(cls, kwargs, message):
         cls(latent_dim=3, net=MLP, **kwargs)
     assert str(err.value) == message
 
+
 @pytest.mark.parametrize("preset", ["wae", "infovae", "rae", "swae"])
 def test_a_stack_refuses_them_in_one_line(make_cfg, preset):
     from aelab.stacked.grouping import why_not_stackable

@@ -18,6 +18,7 @@ from aelab.models.sparse import SparseAutoencoder
 from aelab.models.swae import SWAE
 from aelab.models.tcvae import BetaTCVAE
 from aelab.models.vae import VAE
+from aelab.models.vaegan import VAEGAN
 from aelab.models.vampprior import VampPriorVAE
 from aelab.models.vqvae import VQVAE
 from aelab.models.wae import WAE
@@ -34,6 +35,7 @@ __all__ = [
     "SWAE",
     "WAE",
     "VAE",
+    "VAEGAN",
     "VampPriorVAE",
     "VQVAE",
     "ContractiveAutoencoder",

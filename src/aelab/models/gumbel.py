@@ -55,8 +55,7 @@ class GumbelSoftmaxVAE(AutoencoderModule):
     """
 
     why_not_stackable: ClassVar[str | None] = (
-        "its temperature follows the model's own training step, which a stack's loss is not "
-        "handed"
+        "its temperature follows the model's own training step, which a stack's loss is not handed"
     )
 
     def __init__(
