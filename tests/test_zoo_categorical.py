@@ -28,7 +28,7 @@ def batch(n: int = 6) -> torch.Tensor:
 
 
 def test_the_relaxed_samples_argmax_is_a_draw_of_the_categorical():
-    """The Gumbel-max trick (Jang et al. 2017, Sec. 2): argmax_k (logits_k + g_k) ~ softmax."""
+    """The Gumbel-max trick (Jang et al. 2017, eq. 1): argmax_k (logits_k + g_k) ~ softmax."""
     logits = torch.tensor([1.0, 0.0, -1.0, 2.0])
     u = torch.rand(40000, 4, generator=torch.Generator().manual_seed(1))
     y = gumbel_softmax_given(logits.expand(40000, 4), u, 0.3)

@@ -25,7 +25,7 @@ from aelab.checks import ConfigError, check_float, check_int
 from aelab.losses import recon_nll
 from aelab.models.base import AutoencoderModule, plain
 
-AAE_DISCRIMINATOR_HIDDEN = (1000, 1000)  # the paper's MNIST discriminator (App. A)
+AAE_DISCRIMINATOR_HIDDEN = (1000, 1000)  # two layers of 1000, as the paper's MNIST one
 AAE_DISCRIMINATOR_OPTIMIZER = {"lr": 1e-4}
 
 

@@ -28,14 +28,15 @@ def temperature_at(step: float, start: float, floor: float, rate: float) -> floa
 
 def gumbel_softmax_given(logits: Tensor, uniform: Tensor, temperature: float) -> Tensor:
     """softmax((logits + g) / tau) over the last dimension, g = -log(-log u) the Gumbel noise
-    of the uniform draws u in (0, 1) (Jang et al. 2017, eq. 1); shapes as logits."""
+    of the uniform draws u in (0, 1) (Jang et al. 2017, eq. 2; its argmax is the Gumbel-max
+    draw of eq. 1); shapes as logits."""
     gumbel = -torch.log(-torch.log(uniform))
     return torch.softmax((logits + gumbel) / temperature, dim=-1)
 
 
 class GumbelSoftmaxVAE(AutoencoderModule):
     """L = E_{y ~ GS(q(y | x~), tau)}[-log p(x | y)] + KL(q(y | x~) || U(K)^N), per image (the
-    ELBO of Jang et al. 2017, Sec. 3 and the relaxed sample of eq. 1, one per image), the KL
+    ELBO of Jang et al. 2017, Sec. 3 and the relaxed sample of eq. 2, one per image), the KL
     analytic: sum_n sum_k q_nk log(K q_nk).
 
     tau follows `temperature_at` at the model's `schedule_step` (the training step). `encode`

@@ -29,8 +29,8 @@ class InfoVAE(VAE):
 
     Args:
         alpha: in [0, 1]; 1 - alpha weighs the KL.
-        lbd: lambda >= 1 - alpha, so the MMD's weight alpha + lambda - 1 is >= 0 (the paper's
-            MMD-VAE runs: alpha = 0 with lambda of the order of 1000).
+        lbd: lambda >= 1 - alpha, so the MMD's weight alpha + lambda - 1 is >= 0 (a large
+            lambda with alpha = 0, the MMD-VAE, lets the MMD dominate the KL).
         kernel, kernel_scale: the MMD's kernel (`imq` or `rbf`) and its sigma_z^2 > 0.
 
     Raises ConfigError naming the field for alpha outside [0, 1], lambda < 1 - alpha, an
