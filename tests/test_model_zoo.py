@@ -395,6 +395,14 @@ ZOO_FIGURES = {  # what each model's metrics.json must hold beside the shared fi
     "VQVAE": {"rate_bits", "codebook_perplexity", "codebook_usage", "commitment"},
     "SparseAutoencoder": {"mean_activation", "sparsity"},
     "ContractiveAutoencoder": {"contraction"},
+    "WAE": {"recon_mse", "mmd", "linear_probe_acc"},
+    "InfoVAE": {"iw_nll", "mmd", "active_units", "index_code_mi"},
+    "RAE": {"recon_mse", "code_norm", "decoder_reg"},
+    "SWAE": {"recon_mse", "sw"},
+    "VampPriorVAE": {"iw_nll", "kl", "active_units", "mutual_info"},
+    "GumbelSoftmaxVAE": {"recon_mse", "kl", "temperature", "linear_probe_acc"},
+    "AAE": {"recon_mse", "adversarial", "discriminator_loss"},
+    "VAEGAN": {"iw_nll", "feature_recon", "gan_generator", "discriminator_loss"},
 }
 
 
@@ -420,7 +428,7 @@ def test_model_zoo_trains_every_model_and_reports_them(tmp_path, mnist_dir):
         "eval.generation.enabled=false",  # tests/test_generation_wiring.py scores generation
     )
     jobs = sorted(p for p in sweep.iterdir() if (p / "metrics.json").is_file())
-    assert len(jobs) == 8
+    assert len(jobs) == 16
     seen = {}
     for job in jobs:
         metrics = json.loads((job / "metrics.json").read_text())
@@ -439,10 +447,13 @@ def test_model_zoo_trains_every_model_and_reports_them(tmp_path, mnist_dir):
         if kind == "VQVAE":
             assert metrics["test/rate_bits"] == pytest.approx(4 * math.log2(64))
     assert kinds == {"AE": 2, "VAE": 1, "IWAE": 1, "BetaTCVAE": 1, "VQVAE": 1,
-                     "SparseAutoencoder": 1, "ContractiveAutoencoder": 1}  # fmt: skip
+                     "SparseAutoencoder": 1, "ContractiveAutoencoder": 1, "WAE": 1, "InfoVAE": 1,
+                     "RAE": 1, "SWAE": 1, "VampPriorVAE": 1,
+                     "GumbelSoftmaxVAE": 1, "AAE": 1, "VAEGAN": 1}  # fmt: skip
     summary = (sweep / "summary.md").read_text()
     section = summary.split("## Model zoo", 1)[1].split("\n## ", 1)[0]
-    for label in ("| AE |", "| AE (gaussian noise) |", "| IWAE |", "| VQVAE |", "| BetaTCVAE |"):
+    for label in ("| AE |", "| AE (gaussian noise) |", "| IWAE |", "| VQVAE |", "| BetaTCVAE |",
+                  "| WAE |", "| RAE |"):  # fmt: skip
         assert label in section, label
 
 

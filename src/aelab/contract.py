@@ -55,6 +55,8 @@ OPTIONAL_METHODS: dict[str, tuple[str, ...]] = {
     "posterior": ("x",),
     "sample": ("n", "generator"),
     "code_indices": ("x",),
+    "log_prior": ("z",),  # a learned prior: the IW bound and rate use it
+    "prior_codes": ("n", "generator"),
     "test_parts": ("x_in",),
     "eval_logits": ("x_in", "loss_logits"),
 }

@@ -50,10 +50,16 @@ def _log_px_given_z(model: LatentVariableModel, z: Tensor, x: Tensor) -> Tensor:
 def log_importance_weights(
     model: LatentVariableModel, x: Tensor, k: int, generator: torch.Generator | None = None
 ) -> Tensor:
-    """log w_i = log p(x, z_i) - log q(z_i | x), z_i ~ q(z | x): shape (k, batch)."""
+    """log w_i = log p(x, z_i) - log q(z_i | x), z_i ~ q(z | x): shape (k, batch); p(z) is
+    the model's `log_prior(z)` where it has one, else N(0, I)."""
     mu, logvar = model.posterior(x)
     z, eps = reparameterize_with_eps(mu, logvar, generator, samples=k)
-    return log_weights(_log_px_given_z(model, z, x), z, mu, logvar, eps)
+    log_px_z = _log_px_given_z(model, z, x)
+    log_prior = getattr(model, "log_prior", None)
+    if log_prior is None:
+        return log_weights(log_px_z, z, mu, logvar, eps)
+    # a learned prior (the VampPrior): log p(z) is the model's, not N(0, I)
+    return log_px_z + log_prior(z) - log_normal(z, mu, logvar, eps)
 
 
 def iw_log_likelihood(
@@ -81,10 +87,16 @@ def neg_elbo_per_image(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """-ELBO = E_q[-log p(x | z)] + KL(q(z | x) || N(0, I)) per image: the recon term averaged
-    over `samples` draws, the KL analytic (as the model's own `neg_elbo`)."""
+    over `samples` draws, the KL analytic (as the model's own `neg_elbo`); against a model's
+    `log_prior(z)` where it has one, the KL estimated on those draws."""
     mu, logvar = model.posterior(x)
-    recon = -_log_px_given_z(model, reparameterize(mu, logvar, generator, samples), x).mean(0)
-    return recon + kl_standard_normal(mu, logvar)
+    z = reparameterize(mu, logvar, generator, samples)
+    recon = -_log_px_given_z(model, z, x).mean(0)
+    log_prior = getattr(model, "log_prior", None)
+    if log_prior is None:
+        return recon + kl_standard_normal(mu, logvar)
+    # a learned prior: the KL on the same samples, as the model's own `kl`
+    return recon + (log_normal(z, mu, logvar) - log_prior(z)).mean(0)
 
 
 def kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:

@@ -37,7 +37,8 @@ def _codes(model, images: Tensor, batch_size: int = 1000) -> Tensor:  # noqa: AN
 
 
 class PriorSampler(Sampler):
-    """z ~ N(0, I) of size latent_dim, decoded. Meant for the VAE family (their prior); for a
+    """z ~ N(0, I) of size latent_dim, decoded (a model with `prior_codes(n, generator)`, the
+    VampPrior VAE: its own prior's codes). Meant for the VAE family (their prior); for a
     deterministic AE it runs but its codes need not be near N(0, I)."""
 
     name = "prior"
@@ -45,6 +46,9 @@ class PriorSampler(Sampler):
     @torch.no_grad()
     def sample(self, model, n: int, generator: torch.Generator | None = None) -> Tensor:  # noqa: ANN001
         check_int("n", n, 1)
+        prior_codes = getattr(model, "prior_codes", None)  # a learned prior (the VampPrior)
+        if prior_codes is not None:
+            return model.decode(prior_codes(n, generator)).sigmoid()
         z = torch.randn(n, model.latent_dim, generator=generator)
         return model.decode(z.to(model.device)).sigmoid()
 
