@@ -268,7 +268,7 @@ def test_two_sweeps_launched_together_never_share_a_folder(tmp_path):
     for sweep in sweeps:
         assert (sweep / "multirun.yaml").is_file()
         # a sweep of one job varies nothing: its number names it
-        assert [d.name for d in sweep.iterdir() if d.is_dir()] == ["0_"]
+        assert [d.name for d in sweep.iterdir() if (d / ".hydra").is_dir()] == ["0"]
 
 
 @pytest.mark.slow
@@ -455,12 +455,13 @@ def test_a_job_name_is_one_safe_bounded_folder(overrides, tmp_path):
 def test_job_names_are_unique_and_readable():
     pairs = [(n, o) for n in (0, 1, 12) for o in ODD_OVERRIDES]
     # the text of every cut name, given as overrides: still a different name
-    pairs += [(0, job_dirname(0, o).split("_", 1)[1]) for o in ODD_OVERRIDES]
+    pairs += [(0, job_dirname(0, o).partition("_")[2]) for o in ODD_OVERRIDES]
     names = [job_dirname(n, o) for n, o in pairs]
     assert len(set(names)) == len(set(pairs))
     assert job_dirname(3, "model.latent_dim=16,model=vae") == "3_model.latent_dim=16,model=vae"
     assert job_dirname(0, "+tag=exp/a") == "0_+tag=exp%2Fa"
     assert job_dirname(1, "data.classes=[0]") == "1_data.classes=[0]"
+    assert job_dirname(0, "") == job_dirname(0, None) == "0"  # a sweep that varies nothing
     with pytest.raises(ValueError, match="max_bytes=8"):
         job_dirname(0, "x", max_bytes=8)
 
@@ -468,7 +469,7 @@ def test_job_names_are_unique_and_readable():
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        (["+tag=exp/a", "seed=3"], "5_+tag=exp%2Fa"),  # seed: left out of names
+        (["+tag=exp/a", "seed=3"], "5_+tag=exp%2Fa,seed=3"),
         (["+tag='a b:c'"], "5_+tag=%27a%20b%3Ac%27"),
         # read as typed: an interpolation that only a job can resolve does not stop the sweep
         (["+tag='${nowhere}'"], "5_+tag=%27%24%7Bnowhere%7D%27"),
@@ -661,7 +662,15 @@ def sweep_job_names(overrides: list[str], monkeypatch) -> list[str]:
             ],
         ),
         (["seed=0,1,2", "trainer.max_epochs=2"], ["0_seed=0", "1_seed=1", "2_seed=2"]),
-        (["model=ae,vae", "seed=0,1"], ["0_model=ae", "1_model=ae", "2_model=vae", "3_model=vae"]),
+        (
+            ["model=ae,vae", "seed=0,1"],
+            ["0_model=ae,seed=0", "1_model=ae,seed=1", "2_model=vae,seed=0", "3_model=vae,seed=1"],
+        ),
+        (  # a varying seed names the jobs too: no two names look alike
+            ["model=vae", "model.beta=1,0.5", "seed=0,1"],
+            ["0_beta=1,seed=0", "1_beta=1,seed=1", "2_beta=0.5,seed=0", "3_beta=0.5,seed=1"],
+        ),
+        (["model=vae", "model.beta=1,0.5", "seed=3"], ["0_beta=1", "1_beta=0.5"]),
         (  # a preset's sweep, its model fixed on the command line: only the size varies
             ["experiment=latent_sweep", "model=vae", "model.latent_dim=2,8"],
             ["0_latent_dim=2", "1_latent_dim=8"],
