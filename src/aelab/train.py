@@ -550,7 +550,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
             name = Path(cfg.paths.output_dir).name
             print(f"aelab-train: {name}: completed earlier, left as it is", flush=True)
             return done.get(outcome.objective(cfg))
-        # (a job fine-tuned from `ckpt_path` starts over: `resume` and `ckpt_path` exclude each other)
+        # (one fine-tuned from `ckpt_path` starts over: `resume` and `ckpt_path` exclude each other)
         if continues_in(Path(cfg.paths.output_dir)) and not cfg.get("resume") and not cfg.ckpt_path:
             name = Path(cfg.paths.output_dir).name
             print(f"aelab-train: {name}: stopped earlier, continues from its last.ckpt", flush=True)
