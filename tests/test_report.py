@@ -314,7 +314,7 @@ def test_report_of_a_real_sweep(tiny_sweep):  # noqa: F811 - the fixture
         (job,) = [
             d
             for d in tiny_sweep.iterdir()
-            if d.is_dir()
+            if (d / ".hydra").is_dir()
             and d.name.split("_", 1)[1] == f"latent_dim={row[1]},model={row[0].lower()}"
         ]
         metrics = json.loads((job / "metrics.json").read_text())

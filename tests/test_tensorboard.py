@@ -282,7 +282,7 @@ def test_the_optimized_metric_is_the_first_metric_column():
 @pytest.mark.slow
 @pytest.mark.mnist
 def test_tensorboard_serves_every_run_and_the_hparams_table(tiny_sweep, tmp_path):  # noqa: F811
-    jobs = {d.name: d for d in tiny_sweep.iterdir() if d.is_dir()}
+    jobs = {d.name: d for d in tiny_sweep.iterdir() if (d / ".hydra").is_dir()}
     log = tmp_path / "tensorboard.log"
     with serve(tiny_sweep, log) as (base, server):
         runs = {f"{name}/tb" for name in jobs}
@@ -387,9 +387,11 @@ def test_tensorboard_over_several_sweeps_serves_every_row(tiny_sweep, tmp_path):
     report(beta)
     single_run(outputs / "runs" / "single", {"val/loss": 1.5, "test/loss": 1.25})
 
-    tiny_jobs = [d.name for d in (outputs / "multiruns" / "tiny").iterdir() if d.is_dir()]
+    tiny_jobs = [
+        d.name for d in (outputs / "multiruns" / "tiny").iterdir() if (d / ".hydra").is_dir()
+    ]
     rows = {f"multiruns/tiny/{j}/tb" for j in tiny_jobs}
-    rows |= {f"multiruns/beta/{j.name}/tb" for j in beta.iterdir() if j.is_dir()}
+    rows |= {f"multiruns/beta/{j.name}/tb" for j in beta.iterdir() if (j / ".hydra").is_dir()}
     rows.add("runs/single/tb")
     log = tmp_path / "tensorboard.log"
     with serve(outputs, log) as (base, server):

@@ -55,7 +55,7 @@ from aelab.checks import (
     refusal,
 )
 from aelab.contract import check_model, check_model_target
-from aelab.numerics import set_flush_denormal
+from aelab.numerics import set_flush_denormal, set_threads
 from aelab.report.tensorboard import hparams_with_flags
 from aelab.run import outcome
 from aelab.run.atomic import write_json_atomic
@@ -377,9 +377,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
     if cfg.test:
         check_test_batches(cfg.trainer.get("limit_test_batches"))
     flushed = set_flush_denormal(cfg.get("flush_denormal", True))
-    if cfg.get("threads") is not None:  # jobs of a parallel sweep share the cores
-        torch.set_num_threads(check_int("threads", cfg.threads, 1))
-    log.info("torch threads: %d", torch.get_num_threads())
+    set_threads(cfg.get("threads"))  # jobs of a parallel sweep share the cores
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule = build(cfg.data, "data")
