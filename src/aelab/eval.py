@@ -29,6 +29,7 @@ from aelab.run import outcome
 from aelab.run.atomic import write_json_atomic
 from aelab.run.checkpoint import load_checkpoint, stored_entry
 from aelab.run.folder import nothing_left_if_refused
+from aelab.run.output import quiet_lightning
 from aelab.run.record import run_info
 from aelab.train import build_trainer
 
@@ -58,6 +59,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     given = None if OmegaConf.is_missing(cfg, "ckpt_path") else cfg.ckpt_path
     if not given:
         raise ConfigError("ckpt_path", given, "a checkpoint written by aelab-train (required)")
+    quiet_lightning(bool(cfg.get("verbose", False)))
     check_seeds(cfg)
     check_test_batches(cfg.trainer.get("limit_test_batches"))
     flushed = set_flush_denormal(cfg.get("flush_denormal", True))

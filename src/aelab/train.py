@@ -67,6 +67,7 @@ from aelab.run.folder import (
     stored_overrides,
 )
 from aelab.run.outcome import NonFiniteLossError, RunInterrupted, TestFailedError
+from aelab.run.output import quiet_lightning
 from aelab.run.record import command_line, hparams_row, read_metrics, run_info
 from aelab.slurm import latest_hpc_checkpoint
 
@@ -372,6 +373,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
     `metrics.json` also records a run that failed (NaN loss, an error while testing) or was
     stopped (Ctrl-C). `extra_callbacks` join the `callbacks` group's (e.g. a benchmark's timer).
     """
+    quiet_lightning(bool(cfg.get("verbose", False)))
     check_seeds(cfg)
     check_trainer(cfg.trainer)
     if cfg.test:
