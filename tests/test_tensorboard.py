@@ -417,4 +417,6 @@ def test_tensorboard_over_several_sweeps_serves_every_row(tiny_sweep, tmp_path):
                 stored = json.loads((job / "metrics.json").read_text())
                 assert served["test/loss"] == pytest.approx(stored["test/loss"], rel=1e-6)
         images = get(f"{base}/data/plugin/images/tags")
-        assert "report/rate_distortion" in images["multiruns/beta"]
+        # the sweep's own run: its report/ folder, named so, not the sweep folder itself
+        assert "report/rate_distortion" in images[f"multiruns/beta/{sweep_board.BOARD_DIR}"]
+        assert "multiruns/beta" not in images
