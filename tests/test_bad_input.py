@@ -165,7 +165,7 @@ def test_a_refused_sweep_job_keeps_its_folder_marked_failed(tmp_path):
     done = cli("-m", "model.latent_dim=0", f"paths.log_dir={tmp_path}")
     # the sweep goes on past a refused job, reports, and exits 1 naming it (as for any failed job)
     assert done.returncode == 1
-    [job] = list((tmp_path / "multiruns").glob("*/*/0_*"))
+    [job] = list((tmp_path / "multiruns").glob("*/*/0"))
     summary = job.parent / "summary.md"
     assert done.stderr.strip().splitlines()[-1] == (
         f"aelab-train: error: 1 of 1 jobs did not complete, see {summary}: {job.name} (failed)"

@@ -177,20 +177,32 @@ def test_tutorial_block_runs(block, tmp_path, mnist_dir):
 @pytest.mark.slow
 @pytest.mark.mnist
 def test_notebook_loads_a_sweep_and_plots(tiny_sweep, tmp_path, monkeypatch):  # noqa: F811
-    """notebooks/compare_sweep.ipynb executed (nbclient) on the shared tiny sweep: its table has
-    a row per job and its plot is written (the docs show the same plot). ~15 s past the sweep."""
+    """notebooks/compare_sweep.ipynb executed (nbclient) as Jupyter runs it, in the notebooks/
+    folder of a checkout where `aelab-train -m ...` made the shared tiny sweep: with no
+    AELAB_SWEEP it finds that sweep, its table has a row per job, and its figure is drawn inline
+    (an image output, as Jupyter shows it) and written (the docs show the same plot). ~15 s
+    past the sweep."""
     import nbclient
     import nbformat
 
+    checkout = tmp_path / "checkout"
+    made = checkout / "outputs" / "multiruns" / "2030-01-01" / "12-00-00_0123456ab_train"
+    skipped = shutil.ignore_patterns("checkpoints", "images", "*.png")
+    shutil.copytree(tiny_sweep, made, ignore=skipped)
+    (checkout / "notebooks").mkdir()
     nb = nbformat.read(REPO / "notebooks" / "compare_sweep.ipynb", as_version=4)
     figure = tmp_path / "sweep.png"
-    monkeypatch.setenv("AELAB_SWEEP", str(tiny_sweep))  # the kernel inherits the environment
+    for name in ("AELAB_SWEEP", "AELAB_ROOT", "MPLBACKEND"):  # the kernel inherits these
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AELAB_NOTEBOOK_FIGURE", str(figure))
-    client = nbclient.NotebookClient(nb, timeout=300, resources={"metadata": {"path": tmp_path}})
+    where = {"metadata": {"path": checkout / "notebooks"}}
+    client = nbclient.NotebookClient(nb, timeout=300, resources=where)
     client.execute()
     table = nb.cells[1].outputs[0]["data"]["text/plain"]
-    jobs = sorted(p.name for p in tiny_sweep.iterdir() if (p / "metrics.json").is_file())
+    jobs = sorted(p.name for p in made.iterdir() if (p / "metrics.json").is_file())
     assert len(jobs) == 4 and all(job in table for job in jobs), table
+    shown = [o for o in nb.cells[-1].outputs if "image/png" in o.get("data", {})]
+    assert len(shown) == 1  # drawn inline once, not suppressed by a headless backend
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

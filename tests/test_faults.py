@@ -365,16 +365,39 @@ def test_sigterm_is_treated_as_ctrl_c(tmp_path, mnist_dir, uninterrupted):
 
 @pytest.mark.slow
 @pytest.mark.mnist
-def test_sigterm_stops_a_sweep_job_as_interrupted(tmp_path, mnist_dir):
-    cmd = command(tmp_path, mnist_dir, "-m", *SHORT, "seed=3")
+def test_a_sweep_job_stopped_by_sigterm_continues_when_its_line_is_pasted(
+    tmp_path, mnist_dir, uninterrupted
+):
+    cmd = command(tmp_path, mnist_dir, "-m", *SHORT)
     proc = start_and_wait_for_a_checkpoint(cmd, tmp_path, folders="multiruns/*/*/*")
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 143, stderr[-3000:]
     (job,) = tmp_path.glob("multiruns/*/*/*/metrics.json")
-    stopped = json.loads(job.read_text())
+    job = job.parent
+    stopped = metrics(job)
     assert stopped["status"] == "interrupted"
-    assert stopped["resume"].endswith(f"resume={job.parent}")
+    # the sweep's own command, into its folder: no `resume=<job folder>` (a name with `=`)
+    sweep = job.parent
+    assert stopped["resume"].endswith(f"hydra.sweep.dir={sweep}")
+    assert "resume=" not in stopped["resume"]
+    assert stderr.strip().splitlines()[-1] == f"to continue: {stopped['resume']}"
+
+    pasted = shlex.split(stopped["resume"])
+    assert pasted[0] == "aelab-train"
+    done = subprocess.run(
+        [sys.executable, "-m", "aelab.train", *pasted[1:]],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{job.name}: stopped earlier, continues from its last.ckpt" in done.stdout
+    assert [p.parent for p in sweep.glob("*/metrics.json")] == [job]  # no second folder
+    assert metrics(job) == metrics(uninterrupted)
+    # the step counter went on: no step logged twice, every curve as if never stopped
+    assert scalars(job) == scalars(uninterrupted)
+    assert len(json.loads((job / "run.json").read_text())["resumed"]) == 1
 
 
 NAN = [

@@ -80,7 +80,7 @@ def test_a_sweep_run_again_in_its_folder_never_overwrites_a_job(tmp_path, mnist_
     args = [*TINY, "model=ae,vae", f"hydra.sweep.dir={sweep}"]
     first = run("aelab.train", "-m", *args, data_dir=mnist_dir)
     assert first.returncode == 0, first.stderr[-3000:]
-    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    jobs = sorted(p.name for p in sweep.iterdir() if (p / ".hydra").is_dir())
     assert jobs == ["0_model=ae", "1_model=vae"]
     results = {j: md5s(sweep / j, skip=(".hydra", "train.log")) for j in jobs}
 
@@ -90,12 +90,12 @@ def test_a_sweep_run_again_in_its_folder_never_overwrites_a_job(tmp_path, mnist_
     for job in jobs:
         assert f"aelab-train: {job}: completed earlier, left as it is" in same.stdout
         assert md5s(sweep / job, skip=(".hydra", "train.log")) == results[job]
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == jobs
+    assert sorted(p.name for p in sweep.iterdir() if (p / ".hydra").is_dir()) == jobs
 
     # a value shared by every job changed: the job names leave it out, the folders do not
     other = run("aelab.train", "-m", *args, "optimizer.lr=0.01", data_dir=mnist_dir)
     assert other.returncode == 0, other.stderr[-3000:]
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [
+    assert sorted(p.name for p in sweep.iterdir() if (p / ".hydra").is_dir()) == [
         "0_model=ae",
         "0_model=ae~r2",
         "1_model=vae",

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from aelab import numerics
 from aelab.checks import ConfigError
 from aelab.numerics import SMALLEST_NORMAL_FLOAT32, denormals_flushed, set_flush_denormal
 
@@ -71,3 +72,61 @@ def test_a_run_records_the_mode_and_its_figures_do_not_move(tmp_path, mnist_dir)
     assert "test/neg_elbo" in figures and "val/loss" in figures
     for key in figures:
         assert with_[key] == pytest.approx(without[key], rel=1e-4, abs=1e-6), key
+
+
+# --- threads ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """A machine of `cores` cores at a load average; no SLURM, no OMP_NUM_THREADS."""
+    for name in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+
+    def set_machine(cores: int, load: float) -> None:
+        monkeypatch.setattr(numerics, "usable_cores", lambda: cores)
+        monkeypatch.setattr(numerics.os, "getloadavg", lambda: (load, load, load))
+
+    return set_machine
+
+
+@pytest.mark.parametrize(
+    "cores, load, expected",
+    [
+        (2, 0.0, 2),  # idle: every core
+        (2, 0.6, 1),  # 1.4 cores free
+        (2, 2.5, 1),  # the loaded case: one thread, never none
+        (16, 5.2, 11),
+        (4, 0.0, 4),
+    ],
+)
+def test_auto_threads_are_the_free_cores(machine, cores, load, expected):
+    machine(cores, load)
+    assert numerics.auto_threads()[0] == expected
+
+
+def test_auto_threads_follow_slurm_and_a_parallel_sweeps_share(machine, monkeypatch):
+    machine(16, 0.0)
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")  # joblib's worker of a 4-job sweep on 16 cores
+    assert numerics.auto_threads() == (4, "OMP_NUM_THREADS=4")
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "6")  # what the job was given, whatever the load
+    assert numerics.auto_threads() == (6, "SLURM_CPUS_PER_TASK")
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "two", "Auto"])
+def test_a_bad_thread_count_is_one_line(value):
+    with pytest.raises(ConfigError) as err:
+        numerics.set_threads(value)
+    assert str(err.value).startswith("threads=") and "an integer >= 1, auto" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_set_threads_sets_torchs_count(machine):
+    before = torch.get_num_threads()
+    machine(3, 1.0)
+    try:
+        assert numerics.set_threads("auto") == 2 == torch.get_num_threads()
+        assert numerics.set_threads(1) == 1 == torch.get_num_threads()
+        assert numerics.set_threads(None) == 1  # torch's count, left as it is
+    finally:
+        torch.set_num_threads(before)

@@ -254,6 +254,36 @@ def test_an_empty_or_non_sweep_folder_gets_one_clear_line(tmp_path, capsys):
     assert not list((tmp_path / "empty").iterdir())
 
 
+def test_two_sweeps_give_one_report_of_all_their_jobs(tmp_path, capsys):
+    """`aelab-report outputs/multiruns/*/*`: two β sweeps of seeds 0 and 1, the second with
+    β = 4 only; one table, each β averaged over the jobs of both sweeps."""
+    multiruns = tmp_path / "outputs" / "multiruns" / "2030-01-01"
+    recon = {(1, 0): 50.0, (1, 1): 52.0, (4, 0): 60.0, (4, 1): 61.0, (4, 2): 65.0}
+    first, second = multiruns / "10-00-00_a_train", multiruns / "11-00-00_b_train"
+    runs = [(first, 1, 0), (first, 1, 1), (first, 4, 0), (first, 4, 1), (second, 4, 2)]
+    for num, (sweep, beta, seed) in enumerate(runs):
+        metrics = {"status": "completed", "test/recon": recon[beta, seed], "test/kl": 1.0 * beta}
+        make_job(sweep, num, ["model=vae", f"model.beta={beta}", f"seed={seed}"], metrics)
+    main([str(first), str(second), str(first)])  # a folder given twice counts once
+    out = capsys.readouterr().out
+    (report_dir,) = (tmp_path / "outputs" / "reports").iterdir()  # beside multiruns/, not in it
+    assert out.strip().splitlines()[-1].endswith(f" in {report_dir}")
+    header, _, *body = md_rows((report_dir / "summary.md").read_text())
+    assert header[:2] == ["beta", "n"]
+    col = header.index("recon")
+    ones, fours = [50.0, 52.0], [60.0, 61.0, 65.0]
+    assert [r[:2] for r in body] == [["1", "2"], ["4", "3"]]  # β = 4 from both sweeps
+    assert body[0][col] == f"{statistics.fmean(ones):.4g} ± {statistics.stdev(ones):.2g}"
+    assert body[1][col] == f"{statistics.fmean(fours):.4g} ± {statistics.stdev(fours):.2g}"
+    with open(report_dir / "summary.csv", newline="") as handle:
+        names = [row["job"] for row in csv.DictReader(handle)]
+    # each job named by its sweep too: both sweeps have a job 0...
+    expected = [f"{sweep.name}/{job.name}" for sweep in (first, second) for job in job_dirs(sweep)]
+    assert names == expected and len(set(names)) == len(runs)
+    # ... and the sweeps themselves are left as they were
+    assert not list(first.glob("summary*")) and not list(second.glob("summary*"))
+
+
 def test_jobs_are_read_in_job_order(tmp_path):
     for num in (10, 2, 1):
         (tmp_path / f"{num}_x" / ".hydra").mkdir(parents=True)
@@ -284,7 +314,7 @@ def test_report_of_a_real_sweep(tiny_sweep):  # noqa: F811 - the fixture
         (job,) = [
             d
             for d in tiny_sweep.iterdir()
-            if d.is_dir()
+            if (d / ".hydra").is_dir()
             and d.name.split("_", 1)[1] == f"latent_dim={row[1]},model={row[0].lower()}"
         ]
         metrics = json.loads((job / "metrics.json").read_text())

@@ -55,12 +55,33 @@ def test_git_state_of_a_clean_clone_after_pip_wheel_is_clean(clean_clone):
     assert state == {"commit": git(clean_clone, "rev-parse", "HEAD"), "dirty": False}
 
 
-def test_git_state_counts_an_edited_or_new_source_file_as_dirty(clean_clone):
+def test_an_untracked_file_is_listed_apart_and_a_changed_tracked_file_is_dirty(clean_clone):
+    commit = git(clean_clone, "rev-parse", "HEAD")
     (clean_clone / "src" / "new.py").write_text("y = 2\n")
-    assert _git_state(clean_clone)["dirty"] is True
-    (clean_clone / "src" / "new.py").unlink()
+    (clean_clone / "notes").mkdir()
+    (clean_clone / "notes" / "a.txt").write_text("")
+    state = _git_state(clean_clone)
+    assert state == {"commit": commit, "dirty": False, "untracked": ["notes/", "src/new.py"]}
     (clean_clone / "src" / "mod.py").write_text("x = 2\n")
     assert _git_state(clean_clone)["dirty"] is True
+    git(clean_clone, "checkout", "--", "src/mod.py")
+    (clean_clone / "src" / "mod.py").unlink()  # a deleted tracked file: dirty too
+    assert _git_state(clean_clone)["dirty"] is True
+
+
+def test_what_the_docs_commands_leave_keeps_the_tree_clean(clean_clone):
+    """docs/how-to/own-model.md's `pip install ./examples/aelab_examples` (setuptools' build/ and
+    egg-info), and an Optuna study's database, in the current folder or under outputs/."""
+    example = clean_clone / "examples" / "aelab_examples"
+    (example / "build" / "lib").mkdir(parents=True)
+    (example / "aelab_examples.egg-info").mkdir()
+    (clean_clone / "optuna.db").write_bytes(b"")
+    (clean_clone / "outputs").mkdir()
+    (clean_clone / "outputs" / "optuna.db").write_bytes(b"")
+    assert _git_state(clean_clone) == {
+        "commit": git(clean_clone, "rev-parse", "HEAD"),
+        "dirty": False,
+    }
 
 
 def test_git_state_outside_a_git_tree_is_unknown(tmp_path):

@@ -249,18 +249,31 @@ def fake_sweep(root: Path, name: str, betas: tuple[float, ...]) -> Path:
 
 def test_a_beta_sweep_gets_its_columns_and_the_rate_distortion_image(tmp_path):
     sweep = fake_sweep(tmp_path, "beta", (0.5, 4.0))
+    # a report written before the sweep's event file had a folder of its own
+    (sweep / f"events.out.tfevents.1.0{sweep_board.SWEEP_EVENTS_SUFFIX}").write_bytes(b"")
     report(sweep)
     report(sweep)  # made again: still one sweep summary
-    assert len(list(sweep.glob(f"*{sweep_board.SWEEP_EVENTS_SUFFIX}"))) == 1
-    assert not list(sweep.glob(".board.*"))
-    experiment = experiment_of(sweep)
+    board_dir = sweep / sweep_board.BOARD_DIR
+    assert len(list(board_dir.glob(f"*{sweep_board.SWEEP_EVENTS_SUFFIX}"))) == 1
+    assert not list(board_dir.glob(".board.*"))
+    # nothing at the sweep's root for TensorBoard to list as a run `.`
+    assert not list(sweep.glob("*tfevents*"))
+    experiment = experiment_of(board_dir)
     assert experiment["differs"] == {"beta"} and experiment["hparams"][0] == "beta"
     assert "likelihood_on_binarized" in experiment["hparams"]
     assert experiment["metrics"] == ["val/loss", "test/loss", "test/recon", "test/kl"]
-    (image,) = [v for _, v in events(sweep) if v.metadata.plugin_data.plugin_name == "images"]
+    (image,) = [v for _, v in events(board_dir) if v.metadata.plugin_data.plugin_name == "images"]
     assert image.tag == "report/rate_distortion"
     png = (sweep / "rate_distortion.png").read_bytes()
     assert image.tensor.string_val[2] == png  # the report's plot as it is
+
+
+def test_the_optimized_metric_is_the_first_metric_column():
+    figures = [{"val/loss": 1.0, "test/loss": 2.0, "test/kl": 3.0}]
+    assert sweep_board.headline_metrics(figures) == ["val/loss", "test/loss", "test/kl"]
+    chosen = sweep_board.headline_metrics(figures, "test/kl")
+    assert chosen == ["test/kl", "val/loss", "test/loss"]
+    assert sweep_board.headline_metrics(figures, "val/nosuch") == chosen[1:] + ["test/kl"]
 
 
 # --- a real server ----------------------------------------------------------------------------
@@ -269,13 +282,15 @@ def test_a_beta_sweep_gets_its_columns_and_the_rate_distortion_image(tmp_path):
 @pytest.mark.slow
 @pytest.mark.mnist
 def test_tensorboard_serves_every_run_and_the_hparams_table(tiny_sweep, tmp_path):  # noqa: F811
-    jobs = {d.name: d for d in tiny_sweep.iterdir() if d.is_dir()}
+    jobs = {d.name: d for d in tiny_sweep.iterdir() if (d / ".hydra").is_dir()}
     log = tmp_path / "tensorboard.log"
     with serve(tiny_sweep, log) as (base, server):
         runs = {f"{name}/tb" for name in jobs}
-        experiment, groups = loaded(base, server, log, runs | {"."}, len(jobs))
-        # one run per job, named by its overrides (the job folder), and the sweep's own (.)
-        assert sorted(get(f"{base}/data/runs")) == sorted(runs | {"."})
+        board_run = sweep_board.BOARD_DIR
+        experiment, groups = loaded(base, server, log, runs | {board_run}, len(jobs))
+        # one run per job, named by its overrides (the job folder), and the sweep's own
+        # (`report`; no run `.`)
+        assert sorted(get(f"{base}/data/runs")) == sorted(runs | {board_run})
 
         tags = get(f"{base}/data/plugin/scalars/tags")
         for run in runs:  # the same tags in every run, so AE and VAE curves overlay
@@ -372,9 +387,11 @@ def test_tensorboard_over_several_sweeps_serves_every_row(tiny_sweep, tmp_path):
     report(beta)
     single_run(outputs / "runs" / "single", {"val/loss": 1.5, "test/loss": 1.25})
 
-    tiny_jobs = [d.name for d in (outputs / "multiruns" / "tiny").iterdir() if d.is_dir()]
+    tiny_jobs = [
+        d.name for d in (outputs / "multiruns" / "tiny").iterdir() if (d / ".hydra").is_dir()
+    ]
     rows = {f"multiruns/tiny/{j}/tb" for j in tiny_jobs}
-    rows |= {f"multiruns/beta/{j.name}/tb" for j in beta.iterdir() if j.is_dir()}
+    rows |= {f"multiruns/beta/{j.name}/tb" for j in beta.iterdir() if (j / ".hydra").is_dir()}
     rows.add("runs/single/tb")
     log = tmp_path / "tensorboard.log"
     with serve(outputs, log) as (base, server):
@@ -400,4 +417,6 @@ def test_tensorboard_over_several_sweeps_serves_every_row(tiny_sweep, tmp_path):
                 stored = json.loads((job / "metrics.json").read_text())
                 assert served["test/loss"] == pytest.approx(stored["test/loss"], rel=1e-6)
         images = get(f"{base}/data/plugin/images/tags")
-        assert "report/rate_distortion" in images["multiruns/beta"]
+        # the sweep's own run: its report/ folder, named so, not the sweep folder itself
+        assert "report/rate_distortion" in images[f"multiruns/beta/{sweep_board.BOARD_DIR}"]
+        assert "multiruns/beta" not in images

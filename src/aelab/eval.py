@@ -12,25 +12,24 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from aelab import CONFIG_PATH
 from aelab.checks import (
     ConfigError,
     build,
-    check_int,
     check_search_path,
     check_seeds,
     check_test_batches,
     import_refusal,
     locate,
 )
-from aelab.numerics import set_flush_denormal
+from aelab.numerics import set_flush_denormal, set_threads
 from aelab.run import outcome
 from aelab.run.atomic import write_json_atomic
 from aelab.run.checkpoint import load_checkpoint, stored_entry
 from aelab.run.folder import nothing_left_if_refused
+from aelab.run.output import quiet_lightning
 from aelab.run.record import run_info
 from aelab.train import build_trainer
 
@@ -60,11 +59,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     given = None if OmegaConf.is_missing(cfg, "ckpt_path") else cfg.ckpt_path
     if not given:
         raise ConfigError("ckpt_path", given, "a checkpoint written by aelab-train (required)")
+    quiet_lightning(bool(cfg.get("verbose", False)))
     check_seeds(cfg)
     check_test_batches(cfg.trainer.get("limit_test_batches"))
     flushed = set_flush_denormal(cfg.get("flush_denormal", True))
-    if cfg.get("threads") is not None:
-        torch.set_num_threads(check_int("threads", cfg.threads, 1))
+    set_threads(cfg.get("threads"))
     ckpt = load_checkpoint(cfg.ckpt_path)
     stored = OmegaConf.create(stored_entry(ckpt)["config"])
     data_overrides = {k: v for k, v in cfg.data.items() if v is not None}

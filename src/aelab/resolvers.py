@@ -44,7 +44,8 @@ def _escape(char: str) -> str:
 
 
 def job_dirname(num: Any, overrides: Any, max_bytes: int = JOB_NAME_MAX_BYTES) -> str:
-    """A sweep job's folder name, `<num>_<overrides>` (`hydra.sweep.subdir`), made safe.
+    """A sweep job's folder name, `<num>_<overrides>` (`hydra.sweep.subdir`), made safe; `<num>`
+    alone when `overrides` is empty.
 
     `overrides` is the job's override string (`varying_overrides`, e.g. `latent_dim=16,model=vae`,
     or Hydra's `job.override_dirname`). Characters outside `[A-Za-z0-9._-+=,@[]^]` become `%XX`
@@ -57,6 +58,8 @@ def job_dirname(num: Any, overrides: Any, max_bytes: int = JOB_NAME_MAX_BYTES) -
     if max_bytes < 32:
         raise ValueError(f"max_bytes={max_bytes}: a job name needs at least 32 bytes")
     num, text = str(num), "" if overrides is None else str(overrides)
+    if not text:  # a sweep that varies nothing: `0`, not `0_`
+        return _escape_all(num)
     name = f"{_escape_all(num)}_{_escape_all(text)}"
     if len(name) <= max_bytes:  # ASCII: one byte a character
         return name

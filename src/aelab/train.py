@@ -55,7 +55,7 @@ from aelab.checks import (
     refusal,
 )
 from aelab.contract import check_model, check_model_target
-from aelab.numerics import set_flush_denormal
+from aelab.numerics import set_flush_denormal, set_threads
 from aelab.report.tensorboard import hparams_with_flags
 from aelab.run import outcome
 from aelab.run.atomic import write_json_atomic
@@ -67,7 +67,8 @@ from aelab.run.folder import (
     stored_overrides,
 )
 from aelab.run.outcome import NonFiniteLossError, RunInterrupted, TestFailedError
-from aelab.run.record import hparams_row, run_info
+from aelab.run.output import quiet_lightning
+from aelab.run.record import command_line, hparams_row, read_metrics, run_info
 from aelab.slurm import latest_hpc_checkpoint
 
 log = logging.getLogger("aelab.train")
@@ -372,14 +373,13 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
     `metrics.json` also records a run that failed (NaN loss, an error while testing) or was
     stopped (Ctrl-C). `extra_callbacks` join the `callbacks` group's (e.g. a benchmark's timer).
     """
+    quiet_lightning(bool(cfg.get("verbose", False)))
     check_seeds(cfg)
     check_trainer(cfg.trainer)
     if cfg.test:
         check_test_batches(cfg.trainer.get("limit_test_batches"))
     flushed = set_flush_denormal(cfg.get("flush_denormal", True))
-    if cfg.get("threads") is not None:  # jobs of a parallel sweep share the cores
-        torch.set_num_threads(check_int("threads", cfg.threads, 1))
-    log.info("torch threads: %d", torch.get_num_threads())
+    set_threads(cfg.get("threads"))  # jobs of a parallel sweep share the cores
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule = build(cfg.data, "data")
@@ -458,7 +458,7 @@ def _interrupted(output_dir: Path, trainer: pl.Trainer) -> RunInterrupted:
     asked = [cb.signal for cb in trainer.callbacks if isinstance(cb, GracefulInterrupt)]
     signum = asked[0] if asked else signal.SIGINT
     last = last_checkpoint_path(trainer)
-    command = shlex.join(["aelab-train", *run_overrides(sys.argv[1:]), f"resume={output_dir}"])
+    command = continue_command(output_dir)
     if trainer.is_global_zero:
         outcome.interrupted(output_dir, trainer.global_step, command)
     if not last.is_file():
@@ -468,6 +468,41 @@ def _interrupted(output_dir: Path, trainer: pl.Trainer) -> RunInterrupted:
         f"interrupted at step {trainer.global_step}; checkpoint: {last}\nto continue: {command}",
         signum,
     )
+
+
+def continue_command(output_dir: Path) -> str:
+    """The command that continues a stopped run, as a shell takes it pasted.
+
+    A single run: its overrides and `resume=<run folder>`. A sweep's job: the sweep's own
+    command line into the same sweep folder (`hydra.sweep.dir=`), which leaves its completed
+    jobs as they are and continues this one from its `last.ckpt` (`hydra_main`). A job folder's
+    name holds `=` (`0_seed=0`), so `resume=<job folder>` would not parse, and as an override
+    of the sweep's command it would apply to every job.
+    """
+    if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
+        return shlex.join(["aelab-train", *run_overrides(sys.argv[1:]), f"resume={output_dir}"])
+    sweep_dir = Path(output_dir).parent  # a job's folder is one name in its sweep's
+    kept = [
+        a
+        for a in run_overrides(command_line()[1:])
+        if a.lstrip("+").split("=", 1)[0] != "hydra.sweep.dir"
+    ]
+    return shlex.join(["aelab-train", *kept, f"hydra.sweep.dir={sweep_dir}"])
+
+
+def continues_in(folder: Path) -> bool:
+    """True when a sweep's job folder holds a run that stopped before completing (interrupted,
+    or killed before it could say so: no metrics.json) and its `last.ckpt`: the sweep run again
+    continues it there, as `resume=` continues a single run."""
+    if not (folder / LAST_CHECKPOINT).is_file():
+        return False
+    try:
+        status = read_metrics(folder).get("status")
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return status == "interrupted"
 
 
 def _say_where(output_dir: Path, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
@@ -515,6 +550,11 @@ def hydra_main(cfg: DictConfig) -> float | None:
             name = Path(cfg.paths.output_dir).name
             print(f"aelab-train: {name}: completed earlier, left as it is", flush=True)
             return done.get(outcome.objective(cfg))
+        # (one fine-tuned from `ckpt_path` starts over: `resume` and `ckpt_path` exclude each other)
+        if continues_in(Path(cfg.paths.output_dir)) and not cfg.get("resume") and not cfg.ckpt_path:
+            name = Path(cfg.paths.output_dir).name
+            print(f"aelab-train: {name}: stopped earlier, continues from its last.ckpt", flush=True)
+            cfg.resume = str(cfg.paths.output_dir)
     with outcome.exit_on_config_error("aelab-train"), nothing_left_if_refused():
         try:
             metrics = train(cfg)

@@ -334,6 +334,12 @@ def ensure_mnist(
     if not _verify(raw):
         return raw
     _require_writable(raw)
+    # paths.data_dir follows the launch folder: run from elsewhere, this is a second copy
+    log.info(
+        "MNIST is not in %s: fetching it there (~72 MB); a copy elsewhere is used with "
+        "data.data_dir=<its folder> or AELAB_DATA_DIR=<its folder>",
+        root,
+    )
     if allow_download:
         _try_torchvision(root)
         if not _verify(raw):

@@ -1,5 +1,6 @@
-"""`aelab-report <sweep dir>`, and the same report written when a sweep ends (`WriteReport`):
-summary.csv, summary.md, the plots and the sweep's TensorBoard event file, into the sweep."""
+"""`aelab-report <sweep dir>...`, and the same report written when a sweep ends (`WriteReport`):
+summary.csv, summary.md, the plots and the sweep's TensorBoard event file, into the sweep; of
+several sweeps, one report of all their jobs, into a folder of its own (`--out`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from aelab.report.disentanglement import traversal_figure
 from aelab.report.groups import group_jobs, sweep_variables
-from aelab.report.load import NotASweepError, load_sweep
+from aelab.report.load import (
+    NotASweepError,
+    comparison_dir,
+    load_sweep,
+    load_sweeps,
+    objective_of,
+)
 from aelab.report.plots import PLOTS, plot_mosaic
 from aelab.report.tables import (
     aligned_table,
@@ -51,6 +58,7 @@ def report(sweep: Path, jobs: pd.DataFrame | None = None) -> list[Path]:
     jobs = load_sweep(sweep) if jobs is None else jobs
     variables = sweep_variables(jobs)
     groups = group_jobs(jobs, variables)
+    sweep.mkdir(parents=True, exist_ok=True)  # a report of several sweeps: a new folder
     written = [write_atomic(sweep / "summary.csv", summary_csv(jobs))]
     plots = []
     for name, plot in PLOTS.items():
@@ -65,7 +73,8 @@ def report(sweep: Path, jobs: pd.DataFrame | None = None) -> list[Path]:
         plots.append(_save_figure(traversals, sweep / "traversals.png"))
     md = summary_markdown(sweep, jobs, variables, plots)
     written.append(write_atomic(sweep / "summary.md", md))
-    board = write_sweep_board(sweep, jobs, variables, plots)  # TensorBoard: columns, plots
+    # TensorBoard: columns, plots
+    board = write_sweep_board(sweep, jobs, variables, plots, objective_of(jobs))
     return written + plots + ([board] if board is not None else [])
 
 
@@ -139,11 +148,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         description="Summarise a sweep folder of aelab-train -m: summary.csv, summary.md, plots.",
     )
     parser.add_argument(
-        "sweep_dir", type=Path, help="e.g. outputs/multiruns/<day>/<time>_<tag>_train"
+        "sweep_dir",
+        type=Path,
+        nargs="+",
+        help="e.g. outputs/multiruns/<day>/<time>_<tag>_train; several (outputs/multiruns/*/*): "
+        "one report of all their jobs",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where the report of several sweeps goes (default: outputs/reports/<day>_<time>)",
     )
     args = parser.parse_args(argv)
+    sweeps = list(dict.fromkeys(args.sweep_dir))
     try:
-        written = report(args.sweep_dir)
+        jobs = load_sweeps(sweeps)
+        if len(sweeps) == 1 and args.out is None:
+            out = sweeps[0]
+        else:
+            out = args.out if args.out is not None else comparison_dir(sweeps)
+        written = report(out, jobs)
     except NotASweepError as err:
         raise outcome.refusal(PROG, err) from None
-    print(f"{PROG}: wrote {', '.join(p.name for p in written)} in {args.sweep_dir}")
+    if len(sweeps) > 1:
+        print_headline(out, jobs)
+    print(f"{PROG}: wrote {', '.join(p.name for p in written)} in {out}")

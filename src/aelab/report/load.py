@@ -6,7 +6,10 @@ row: swept values, seed, the rest), its status and error, and every metric of it
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,3 +197,46 @@ def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
     """
     sweep = Path(sweep_dir)
     return jobs_frame([load_job(d) for d in job_dirs(sweep)], sweep)
+
+
+def load_sweeps(sweep_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """Several sweep folders as one DataFrame (`load_sweep`'s columns), the sweeps in the order
+    given, each one's jobs in job order; a folder given twice counts once. With more than one
+    sweep a job is named `<sweep folder>/<job folder>`, as two sweeps' jobs share names
+    (`0_beta=1`). Raises NotASweepError naming the first folder that is no sweep, and
+    ValueError for no folder at all."""
+    folders = list(dict.fromkeys(Path(os.path.abspath(d)) for d in sweep_dirs))
+    if not folders:
+        raise ValueError("no sweep folder given")
+    if len(folders) == 1:
+        return load_sweep(folders[0])
+    jobs = []
+    for sweep in folders:
+        for path in job_dirs(sweep):
+            job = load_job(path)
+            job.name = f"{sweep.name}/{job.name}"
+            jobs.append(job)
+    return jobs_frame(jobs)
+
+
+def comparison_dir(sweep_dirs: Sequence[str | Path]) -> Path:
+    """Where `aelab-report` writes the report of several sweeps: `reports/<day>_<time>` beside
+    the `multiruns` folder holding them (`outputs/reports/...`; outside it, so that a glob over
+    the sweeps, `outputs/multiruns/*/*`, never takes a report for a sweep), or under the
+    folder they share when no `multiruns` holds them all."""
+    common = Path(os.path.commonpath([os.path.abspath(d) for d in sweep_dirs]))
+    root = next((p.parent for p in [common, *common.parents] if p.name == "multiruns"), common)
+    return root / "reports" / time.strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def objective_of(jobs: pd.DataFrame) -> str | None:
+    """The metric the jobs' sweep optimised (their config's `optimized_metric`, the first job's
+    that has one), or None."""
+    for path in jobs["path"]:
+        try:
+            found = OmegaConf.load(Path(path) / ".hydra" / "config.yaml").get("optimized_metric")
+        except (OSError, OmegaConfBaseException, yaml.YAMLError):
+            continue
+        if isinstance(found, str):
+            return found
+    return None

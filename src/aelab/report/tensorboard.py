@@ -1,8 +1,9 @@
 """The TensorBoard files aelab writes itself, from tensorboard's protos (no Lightning, no torch).
 
-- `write_sweep_board`: at a sweep's end (`aelab.report.cli.report`), an event file in the sweep
-  folder with the experiment summary of the whole sweep, swept hyper-parameters first and the
-  headline metrics only, and the report's plots as images.
+- `write_sweep_board`: at a sweep's end (`aelab.report.cli.report`), an event file in the sweep's
+  `report/` folder (TensorBoard's run `report`) with the experiment summary of the whole sweep,
+  swept hyper-parameters first, the optimized metric first of the headline metrics, and the
+  report's plots as images.
 - a run's HParams session and experiment summary (`session_summaries`, `experiment_summary`),
   which `aelab.board.write_hparams` writes into the run's own event file.
 
@@ -29,8 +30,10 @@ from aelab.run.atomic import write_atomic
 
 # figures that say how a run was scored, not how well: an hparam, not a metric column
 FLAGS = ("test/likelihood_on_binarized",)
-# the sweep's own event file: `tensorboard --logdir <sweep>` reads it as the run `.`
+# the sweep's own event file, in its folder `report/`: a file in the sweep folder itself would be
+# the run `.` of `tensorboard --logdir <sweep>` (a report written before is moved there)
 SWEEP_EVENTS_SUFFIX = ".aelab-sweep"
+BOARD_DIR = "report"
 
 
 def _png_size(png: bytes) -> tuple[int, int]:
@@ -52,15 +55,18 @@ def image_summary(tag: str, png: bytes) -> summary_pb2.Summary:
 # --- HParams ----------------------------------------------------------------------------------
 
 
-def headline_metrics(metrics: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The metric columns: the last validation loss, the test loss, the report's headline
-    test figures (`aelab.report.HEADLINE`) and the disentanglement scores (`disent/*`), those
-    some run has, in that order."""
+def headline_metrics(
+    metrics: Iterable[Mapping[str, Any]], objective: str | None = None
+) -> list[str]:
+    """The metric columns: the `objective` (the sweep's `optimized_metric`), the last validation
+    loss, the test loss, the report's headline test figures (`aelab.report.HEADLINE`) and the
+    disentanglement scores (`disent/*`), those some run has, in that order."""
     from aelab.report.tables import HEADLINE  # pandas: only where it is used
 
     present = {k for m in metrics for k in m}
     disent = sorted(k for k in present if k.startswith("disent/"))
-    return [k for k in ("val/loss", "test/loss", *HEADLINE) if k in present] + disent
+    ordered = [objective, "val/loss", "test/loss", *HEADLINE, *disent]
+    return [k for k in dict.fromkeys(ordered) if k in present]
 
 
 def hparams_with_flags(row: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -159,13 +165,15 @@ def write_sweep_board(
     jobs: Any,
     variables: Sequence[str],
     plots: Sequence[Path] = (),
+    objective: str | None = None,
 ) -> Path | None:
     """The sweep's HParams columns and its report's plots (`report/<name>` images), in one event
-    file in the sweep folder; a report made again replaces it. None (nothing written) when no job
-    wrote TensorBoard events (`logger=csv`, no job ran yet).
+    file in the sweep's `report/` folder; a report made again replaces it. None (nothing written)
+    when no job wrote TensorBoard events (`logger=csv`, no job ran yet).
 
     `jobs`: `aelab.report.load_sweep`'s DataFrame; `variables`: the report's swept variables;
-    `plots`: the report's PNG files (those of `aelab.report.plots.PLOTS` are logged).
+    `plots`: the report's PNG files (those of `aelab.report.plots.PLOTS` are logged);
+    `objective`: the metric the sweep optimises, its first metric column.
     Raises OSError when the sweep folder cannot be written.
     """
     from aelab.report.plots import PLOTS  # matplotlib's pyplot-free Figure, pandas
@@ -181,12 +189,15 @@ def write_sweep_board(
     completed = [
         _present(job, metrics) for _, job in jobs.iterrows() if job["status"] == "completed"
     ]
-    summaries = [experiment_summary(rows, headline_metrics(completed), swept_keys(rows, variables))]
+    metric_tags = headline_metrics(completed, objective)
+    summaries = [experiment_summary(rows, metric_tags, swept_keys(rows, variables))]
     for plot in plots:
         if plot.name in PLOTS:
             summaries.append(image_summary(f"report/{plot.stem}", plot.read_bytes()))
-    old = [p for p in sweep.iterdir() if p.name.endswith(SWEEP_EVENTS_SUFFIX)]
-    path = sweep / f"events.out.tfevents.{time.time():.6f}{SWEEP_EVENTS_SUFFIX}"
+    board = sweep / BOARD_DIR
+    board.mkdir(exist_ok=True)
+    old = [p for d in (sweep, board) for p in d.iterdir() if p.name.endswith(SWEEP_EVENTS_SUFFIX)]
+    path = board / f"events.out.tfevents.{time.time():.6f}{SWEEP_EVENTS_SUFFIX}"
     buffer = io.BytesIO()
     records = RecordWriter(buffer)
     for event in _events(summaries):

@@ -54,17 +54,38 @@ def _git(root: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+UNTRACKED_SHOWN = 20  # untracked paths listed in run.json; more are counted
+
+
 def _git_state(root: str | Path | None = None) -> dict[str, Any]:
-    """The commit of `root` (default: this checkout) and whether files differ from it; files git
-    ignores (.gitignore: build outputs, wheels) do not count. None for both outside a git tree."""
+    """The commit of `root` (default: this checkout); `dirty`: whether tracked files differ
+    from it (the code that ran is not the commit's); `untracked`: files git neither tracks nor
+    ignores, listed apart (a study's database, notes: they change no code that was committed),
+    the first `UNTRACKED_SHOWN` paths and `... and N more`. Files git ignores (.gitignore: build
+    outputs, wheels) are in neither. None for `commit` and `dirty` outside a git tree."""
     root = Path(__file__).resolve().parents[3] if root is None else Path(root)
     try:
-        return {
+        state: dict[str, Any] = {
             "commit": _git(root, "rev-parse", "HEAD"),
-            "dirty": _git(root, "status", "--porcelain") != "",
+            "dirty": _git(root, "status", "--porcelain", "--untracked-files=no") != "",
         }
+        untracked = _git(
+            root,
+            "ls-files",
+            "--others",
+            "--exclude-standard",
+            "--directory",
+            "--no-empty-directory",
+        )
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
+    paths = untracked.splitlines()
+    if paths:
+        more = len(paths) - UNTRACKED_SHOWN
+        state["untracked"] = paths[:UNTRACKED_SHOWN] + (
+            [f"... and {more} more"] if more > 0 else []
+        )
+    return state
 
 
 ARGV_ENV = "AELAB_ARGV"

@@ -207,7 +207,11 @@ class SweepProgress(Callback):
 
     def _scan(self, sweep: Path) -> None:
         jobs = (sweep_plan() or {}).get("jobs")
-        for metrics in sorted(sweep.glob("*/metrics.json")):
+        def number(path: Path) -> tuple[int, str]:  # job 2 before job 10
+            num = path.parent.name.split("_", 1)[0]
+            return (int(num) if num.isdigit() else -1, path.parent.name)
+
+        for metrics in sorted(sweep.glob("*/metrics.json"), key=number):
             folder = metrics.parent
             num = folder.name.split("_", 1)[0]
             if folder.name in self._shown or not num.isdigit():
