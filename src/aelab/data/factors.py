@@ -1,6 +1,6 @@
 """Images with known generative factors as LightningDataModules: `data=shapes` (aelab's renderer,
 offline) and `data=dsprites` (the official file). They serve images as MNIST's datamodule does
-(`aelab.data.mnist.InMemorySplits`: in memory, whole batches, a resumable training loader) and
+(`aelab.data.images.InMemorySplits`: in memory, whole batches, a resumable training loader) and
 add one name to the seam, `split_factors`, which the disentanglement scores read
 (`aelab.callbacks.disentanglement`).
 
@@ -22,7 +22,7 @@ from typing_extensions import override
 
 from aelab.checks import ConfigError, check_int
 from aelab.data import dsprites, shapes
-from aelab.data.mnist import InMemoryImages, InMemorySplits
+from aelab.data.images import InMemoryImages, InMemorySplits
 
 log = logging.getLogger(__name__)
 
