@@ -8,10 +8,16 @@ import math
 
 import pytest
 from conftest import compose_cfg
-from helpers.fixture_data import write_amat, write_cifar, write_fashion, write_image_folder
+from helpers.fixture_data import (
+    write_amat,
+    write_celeba,
+    write_cifar,
+    write_fashion,
+    write_image_folder,
+)
 from omegaconf import open_dict
 
-from aelab.data import natural
+from aelab.data import celeba, natural
 from aelab.train import train
 
 SHAPES = {
@@ -19,9 +25,14 @@ SHAPES = {
     "cifar10": (3, 32, 32),
     "binarized_mnist": (1, 28, 28),
     "image_folder": (3, 16, 16),
+    "celeba": (3, 64, 64),
 }
 MATRIX = [(data, model) for data in SHAPES for model in ("ae", "vae")] + [
     ("cifar10", "vae net=conv_celeba"),
+    ("celeba", "vae net=conv_celeba"),
+    ("cifar10", "vae experiment=cifar10_vae"),  # the presets, shortened by debug=smoke
+    ("celeba", "vae experiment=celeba_vae"),
+    ("fashion_mnist", "vae experiment=fashion_vae"),
     ("image_folder", "vae net=conv"),
     *[("cifar10", model) for model in ("dae", "iwae", "vqvae", "sparse_ae", "cae", "tcvae")],
 ]
@@ -35,11 +46,15 @@ def fixture_data(tmp_path_factory):
         "CIFAR10_FILES": write_cifar(root, per_batch=10, n_test=16)["md5"],
     }
     write_amat(root, rows=(40, 8, 16))
+    celeba_md5 = write_celeba(root, parts=(0,) * 12 + (1,) * 4 + (2,) * 8)["md5"]
+    md5["CELEBA_FILES"] = {n: celeba_md5[n] for n in celeba.CELEBA_FILES}
+    md5["ATTR_FILE"] = ("list_attr_celeba.txt", celeba_md5["list_attr_celeba.txt"])
     write_image_folder(root / "folder", per_class=20, side=16)
     overrides = {
         "fashion_mnist": ["data.val_size=8"],
         "cifar10": ["data.val_size=8"],
         "binarized_mnist": [],
+        "celeba": ["data.attribute=Male"],
         "image_folder": [
             f"data.path={root / 'folder'}",
             "data.size=16",
@@ -58,7 +73,7 @@ def test_every_dataset_trains_and_scores_each_model(
 ):
     root, md5, overrides = fixture_data
     for table, files in md5.items():  # the fixtures' own md5s for the published ones
-        monkeypatch.setattr(natural, table, files)
+        monkeypatch.setattr(celeba if hasattr(celeba, table) else natural, table, files)
 
     def offline(*args, **kwargs):
         raise OSError("no network in tests")

@@ -80,3 +80,26 @@ def test_the_default_conv_net_is_unchanged():
     assert kinds == ["Conv2d", "ReLU", "Conv2d", "ReLU", "Flatten", "Linear"]
     kinds = [type(m).__name__ for m in ConvNet().decoder(4, (1, 28, 28))]
     assert kinds == ["Linear", "ReLU", "Unflatten", "ConvTranspose2d", "ReLU", "ConvTranspose2d"]
+
+
+@pytest.mark.parametrize(
+    ("preset", "data", "shape", "beta"),
+    [
+        ("celeba_vae", "CelebADataModule", (3, 64, 64), 3.072),
+        ("cifar10_vae", "CIFAR10DataModule", (3, 32, 32), 0.768),
+        ("fashion_vae", "FashionMNISTDataModule", (1, 28, 28), 1.0),
+    ],
+)
+def test_the_dataset_presets_build_their_model(preset, data, shape, beta, make_cfg):
+    from aelab.checks import build
+    from aelab.train import build_model
+
+    cfg = make_cfg(f"experiment={preset}")
+    assert type(build(cfg.data, "data")).__name__ == data
+    model = build_model(cfg)
+    assert isinstance(model, VAE) and model.image_shape == shape and model.beta == beta
+    assert model(torch.rand(2, *shape)).shape == (2, *shape)
+    if preset != "fashion_vae":  # PyTorch-VAE's recipe
+        assert (model.latent_dim, cfg.data.batch_size, cfg.optimizer.lr) == (128, 64, 5e-3)
+        assert cfg.lr_scheduler.scheduler._target_.endswith("ExponentialLR")
+        assert cfg.lr_scheduler.scheduler.gamma == 0.95

@@ -98,3 +98,60 @@ def write_image_folder(root: Path, per_class: int = 4, side: int = 8) -> dict:
             img.save(path)
             colours[path.relative_to(root).as_posix()] = colour
     return colours
+
+
+CELEBA_ATTRIBUTES = ("5_o_Clock_Shadow", "Male", "Smiling")  # the real file lists 40
+
+
+def write_celeba(data_dir: Path, parts=(0, 0, 0, 1, 2, 2)) -> dict:
+    """`<data_dir>/celeba/`: img_align_celeba.zip of 178 x 218 JPEGs (member
+    img_align_celeba/000001.jpg, ...), list_eval_partition.txt ("000001.jpg 0" a line) and
+    list_attr_celeba.txt (a count line, the attribute names, then "000001.jpg -1 1 ..." rows).
+    Each image is black but for a white centre square of 148 x 148, so the reader's crop is
+    white."""
+    import zipfile
+
+    from PIL import Image
+
+    folder = data_dir / "celeba"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"{i + 1:06d}.jpg" for i in range(len(parts))]
+    pixels = np.zeros((218, 178, 3), np.uint8)
+    top, left = (218 - 148) // 2, (178 - 148) // 2
+    pixels[top : top + 148, left : left + 148] = 255
+    with zipfile.ZipFile(folder / "img_align_celeba.zip", "w") as zf:
+        for name in names:
+            buffer = io.BytesIO()
+            Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
+            zf.writestr(f"img_align_celeba/{name}", buffer.getvalue())
+    lines = "".join(f"{n} {p}\n" for n, p in zip(names, parts, strict=True))
+    (folder / "list_eval_partition.txt").write_text(lines)
+    male = [i % 2 for i in range(len(names))]
+    rows = "".join(f"{n}  1 {2 * m - 1:2d} -1\n" for n, m in zip(names, male, strict=True))
+    header = f"{len(names)}\n{' '.join(CELEBA_ATTRIBUTES)} \n"
+    (folder / "list_attr_celeba.txt").write_text(header + rows)
+    files = ("img_align_celeba.zip", "list_eval_partition.txt", "list_attr_celeba.txt")
+    return {"male": male, "md5": {name: md5(folder / name) for name in files}}
+
+
+def write_shapes3d(data_dir: Path, seed: int = 0) -> dict:
+    """`<data_dir>/shapes3d/3dshapes.h5` as DeepMind's: `images` N x 64 x 64 x 3 uint8, `labels`
+    N x 6 float64 factor values, for a 2 x 2 x 2 x 2 x 3 x 2 grid of the real values' kinds
+    (hues in [0, 1), scale 0.75-1.25, shape 0-3, orientation -30-30)."""
+    import itertools
+
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    levels = [(0.0, 0.5), (0.1, 0.9), (0.3, 0.0), (0.75, 1.25), (0.0, 1.0, 3.0), (-30.0, 30.0)]
+    values = np.array(list(itertools.product(*levels)), dtype=np.float64)
+    images = rng.integers(0, 256, (len(values), 64, 64, 3), dtype=np.uint8)
+    folder = data_dir / "shapes3d"
+    folder.mkdir(parents=True, exist_ok=True)
+    with h5py.File(folder / "3dshapes.h5", "w") as f:
+        f.create_dataset("images", data=images)
+        f.create_dataset("labels", data=values)
+    classes = np.stack(
+        [np.searchsorted(sorted(set(lv)), values[:, j]) for j, lv in enumerate(levels)], 1
+    )
+    return {"images": images, "classes": classes}

@@ -77,13 +77,16 @@ def ensure_files(
     what: str,
     allow_download: bool = True,
     hint: str = "",
+    why: str = "data.download=false",
+    page: str | None = None,
 ) -> Path:
     """Return `folder` holding every file of `files` (name -> published md5; None where none is
     published: then only its presence is checked here and its format by the reader).
 
     `mirrors`: base URLs tried in order for each missing file (url = mirror + name). `what`: the
     dataset's name for the messages; `hint`: a sentence appended to the error (e.g. another
-    option).
+    option); `why`: the reason given where nothing is downloaded; `page`: where to get the files
+    when there is no mirror.
 
     Raises:
         DataSourceError: one line: `what`, the files that are missing or corrupt, the URLs to get
@@ -91,10 +94,10 @@ def ensure_files(
             folder cannot be created).
     """
     folder = Path(folder)
-    bad = {name: why for name, md5 in files.items() if (why := _problem(folder / name, md5))}
+    bad = {name: p for name, md5 in files.items() if (p := _problem(folder / name, md5))}
     if not bad:
         return folder
-    failure = "data.download=false"
+    failure = why
     if allow_download and mirrors:
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -112,8 +115,8 @@ def ensure_files(
                 break
         if not bad:
             return folder
-    listed = ", ".join(f"{name} ({why})" for name, why in bad.items())
-    where = " or ".join(mirrors) if mirrors else "the dataset's publisher"
+    listed = ", ".join(f"{name} ({problem})" for name, problem in bad.items())
+    where = " or ".join(mirrors) if mirrors else (page or "the dataset's publisher")
     tail = f"; {hint}" if hint else ""
     raise DataSourceError(
         f"{what}: {listed} in {folder} ({failure[:200]}): get them from {where} "
