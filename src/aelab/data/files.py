@@ -117,6 +117,8 @@ def ensure_files(
             return folder
     listed = ", ".join(f"{name} ({problem})" for name, problem in bad.items())
     where = " or ".join(mirrors) if mirrors else (page or "the dataset's publisher")
+    if mirrors and len(bad) == 1:  # one file: its own address
+        where = " or ".join(mirror + name for mirror in mirrors for name in bad)
     tail = f"; {hint}" if hint else ""
     raise DataSourceError(
         f"{what}: {listed} in {folder} ({failure[:200]}): get them from {where} "
