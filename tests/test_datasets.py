@@ -267,3 +267,32 @@ def test_image_folder_errors_are_one_line(tmp_path):
     with pytest.raises(DataSourceError) as err:
         dm.setup()
     assert one_line(err).startswith(f"{tmp_path / 'broken' / 'a.png'}: not a readable PNG or JPEG")
+
+
+def test_a_bernoulli_on_colour_levels_warns_in_one_line(tmp_path, monkeypatch, caplog):
+    from aelab.callbacks.data_range import check_data_range
+    from aelab.models import VAE
+
+    made = write_cifar(tmp_path)
+    monkeypatch.setattr(natural, "CIFAR10_FILES", made["md5"])
+    colour = CIFAR10DataModule(data_dir=tmp_path, val_size=2, on_device=False)
+    colour.setup()
+    grey = write_fashion(tmp_path)
+    monkeypatch.setattr(natural, "FASHION_MNIST_FILES", grey["md5"])
+    fashion = FashionMNISTDataModule(data_dir=tmp_path, val_size=2, on_device=False)
+    fashion.setup()
+    net = {"_target_": "aelab.nets.MLPNet", "hidden": [8]}
+    cases = [
+        (VAE(image_shape=(3, 32, 32), net=net, recon_loss="bce"), colour, 1),
+        (VAE(image_shape=(3, 32, 32), net=net, recon_loss="mse"), colour, 0),
+        (VAE(image_shape=(1, 28, 28), net=net, recon_loss="bce"), fashion, 0),
+    ]
+    for model, data, warnings in cases:
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="aelab.callbacks.data_range"):
+            check_data_range(model, data)
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == warnings
+        if warnings:
+            assert "\n" not in lines[0] and "(3 x 32 x 32)" in lines[0]
+            assert "model.recon_loss=mse" in lines[0]
