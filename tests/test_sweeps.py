@@ -51,7 +51,12 @@ from aelab.search import TrialSeededTPESampler
 from aelab.train import build_model
 from hydra_plugins.aelab_sweeper.baseline_sweeper import with_baseline
 
-EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+# the sweep presets (a single-run preset, e.g. experiment=celeba_vae, is tested with its data)
+EXPERIMENTS = sorted(
+    p.stem
+    for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")
+    if "mode: MULTIRUN" in p.read_text()
+)
 
 
 def compose_with_hydra(overrides: list[str]):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytorch_lightning as pl
 from typing_extensions import override
 
 from aelab.checks import ConfigError
+
+log = logging.getLogger(__name__)
 
 # images looked at: enough to see a normalisation (it moves every image), cheap to read
 CHECKED_IMAGES = 1024
@@ -19,6 +22,10 @@ def check_data_range(model: Any, datamodule: Any) -> None:
     no log-likelihood, and a run would complete with figures like recon = -28320 nats
     (lightning-bolts#177). The first `CHECKED_IMAGES` training images (B x C x H x W) are read
     through the datamodule seam (`fixed_batch`); a datamodule without it is not checked.
+
+    On colour images of 256 levels (a datamodule whose `pixels` is "levels", C = 3: CIFAR-10,
+    CelebA) the Bernoulli is no likelihood of the data either, only a surrogate: one warning
+    line says so.
 
     Raises ConfigError (`model.recon_loss`) naming the likelihood and the data's range.
     """
@@ -35,6 +42,13 @@ def check_data_range(model: Any, datamodule: Any) -> None:
             f"a likelihood for the data's pixels, which span [{low:.4g}, {high:.4g}] (a "
             "Bernoulli likelihood needs [0, 1]: model.recon_loss=mse, or images in [0, 1])",
             grouped=True,
+        )
+    if getattr(datamodule, "pixels", None) == "levels" and images.shape[1] == 3:
+        log.warning(
+            "model.recon_loss=bce on colour images of 256 levels (%s): the Bernoulli is no "
+            "normalised likelihood of them, only a surrogate (Loaiza-Ganem & Cunningham 2019); "
+            "model.recon_loss=mse is a Gaussian",
+            " x ".join(map(str, images.shape[1:])),
         )
 
 

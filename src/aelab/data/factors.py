@@ -1,13 +1,13 @@
 """Images with known generative factors as LightningDataModules: `data=shapes` (aelab's renderer,
-offline) and `data=dsprites` (the official file). They serve images as MNIST's datamodule does
-(`aelab.data.mnist.InMemorySplits`: in memory, whole batches, a resumable training loader) and
-add one name to the seam, `split_factors`, which the disentanglement scores read
-(`aelab.callbacks.disentanglement`).
+offline), `data=dsprites` (the official file) and `data=shapes3d` (3D Shapes' HDF5 file). They
+serve images as MNIST's datamodule does (`aelab.data.images.InMemorySplits`: in memory, whole
+batches, a resumable training loader) and add one name to the seam, `split_factors`, which the
+disentanglement scores read (`aelab.callbacks.disentanglement`).
 
 The factor grid is split at random (`split_seed`) into test, validation and training rows, so
 each split covers the grid uniformly, as the sampled scores (BetaVAE, FactorVAE) assume. The
-label a batch carries is the shape (0 square, 1 ellipse, 2 heart), so the suite's probes have a
-class to predict.
+label a batch carries is the shape (dSprites: 0 square, 1 ellipse, 2 heart; Shapes3D: its 4
+shapes), so the suite's probes have a class to predict.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from torch import Tensor
 from typing_extensions import override
 
 from aelab.checks import ConfigError, check_int
-from aelab.data import dsprites, shapes
-from aelab.data.mnist import InMemoryImages, InMemorySplits
+from aelab.data import dsprites, shapes, shapes3d
+from aelab.data.images import InMemoryImages, InMemorySplits
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ class FactorImagesDataModule(InMemorySplits, pl.LightningDataModule):
     image_shape = (1, shapes.IMAGE_SIZE, shapes.IMAGE_SIZE)
     factor_names = shapes.FACTOR_NAMES
     classes = None  # no class is "normal": the suite's one-class AUROC does not apply
+    label_factor = 0  # the factor column a batch's label is (the shape)
+    pixels = "binary"  # `load`'s images are 0/1; "levels": uint8 0-255 (Shapes3D)
 
     def __init__(
         self,
@@ -69,7 +71,8 @@ class FactorImagesDataModule(InMemorySplits, pl.LightningDataModule):
         self.factors: dict[str, Tensor] = {}
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
-        """Images N x 64 x 64 uint8 in {0, 1} and factor classes N x 5 (int)."""
+        """Images N x 64 x 64 uint8 in {0, 1} (or N x C x H x W uint8 levels where `pixels` is
+        "levels") and factor classes N x len(factor_names) (int)."""
         raise NotImplementedError
 
     @override
@@ -97,19 +100,21 @@ class FactorImagesDataModule(InMemorySplits, pl.LightningDataModule):
             "train": order[held_out:],
         }
         device = self._device()
-        # 0/1 pixels as 0/255, the uint8 range InMemoryImages divides by 255
-        x_all = torch.from_numpy(images).unsqueeze(1).mul_(255)
+        x_all = torch.from_numpy(images)
+        x_all = x_all.unsqueeze(1) if x_all.ndim == 3 else x_all
+        if self.pixels == "binary":  # 0/1 pixels as 0/255, the uint8 range InMemoryImages divides
+            x_all = x_all.mul_(255)
         f_all = torch.from_numpy(np.asarray(factors, dtype=np.int64))
         for name, idx in rows.items():
             idx, _ = idx.sort()  # grid order within a split: the same rows in every run
             x, f = x_all[idx], f_all[idx]
-            self.splits[name] = InMemoryImages(x.to(device), f[:, 0].to(device))
+            self.splits[name] = InMemoryImages(x.to(device), f[:, self.label_factor].to(device))
             self.factors[name] = f
         log.info("%s splits: %s", type(self).__name__, {k: len(v) for k, v in rows.items()})
 
     def split_factors(self, split: str, indices: Tensor | None = None) -> Tensor:
-        """Factor classes of `split`'s images, long N x 5 (shape, scale, orientation, pos_x,
-        pos_y; columns named by `factor_names`), on the CPU, in `split_tensors`' order; `indices`
+        """Factor classes of `split`'s images, long N x len(factor_names) (dSprites': shape,
+        scale, orientation, pos_x, pos_y), on the CPU, in `split_tensors`' order; `indices`
         picks them (None: all). Raises ValueError for a split that is not set up."""
         found = self.factors.get(split)
         if found is None:
@@ -155,3 +160,28 @@ class DSpritesDataModule(FactorImagesDataModule):
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         return dsprites.load_dsprites(self.data_dir, self.download, self.path)
+
+
+class Shapes3DDataModule(FactorImagesDataModule):
+    """3D Shapes (Burgess & Kim 2018): 480,000 colour 3 x 64 x 64 images of every combination of
+    six factors (floor hue 10, wall hue 10, object hue 10, scale 8, shape 4, orientation 15),
+    from the HDF5 file `3dshapes.h5` (`images` N x 64 x 64 x 3 uint8, `labels` N x 6 factor
+    values) at `path` (null: `<data_dir>/shapes3d/3dshapes.h5`); the label a batch carries is
+    the shape. Reads with h5py (`pip install aelab[shapes3d]`); the whole file is held in
+    memory (5.9 GB).
+
+    Raises DataSourceError (one line) when the file is missing and cannot be fetched, h5py is
+    not installed, or the file is not in the layout above.
+    """
+
+    image_shape = (3, 64, 64)
+    factor_names = shapes3d.FACTOR_NAMES
+    label_factor = shapes3d.FACTOR_NAMES.index("shape")
+    pixels = "levels"
+
+    def __init__(self, path: str | None = None, download: bool = True, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.path, self.download = path, download
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        return shapes3d.load_shapes3d(self.data_dir, self.download, self.path)

@@ -1,225 +1,38 @@
-"""MNIST as a LightningDataModule that keeps every image in memory and slices whole batches.
+"""MNIST as an in-memory `ImageDataModule` (`aelab.data.images`): the files prepared
+offline-first by `aelab.data.source`, every image held in one uint8 tensor and served in whole
+batches.
 
-The reference models' loader converts one PIL image at a time (`ToTensor`) and spends most of
-its epoch there. Here the uint8 images live in one tensor (47 MB for the 60k training set; on
-the GPU when training there), a batch is one fancy-index of that tensor, and the DataLoader only
-hands out index lists, so Lightning's samplers (shuffling, DDP sharding) still apply unchanged.
+The in-memory machinery lives in `aelab.data.images`; its names are importable from here too,
+where the callbacks and the user's datamodules have always found them.
 """
 
 from __future__ import annotations
 
-import logging
-import multiprocessing
 from collections.abc import Sequence
-from pathlib import Path
 
-import pytorch_lightning as pl
-import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
-from aelab.checks import ConfigError, check_choice, check_int
-from aelab.data.resumable import ResumableLoader
+from aelab.data.images import (  # noqa: F401 - re-exported: the seam's historical home
+    BINARIZE,
+    BINARIZE_SEED,
+    FIXED_DRAW_SEED,
+    ImageDataModule,
+    InMemoryImages,
+    InMemorySplits,
+    whole_batch,
+    worker_start_method,
+)
 from aelab.data.source import ensure_mnist, read_idx
 
-log = logging.getLogger(__name__)
-
-BINARIZE = ("none", "dynamic", "static")
-BINARIZE_SEED = 2024  # fixed: every run sees the same binarized val/test sets
-# the one draw `split_tensors` takes of a dynamically binarized split when given no seed: the
-# evaluation suite's own with its default `eval.seed=0` (seed * 1000 + 6)
-FIXED_DRAW_SEED = 6
 N_TRAIN = 60_000  # the official training set, which the train/val split divides
 VAL_SIZE = 5000  # its default validation part (`data.val_size`), drawn with SPLIT_SEED
 SPLIT_SEED = 0
 
 
-class InMemoryImages(Dataset):
-    """Images (uint8, N x 1 x 28 x 28) and labels; `__getitems__` serves a whole batch at once
-    (float images in [0, 1], B x 1 x 28 x 28, and labels, B).
-
-    `dynamic_binarize`: `finish_batch` draws a fresh binarization of a served batch. It is kept
-    out of `__getitems__`, which DataLoader workers run: `ResumableLoader` calls it in the
-    training process right after re-seeding, so the draws do not depend on `num_workers`.
-    """
-
-    def __init__(self, images: Tensor, labels: Tensor, dynamic_binarize: bool = False) -> None:
-        self.images, self.labels = images, labels
-        self.dynamic_binarize = dynamic_binarize
-
-    def __len__(self) -> int:
-        return self.labels.shape[0]
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        x, y = self.__getitems__([index])
-        return x[0], y[0]
-
-    def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
-        idx = torch.as_tensor(indices)
-        if self.images.is_cuda:  # only the indices cross, without waiting for the GPU's queue
-            idx = idx.pin_memory().to(self.images.device, non_blocking=True)
-        # index_select, not images[idx]: advanced indexing is slower per batch on a CPU (README,
-        # Performance)
-        x = self.images.index_select(0, idx).float().div_(255.0)
-        return x, self.labels.index_select(0, idx)
-
-    def tensors(
-        self, indices: Tensor | None = None, seed: int | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """Images float B x C x H x W in [0, 1] and labels long B, where the images live.
-
-        `indices`: which images, in that order (None: all). A dynamically binarized split gets
-        one draw from a generator seeded with `seed` (None: `FIXED_DRAW_SEED`), the same every
-        call. Raises IndexError for an index outside [0, len).
-        """
-        n = len(self)
-        idx = torch.arange(n) if indices is None else torch.as_tensor(indices, dtype=torch.long)
-        bad = idx[(idx < 0) | (idx >= n)]
-        if bad.numel():
-            raise IndexError(f"index {int(bad[0])} is out of range for {n} images")
-        device = self.images.device
-        x = self.images[idx.to(device)].float().div_(255.0)
-        if self.dynamic_binarize:
-            seed = FIXED_DRAW_SEED if seed is None else seed
-            x = torch.bernoulli(x, generator=torch.Generator(device=device).manual_seed(seed))
-        return x, self.labels[idx.to(self.labels.device)].long()
-
-    def finish_batch(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        """The random part of serving a batch, from the global torch RNG."""
-        if not self.dynamic_binarize:
-            return batch
-        x, y = batch
-        return torch.bernoulli(x), y  # a fresh binarization every time the image is drawn
-
-
-def worker_start_method() -> str | None:
-    """How DataLoader workers start: None (multiprocessing's default) where the default is a
-    standard start method, else "fork".
-
-    A joblib (loky) worker runs with "loky" as its default start method, with which
-    multiprocessing's `Process` cannot start ("'Process' object has no attribute 'env'");
-    "spawn" and "forkserver" fail there too, as their child is told to use "loky", which a fresh
-    interpreter does not know. "fork" is what Linux uses everywhere else (Python < 3.14).
-    """
-    method = multiprocessing.get_start_method(allow_none=True)
-    return None if method in (None, "fork", "spawn", "forkserver") else "fork"
-
-
-def whole_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-    """collate_fn: `__getitems__` already returns the batch as tensors."""
-    return batch
-
-
-class InMemorySplits:
-    """The public seam between a datamodule of `InMemoryImages` splits (`self.splits`) and its
-    users (the callbacks, the stacked sweeps): a split's size and tensors, a fixed batch, and a
-    training batch at given indices.
-
-    A datamodule of other data offers the same names: `image_shape` (C, H, W), `classes`,
-    `data_dir`, `split_size`, `split_tensors`, `fixed_batch`; data with known generative factors
-    adds `split_factors` (`aelab.data.factors`), which the disentanglement scores read.
-    """
-
-    image_shape: tuple[int, int, int] = (1, 28, 28)
-    splits: dict[str, InMemoryImages]
-
-    def split_size(self, split: str) -> int:
-        """Images in `split`; 0 when it does not exist or is not set up."""
-        found = self.splits.get(split)
-        return 0 if found is None else len(found)
-
-    def split_tensors(
-        self, split: str, indices: Tensor | None = None, *, seed: int | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """Images float B x C x H x W in [0, 1] (binarized where the datamodule binarizes the
-        split: one fixed draw, from `seed` when given) and labels long B, on the datamodule's
-        device; `indices` picks and orders them (None: all).
-
-        Raises ValueError for a split that does not exist or is not set up (naming the ones
-        that are), IndexError for an index out of range.
-        """
-        found = self.splits.get(split)
-        if found is None:
-            allowed = ", ".join(self.splits) or "none (not set up)"
-            raise ValueError(f"split {split!r} is not available: allowed {allowed}")
-        try:
-            return found.tensors(indices, seed)
-        except IndexError as err:
-            raise IndexError(f"split {split!r}: {err}") from None
-
-    def fixed_batch(self, split: str, n: int = 16) -> tuple[Tensor, Tensor]:
-        """The first `n` images of `split` (fewer if it holds fewer) and their labels, as
-        `split_tensors` gives them: the same in every run. Raises as `split_tensors`."""
-        return self.split_tensors(split, torch.arange(min(n, self.split_size(split))))
-
-    def training_batch(self, indices: Tensor | Sequence[int]) -> tuple[Tensor, Tensor]:
-        """The training images at `indices` as the training loader serves them, for a caller
-        that keeps its own batch order (`aelab.stacked`): float B x C x H x W in [0, 1], a fresh
-        binarization from the global torch RNG where the datamodule binarizes dynamically, and
-        labels long B. Raises KeyError before `setup("fit")`."""
-        split = self.splits["train"]
-        return split.finish_batch(split.__getitems__(indices))
-
-    # --- the loaders: a datamodule of this seam calls `set_loading` in its constructor and fills
-    # `self.splits` in `setup`
-
-    def set_loading(
-        self,
-        data_dir: str | Path,
-        batch_size: int,
-        eval_batch_size: int,
-        num_workers: int,
-        on_device: bool,
-        seed: int,
-    ) -> None:
-        """The settings the loaders read (as `MNISTDataModule`'s arguments), checked; no splits
-        yet. Raises ConfigError naming the field."""
-        self.data_dir = Path(data_dir)
-        self.batch_size = check_int("batch_size", batch_size, 1)
-        self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, 1)
-        self.num_workers = check_int("num_workers", num_workers, 0)
-        self.on_device = on_device
-        self.seed = check_int("seed", seed, 0)
-        self.splits = {}
-
-    def _device(self) -> torch.device:
-        """The trainer's device when it is a GPU and workers are off: no host copy per step."""
-        trainer = self.trainer
-        if self.on_device and self.num_workers == 0 and trainer is not None:
-            device = trainer.strategy.root_device
-            if device.type != "cpu":
-                return device
-        return torch.device("cpu")
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if not self.splits:
-            self.setup()
-        dataset = self.splits[split]
-        # the shuffled loader is resumable mid-epoch and replays each batch's randomness exactly
-        resumable = {"seed": self.seed} if shuffle else {}
-        return (ResumableLoader if shuffle else DataLoader)(
-            dataset,
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            num_workers=self.num_workers,
-            collate_fn=whole_batch,
-            persistent_workers=self.num_workers > 0,
-            multiprocessing_context=worker_start_method() if self.num_workers else None,
-            **resumable,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-
-class MNISTDataModule(InMemorySplits, pl.LightningDataModule):
-    """MNIST train/val split from the official 60k (fixed seed), the official 10k test set.
+class MNISTDataModule(ImageDataModule):
+    """MNIST train/val split from the official 60k (fixed seed), the official 10k test set;
+    1 x 28 x 28 grey images, labels the digits 0-9.
 
     `classes` keeps only those digits in train and val (one-class training); the test set always
     holds all ten, so anomaly detection can score it. `binarize`: none (grey levels in [0, 1]),
@@ -227,6 +40,11 @@ class MNISTDataModule(InMemorySplits, pl.LightningDataModule):
     seed), static (everything binarized once with a fixed seed). `seed`: the order of the
     training batches and their random numbers (aelab-train hands in the run's `seed`).
     """
+
+    name = "MNIST"
+    image_shape = (1, 28, 28)
+    num_classes = 10
+    n_train = N_TRAIN
 
     def __init__(
         self,
@@ -242,60 +60,25 @@ class MNISTDataModule(InMemorySplits, pl.LightningDataModule):
         on_device: bool = True,
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        self.set_loading(data_dir, batch_size, eval_batch_size, num_workers, on_device, seed)
-        self.val_size = check_int("val_size", val_size, 1, N_TRAIN - 1)
-        self.binarize = check_choice("binarize", binarize, BINARIZE)
-        self.classes = self._check_classes(classes)
-        self.split_seed = split_seed
-        self.download = download
-
-    @staticmethod
-    def _check_classes(classes: Sequence[int] | None) -> list[int] | None:
-        if classes is None:
-            return None
-        classes = list(classes)
-        if not classes:
-            raise ConfigError("classes", classes, "null (all digits) or a non-empty list of 0-9")
-        for c in classes:
-            check_int("classes", c, 0, 9)
-        return sorted(set(classes))
+        super().__init__(
+            data_dir, batch_size, eval_batch_size, val_size, binarize, classes, num_workers,
+            split_seed, download, on_device, seed,
+        )  # fmt: skip
 
     @override
-    def prepare_data(self) -> None:
+    def ensure(self) -> None:
         ensure_mnist(self.data_dir, allow_download=self.download)
 
     @override
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+    def load(self) -> dict[str, tuple[Tensor, Tensor]]:
         raw = ensure_mnist(self.data_dir, allow_download=self.download)
-        images = read_idx(raw / "train-images-idx3-ubyte").unsqueeze(1)
-        labels = read_idx(raw / "train-labels-idx1-ubyte")
-        test_x = read_idx(raw / "t10k-images-idx3-ubyte").unsqueeze(1)
-        test_y = read_idx(raw / "t10k-labels-idx1-ubyte")
-        perm = torch.randperm(N_TRAIN, generator=torch.Generator().manual_seed(self.split_seed))
-        val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
-        parts = {
-            "train": (images[train_idx], labels[train_idx]),
-            "val": (images[val_idx], labels[val_idx]),
-            "test": (test_x, test_y),
+        return {
+            "train": (
+                read_idx(raw / "train-images-idx3-ubyte").unsqueeze(1),
+                read_idx(raw / "train-labels-idx1-ubyte"),
+            ),
+            "test": (
+                read_idx(raw / "t10k-images-idx3-ubyte").unsqueeze(1),
+                read_idx(raw / "t10k-labels-idx1-ubyte"),
+            ),
         }
-        device = self._device()
-        for i, (name, (x, y)) in enumerate(parts.items()):
-            if self.classes is not None and name != "test":
-                keep = torch.isin(y, torch.tensor(self.classes))
-                x, y = x[keep], y[keep]
-            dynamic = name == "train" and self.binarize == "dynamic"
-            if self.binarize != "none" and not dynamic:
-                x = self._binarize_once(x, seed=BINARIZE_SEED + i)
-            self.splits[name] = InMemoryImages(x.to(device), y.to(device), dynamic)
-        if len(self.splits["train"]) == 0:
-            raise ConfigError("classes", self.classes, "digits present in the training split")
-        log.info("MNIST splits: %s", {k: len(v) for k, v in self.splits.items()})
-
-    @staticmethod
-    def _binarize_once(images: Tensor, seed: int) -> Tensor:
-        g = torch.Generator().manual_seed(seed)
-        probs = images.float().div_(255.0)
-        return torch.bernoulli(probs, generator=g).mul_(255).to(torch.uint8)

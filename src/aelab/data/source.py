@@ -71,10 +71,16 @@ def read_idx(path: str | Path) -> torch.Tensor:
             header (the message names the file).
         OSError: the file cannot be read.
     """
+    path = Path(path)
+    return parse_idx(path.read_bytes(), path)
+
+
+def parse_idx(raw: bytes, path: str | Path) -> torch.Tensor:
+    """`read_idx` of bytes already read (`path` names them in errors): a gzipped IDX file
+    (Fashion-MNIST's) decompressed by its reader. Raises DataSourceError as `read_idx`."""
     import torch  # here only: `import aelab.data.source` (the run bookkeeping's) stays torch-free
 
-    path = Path(path)
-    data = bytearray(path.read_bytes())
+    data = bytearray(raw)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or data[3] not in (1, 3):
         raise DataSourceError(f"{path}: not a uint8 IDX file of 1 or 3 dims (bad magic)")
     ndim = data[3]

@@ -7,7 +7,11 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from aelab.checks import ConfigError, check_int
+from aelab.checks import ConfigError, check_choice, check_int
+
+# the hidden layers' nonlinearity (`net.activation`): ReLU for aelab's nets; LeakyReLU (slope
+# 0.01, torch's default) as PyTorch-VAE's CelebA net (`conf/net/conv_celeba.yaml`)
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU}
 
 
 class ConvNet:
@@ -15,34 +19,60 @@ class ConvNet:
     (two, through a ReLU layer of `dense` units, when `dense` is set); the decoder mirrors it.
 
     The image side must be divisible by 2**len(channels) so the decoder lands on the same size.
-    `channels=[32, 32, 64, 64]`, `kernel_size=4`, `dense=256` is disentanglement_lib's network
-    for 64 x 64 images (Locatello et al. 2019, table 1; `conf/net/conv64.yaml`).
+    Any C x H x W the stages fit: 1 x 28 x 28 with two stages, 3 x 32 x 32 or 3 x 64 x 64 with up
+    to five and six. `channels=[32, 32, 64, 64]`, `kernel_size=4`, `dense=256` is
+    disentanglement_lib's network for 64 x 64 images (Locatello et al. 2019, table 1;
+    `conf/net/conv64.yaml`); `channels=[32, 64, 128, 256, 512]`, `kernel_size=3`,
+    `batch_norm=true`, `activation=leaky_relu` is PyTorch-VAE's VanillaVAE net for CelebA 64 x 64
+    (`conf/net/conv_celeba.yaml`). `batch_norm`: a BatchNorm2d after every hidden convolution.
 
     Raises:
-        ConfigError: `channels` empty or holding a count < 1; `kernel_size` < 2; `dense` < 1.
+        ConfigError: `channels` empty or holding a count < 1; `kernel_size` < 2; `dense` < 1;
+            `batch_norm` not a bool; `activation` not relu or leaky_relu.
     """
 
     def __init__(
-        self, channels: Sequence[int] = (32, 64), kernel_size: int = 4, dense: int | None = None
+        self,
+        channels: Sequence[int] = (32, 64),
+        kernel_size: int = 4,
+        dense: int | None = None,
+        batch_norm: bool = False,
+        activation: str = "relu",
     ) -> None:
         if len(channels) == 0:
             raise ConfigError("channels", list(channels), "a non-empty list of positive counts")
         self.channels = [check_int("channels", c, 1) for c in channels]
         self.kernel_size = check_int("kernel_size", kernel_size, 2)
         self.dense = None if dense is None else check_int("dense", dense, 1)
+        if not isinstance(batch_norm, bool):
+            raise ConfigError("batch_norm", batch_norm, "true or false")
+        self.batch_norm = batch_norm
+        self.activation = check_choice("activation", activation, tuple(ACTIVATIONS))
+
+    def _hidden(self, conv: nn.Module, width: int) -> list[nn.Module]:
+        """A hidden convolution, its BatchNorm (with `batch_norm`) and its nonlinearity."""
+        norm = [nn.BatchNorm2d(width)] if self.batch_norm else []
+        return [conv, *norm, ACTIVATIONS[self.activation]()]
 
     def _dense(self, n_in: int, n_out: int) -> list[nn.Module]:
         """n_in -> n_out, through the `dense` hidden layer when there is one."""
         if self.dense is None:
             return [nn.Linear(n_in, n_out)]
-        return [nn.Linear(n_in, self.dense), nn.ReLU(), nn.Linear(self.dense, n_out)]
+        act = ACTIVATIONS[self.activation]()
+        return [nn.Linear(n_in, self.dense), act, nn.Linear(self.dense, n_out)]
 
     def _bottom(self, image_shape: Sequence[int]) -> tuple[int, int, int]:
         _, h, w = image_shape
-        factor = 2 ** len(self.channels)
+        stages = len(self.channels)
+        factor = 2**stages
         if h % factor or w % factor:
+            fits = min(_halvings(h), _halvings(w))
             raise ConfigError(
-                "channels", self.channels, f"at most as many stages as halve {h}x{w} evenly"
+                "channels",
+                self.channels,
+                f"at most as many stages as halve {h}x{w} evenly ({fits} for {h}x{w}; "
+                f"{stages} stride-2 stages take sides divisible by {factor}, e.g. "
+                f"{factor}x{factor} or {2 * factor}x{2 * factor})",
             )
         return self.channels[-1], h // factor, w // factor
 
@@ -64,7 +94,7 @@ class ConvNet:
         layers: list[nn.Module] = []
         c_in = image_shape[0]
         for c_out in self.channels:
-            layers += [self._conv(c_in, c_out, transpose=False), nn.ReLU()]
+            layers += self._hidden(self._conv(c_in, c_out, transpose=False), c_out)
             c_in = c_out
         bottom = self._bottom(image_shape)
         return nn.Sequential(*layers, nn.Flatten(), *self._dense(math.prod(bottom), out_features))
@@ -76,11 +106,20 @@ class ConvNet:
             ConfigError: `channels` has more stages than halve H and W evenly.
         """
         bottom = self._bottom(image_shape)
-        layers: list[nn.Module] = [*self._dense(latent_dim, math.prod(bottom)), nn.ReLU()]
+        act = ACTIVATIONS[self.activation]()
+        layers: list[nn.Module] = [*self._dense(latent_dim, math.prod(bottom)), act]
         layers.append(nn.Unflatten(1, bottom))
         widths = [*reversed(self.channels), image_shape[0]]
         for i, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
-            layers.append(self._conv(c_in, c_out, transpose=True))
-            if i < len(widths) - 2:
-                layers.append(nn.ReLU())
+            conv = self._conv(c_in, c_out, transpose=True)
+            layers += self._hidden(conv, c_out) if i < len(widths) - 2 else [conv]
         return nn.Sequential(*layers)
+
+
+def _halvings(side: int) -> int:
+    """How many times `side` halves evenly (the stride-2 stages it takes)."""
+    n = 0
+    while side % 2 == 0 and side > 1:
+        side //= 2
+        n += 1
+    return n
