@@ -368,6 +368,12 @@ def test_the_stack_has_no_objective_of_its_own():
         (["model=sparse_ae", "noise=gaussian"], [["seed=1"], ["seed=2", "noise.std=0.2"]]),
         (["model=cae"], [["seed=1"], ["seed=2", "optimizer.lr=0.003"]]),
         (["model=dipvae"], [["seed=1"], ["seed=2", "+model.beta=2"]]),
+        # the divergences on the aggregate posterior: the MMD's kernels (both) and the SWAE's
+        # projections drawn by `draws`
+        (["model=wae"], [["seed=1"], ["seed=2", "optimizer.lr=0.003"]]),
+        (["model=wae", "model.kernel=rbf"], [["seed=1"], ["seed=2"]]),
+        (["model=infovae"], [["seed=1"], ["seed=2", "optimizer.lr=0.003"]]),
+        (["model=swae"], [["seed=1"], ["seed=2", "optimizer.lr=0.003"]]),
         # each member with its own learning-rate scheduler (aelab.stacked.lr): per step, per
         # epoch, with a warm-up, on a plateau (a patience of 0 halves it at once), and none
         (

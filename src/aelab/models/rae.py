@@ -58,7 +58,10 @@ class RAE(AutoencoderModule):
     Raises ConfigError naming the field for a negative weight or an unknown regulariser.
     """
 
-    why_not_stackable: ClassVar[str | None] = None
+    why_not_stackable: ClassVar[str | None] = (
+        "its L2 regulariser reads the decoder's weights as parameters, and a stack holds each "
+        "member's weights outside the model (the loss would penalise one copy for all members)"
+    )
 
     def __init__(
         self,
