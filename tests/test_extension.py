@@ -297,7 +297,7 @@ def test_user_config_folder_composes_beside_aelabs(tmp_path, how):
 
 
 def test_a_checkpoints_model_class_that_cannot_be_imported_is_one_error():
-    from aelab.eval import model_from_checkpoint
+    from aelab.run.checkpoint import model_from_checkpoint
 
     ckpt = {"aelab": {"model_class": "my_gone_models.TiedAE"}, "hyper_parameters": {}}
     with pytest.raises(ConfigError) as err:

@@ -16,6 +16,7 @@ from hydra.experimental.callback import Callback
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
+from aelab.board.summaries import write_sweep_board
 from aelab.report.disentanglement import traversal_figure
 from aelab.report.groups import group_jobs, sweep_variables
 from aelab.report.load import NotASweepError, load_sweep
@@ -27,7 +28,6 @@ from aelab.report.tables import (
     summary_csv,
     summary_markdown,
 )
-from aelab.report.tensorboard import write_sweep_board
 from aelab.run import outcome
 from aelab.run.atomic import write_atomic
 
@@ -65,7 +65,9 @@ def report(sweep: Path, jobs: pd.DataFrame | None = None) -> list[Path]:
         plots.append(_save_figure(traversals, sweep / "traversals.png"))
     md = summary_markdown(sweep, jobs, variables, plots)
     written.append(write_atomic(sweep / "summary.md", md))
-    board = write_sweep_board(sweep, jobs, variables, plots)  # TensorBoard: columns, plots
+    # TensorBoard: the HParams columns, and the plots of PLOTS as images
+    logged = [p for p in plots if p.name in PLOTS]
+    board = write_sweep_board(sweep, jobs, variables, logged)
     return written + plots + ([board] if board is not None else [])
 
 

@@ -1,10 +1,11 @@
-"""The TensorBoard files aelab writes itself, from tensorboard's protos (no Lightning, no torch).
+"""The TensorBoard files aelab writes itself, from tensorboard's protos (no Lightning, no torch:
+`aelab-report` writes them).
 
 - `write_sweep_board`: at a sweep's end (`aelab.report.cli.report`), an event file in the sweep
   folder with the experiment summary of the whole sweep, swept hyper-parameters first and the
   headline metrics only, and the report's plots as images.
 - a run's HParams session and experiment summary (`session_summaries`, `experiment_summary`),
-  which `aelab.board.write_hparams` writes into the run's own event file.
+  which `aelab.board.logger.write_hparams` writes into the run's own event file.
 
 TensorBoard takes the HParams columns from an experiment summary where it finds one (any run;
 with several, one of them), else it makes them up from every session's hparams and every
@@ -25,10 +26,9 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
+from aelab.metric_names import FLAGS, HEADLINE
 from aelab.run.atomic import write_atomic
 
-# figures that say how a run was scored, not how well: an hparam, not a metric column
-FLAGS = ("test/likelihood_on_binarized",)
 # the sweep's own event file: `tensorboard --logdir <sweep>` reads it as the run `.`
 SWEEP_EVENTS_SUFFIX = ".aelab-sweep"
 
@@ -54,10 +54,8 @@ def image_summary(tag: str, png: bytes) -> summary_pb2.Summary:
 
 def headline_metrics(metrics: Iterable[Mapping[str, Any]]) -> list[str]:
     """The metric columns: the last validation loss, the test loss, the report's headline
-    test figures (`aelab.report.HEADLINE`) and the disentanglement scores (`disent/*`), those
-    some run has, in that order."""
-    from aelab.report.tables import HEADLINE  # pandas: only where it is used
-
+    test figures (`aelab.metric_names.HEADLINE`) and the disentanglement scores (`disent/*`),
+    those some run has, in that order."""
     present = {k for m in metrics for k in m}
     disent = sorted(k for k in present if k.startswith("disent/"))
     return [k for k in ("val/loss", "test/loss", *HEADLINE) if k in present] + disent
@@ -165,11 +163,9 @@ def write_sweep_board(
     wrote TensorBoard events (`logger=csv`, no job ran yet).
 
     `jobs`: `aelab.report.load_sweep`'s DataFrame; `variables`: the report's swept variables;
-    `plots`: the report's PNG files (those of `aelab.report.plots.PLOTS` are logged).
-    Raises OSError when the sweep folder cannot be written.
+    `plots`: the PNG files to log as images (the report passes those of
+    `aelab.report.plots.PLOTS`). Raises OSError when the sweep folder cannot be written.
     """
-    from aelab.report.plots import PLOTS  # matplotlib's pyplot-free Figure, pandas
-
     if not any(next(Path(p).rglob("*tfevents*"), None) for p in jobs["path"]):
         return None
     hparams, metrics = jobs.attrs["hparams"], jobs.attrs["metrics"]
@@ -183,8 +179,7 @@ def write_sweep_board(
     ]
     summaries = [experiment_summary(rows, headline_metrics(completed), swept_keys(rows, variables))]
     for plot in plots:
-        if plot.name in PLOTS:
-            summaries.append(image_summary(f"report/{plot.stem}", plot.read_bytes()))
+        summaries.append(image_summary(f"report/{Path(plot).stem}", Path(plot).read_bytes()))
     old = [p for p in sweep.iterdir() if p.name.endswith(SWEEP_EVENTS_SUFFIX)]
     path = sweep / f"events.out.tfevents.{time.time():.6f}{SWEEP_EVENTS_SUFFIX}"
     buffer = io.BytesIO()
