@@ -60,3 +60,13 @@ def test_plugin_discovery_imports_no_sweep_library():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_load_run_imports_no_entry_point():
+    """`aelab.load_run` (a notebook's call) rebuilds the model from `aelab.run.checkpoint`: it
+    loads neither the training stack nor aelab-eval's."""
+    entry = ("aelab.train", "aelab.eval", "aelab.stacked", "aelab.callbacks")
+    code = f"import sys, aelab.api\nprint(sorted(m for m in {entry!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
