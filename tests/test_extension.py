@@ -255,7 +255,7 @@ def test_datamodule_with_only_loaders_skips_the_suite_in_one_line(tmp_path, capl
     assert not {"test/iw_nll", "test/knn_acc", "test/linear_probe_acc"} & set(metrics)
     assert lines == [
         "evaluation suite skipped: the datamodule offers no test split to score "
-        "(split_size('test') > 0 and split_tensors(); README: Bring your own data)"
+        "(split_size('test') > 0 and split_tensors(); docs/how-to/own-data.md)"
     ]
     assert not (tmp_path / "images").exists()
 

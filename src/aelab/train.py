@@ -73,10 +73,10 @@ from aelab.slurm import latest_hpc_checkpoint
 log = logging.getLogger("aelab.train")
 
 # At exit Python's last garbage collection walks every object torch, Lightning and their imports
-# made (about half a million): seconds of a job (README, Per-job cost), for nothing, as the run's
-# files are written and closed by then. Objects frozen at exit are left out of it (the atexit
-# handlers run before it); a sweep's jobs in one process are not concerned, this runs once, at
-# its end.
+# made (about half a million): seconds of a job ("Per-job cost" in docs/explanation/performance.md),
+# for nothing, as the run's files are written and closed by then. Objects frozen at exit are left
+# out of it (the atexit handlers run before it); a sweep's jobs in one process are not concerned,
+# this runs once, at its end.
 atexit.register(gc.freeze)
 
 

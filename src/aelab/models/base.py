@@ -133,8 +133,8 @@ def ssim(images: Tensor, target: Tensor) -> Tensor:
             images, target, data_range=1.0, reduction="none"
         ).mean()
     # oneDNN's convolution of one-channel 28 x 28 images with the 11 x 11 window is several times
-    # slower than torch's own on a CPU, most of the test loop (README, Performance); the two are
-    # equal within a float's rounding.
+    # slower than torch's own on a CPU, most of the test loop (docs/explanation/performance.md); the
+    # two are equal within a float's rounding.
     enabled = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = False
     try:
