@@ -553,3 +553,21 @@ def test_eval_takes_the_run_time_keys_of_train(make_cfg, tmp_path):
     assert written["status"] == "completed" and written["test/loss"] == metrics["test/loss"]
     assert (tmp_path / "eval" / "csv" / "metrics.csv").is_file()
     assert not (tmp_path / "eval" / "tb").exists()
+
+
+def test_each_random_stream_is_seeded_by_name_from_eval_seed():
+    """The suite's subsets are `randperm` under `derive_seed(eval.seed, stream)`, a stream per
+    use; and its binarized draw at the default `eval.seed=0` is the one a datamodule takes
+    when given no seed (`FIXED_DRAW_SEED`)."""
+    from aelab.callbacks.eval_suite import Stream
+    from aelab.data.mnist import FIXED_DRAW_SEED
+    from aelab.data.resumable import derive_seed
+
+    suite = EvaluationSuite(seed=3)
+    for stream in (Stream.IW, Stream.MI, Stream.TC, Stream.IMAGES, Stream.TEST_SUBSET):
+        g = torch.Generator().manual_seed(derive_seed(3, int(stream)))
+        expected = torch.randperm(500, generator=g)[:40]
+        assert torch.equal(suite._subset(500, 40, stream), expected), stream.name
+    subsets = {tuple(suite._subset(500, 40, s).tolist()) for s in Stream}
+    assert len(subsets) == len(Stream)  # no two streams draw alike
+    assert EvaluationSuite(seed=0)._seed(Stream.BINARIZED_DRAW) == FIXED_DRAW_SEED

@@ -13,6 +13,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from conftest import synthetic_images
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
 from aelab.callbacks import ImageGrids
@@ -254,7 +255,7 @@ def test_datamodule_with_only_loaders_skips_the_suite_in_one_line(tmp_path, capl
     assert not {"test/iw_nll", "test/knn_acc", "test/linear_probe_acc"} & set(metrics)
     assert lines == [
         "evaluation suite skipped: the datamodule offers no test split to score "
-        "(split_size('test') > 0 and split_tensors(); README: Bring your own data)"
+        "(split_size('test') > 0 and split_tensors(); docs/how-to/own-data.md)"
     ]
     assert not (tmp_path / "images").exists()
 
@@ -297,7 +298,7 @@ def test_user_config_folder_composes_beside_aelabs(tmp_path, how):
 
 
 def test_a_checkpoints_model_class_that_cannot_be_imported_is_one_error():
-    from aelab.eval import model_from_checkpoint
+    from aelab.run.checkpoint import model_from_checkpoint
 
     ckpt = {"aelab": {"model_class": "my_gone_models.TiedAE"}, "hyper_parameters": {}}
     with pytest.raises(ConfigError) as err:
@@ -324,3 +325,58 @@ def test_prepare_data_looks_where_aelab_train_does(monkeypatch, env, expected):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert os.path.normpath(default_data_dir()) == expected
+
+
+WEIGHTED_MODULE = """
+import torch
+from aelab.models.base import AutoencoderModule
+
+
+class WeightedAE(AutoencoderModule):
+    # `weight` stays here: it is never handed to AutoencoderModule.__init__
+    def __init__(self, weight: float = 3.0, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = float(weight)
+
+    def loss(self, x_in, target, generator=None):
+        logits = self.decoder(self.encoder(x_in))
+        recon = ((torch.sigmoid(logits) - target) ** 2).flatten(1).sum(1).mean()
+        return {"loss": self.weight * recon, "recon": recon}, logits
+"""
+
+
+def test_a_user_hyperparameter_kept_on_self_reloads_with_its_trained_value(tmp_path, monkeypatch):
+    """A user's model with `weight=3.0` by default, built as aelab-train builds it with
+    `model.weight=5` (config nodes as DictConfig), one step trained and its checkpoint saved by
+    Lightning with aelab's config entry: the weights-only checkpoint rebuilds it with 5.0."""
+    from aelab.callbacks.run_config import RunConfigInCheckpoints
+    from aelab.checks import build
+    from aelab.run.checkpoint import load_checkpoint, model_from_checkpoint
+
+    (tmp_path / "my_weighted.py").write_text(WEIGHTED_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_weighted", raising=False)
+    model_cfg = {"_target_": "my_weighted.WeightedAE", "weight": 5, "latent_dim": 2}
+    cfg = OmegaConf.create({"model": model_cfg, "net": SMALL})
+    model = build(cfg.model, "model", _recursive_=False, net=cfg.net)
+    assert model.weight == 5.0
+    images = torch.rand(4, 1, 28, 28)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[RunConfigInCheckpoints(OmegaConf.to_container(cfg, resolve=True))],
+    )
+    loader = DataLoader(TensorDataset(images, torch.zeros(4)), batch_size=4)
+    trainer.fit(model, train_dataloaders=loader)
+    path = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(path)
+
+    reloaded = model_from_checkpoint(load_checkpoint(path))
+    assert type(reloaded).__name__ == "WeightedAE" and reloaded.weight == 5.0
+    assert reloaded.latent_dim == 2 and reloaded.hparams["net"] == SMALL
+    for name, value in model.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[name], value), name

@@ -84,7 +84,7 @@ def test_model_labels(model, dip_type, label):
 
 
 def test_the_scores_are_columns_of_the_hparams_table():
-    from aelab.report.tensorboard import headline_metrics
+    from aelab.board.summaries import headline_metrics
 
     runs = [{"test/loss": 1.0, "disent/sap": 0.1}, {"val/loss": 2.0, "disent/mig": 0.2}]
     assert headline_metrics(runs) == ["val/loss", "test/loss", "disent/mig", "disent/sap"]

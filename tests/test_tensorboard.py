@@ -24,9 +24,9 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import metadata as hp_metadata
 
-from aelab import board
+from aelab.board import logger as board
+from aelab.board import summaries as sweep_board
 from aelab.report import HEADLINE, report
-from aelab.report import tensorboard as sweep_board
 from aelab.run.record import hparams_row
 from aelab.train import check_trainer
 
@@ -41,6 +41,16 @@ SESSIONS = {
     "startIndex": 0,
     "sliceSize": 100,
 }
+
+
+def test_the_logger_target_of_stored_configs_still_resolves():
+    """Every run's stored config names `aelab.board.TensorBoardLogger` (aelab-eval and a resume
+    instantiate it): the package's lazy name is the logger class itself."""
+    from aelab.checks import locate
+
+    target = OmegaConf.load(Path(__file__).parents[1] / "conf/logger/tensorboard.yaml")
+    assert target.tensorboard._target_ == "aelab.board.TensorBoardLogger"
+    assert locate("aelab.board.TensorBoardLogger") is board.TensorBoardLogger
 
 
 def test_hparams_row_is_flat_readable_and_pathless(make_cfg):

@@ -14,9 +14,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from aelab.checks import ConfigError
-from aelab.eval import model_from_checkpoint
 from aelab.models.base import AutoencoderModule
-from aelab.run.checkpoint import LAST_CHECKPOINT, load_checkpoint, stored_entry
+from aelab.run.checkpoint import (
+    LAST_CHECKPOINT,
+    load_checkpoint,
+    model_from_checkpoint,
+    stored_entry,
+)
 from aelab.run.record import read_metrics
 
 CHECKPOINTS = ("best", "last")

@@ -1,5 +1,5 @@
-"""What a user's model must be for aelab to train and evaluate it (README: "Bring your own
-model"), checked before anything is built so a wrong `model._target_` is one line."""
+"""What a user's model must be for aelab to train and evaluate it (docs/how-to/own-model.md),
+checked before anything is built so a wrong `model._target_` is one line."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ BASE = f"{AutoencoderModule.__module__}.{AutoencoderModule.__qualname__}"
 MODEL_METHODS = ("encode", "decode", "loss")
 
 
-# --- the optional interface (README "Bring your own model"): what the evaluation suite asks a
+# --- the optional interface (docs/how-to/own-model.md): what the evaluation suite asks a
 # model for beyond the contract, each a Protocol so callers test `isinstance(model, HasPosterior)`
 # and a model's misspelling is caught when it is built (`check_optional_interface`)
 @runtime_checkable

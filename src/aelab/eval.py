@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import hydra
 import pytorch_lightning as pl
@@ -21,34 +20,15 @@ from aelab.checks import (
     check_search_path,
     check_seeds,
     check_test_batches,
-    import_refusal,
-    locate,
 )
 from aelab.numerics import set_flush_denormal, set_threads
 from aelab.run import outcome
 from aelab.run.atomic import write_json_atomic
-from aelab.run.checkpoint import load_checkpoint, stored_entry
+from aelab.run.checkpoint import load_checkpoint, model_from_checkpoint, stored_entry
 from aelab.run.folder import nothing_left_if_refused
 from aelab.run.output import quiet_lightning
 from aelab.run.record import run_info
 from aelab.train import build_trainer
-
-
-def model_from_checkpoint(ckpt: dict[str, Any]) -> pl.LightningModule:
-    """The model a checkpoint holds (`aelab.run.checkpoint.load_checkpoint`'s dict: weights-only),
-    built from its stored class and hyper-parameters, with its weights; on the CPU, train mode.
-
-    Raises ConfigError (`model._target_`) when the class cannot be imported here (a user's
-    model: its module must be importable, e.g. on PYTHONPATH, as when it trained).
-    """
-    target = stored_entry(ckpt)["model_class"]
-    try:
-        cls = locate(target)
-    except ImportError as err:
-        raise import_refusal("model", target, err) from err
-    model = cls(**ckpt["hyper_parameters"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:

@@ -4,8 +4,9 @@ Adam's second moments (and weights the gradient no longer reaches) decay towards
 fall below float32's smallest normal number (1.2e-38) every operation on them takes a slow
 microcode path on x86 CPUs, and a training step can cost up to twice as much, from a few hundred
 steps on. Flushing them (FTZ/DAZ: `torch.set_flush_denormal`) changes no figure that matters: a
-value below 1e-38 becomes 0 (README, "Performance", measures both). GPUs are not affected: CUDA
-kernels flush denormals in float32 by default where it matters (`-ftz`), and this is a CPU mode.
+value below 1e-38 becomes 0 (docs/explanation/performance.md measures both). GPUs are not affected:
+CUDA kernels flush denormals in float32 by default where it matters (`-ftz`), and this is a CPU
+mode.
 
 The mode belongs to a thread and is inherited by the threads it starts afterwards, so aelab sets
 it first thing in every process that trains or evaluates (`aelab.train.train`, in each DDP

@@ -34,7 +34,8 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from aelab import CONFIG_PATH
-from aelab.board import drop_unused_event_files, write_hparams
+from aelab.board.logger import drop_unused_event_files, write_hparams
+from aelab.board.summaries import hparams_with_flags
 from aelab.callbacks.data_range import DataRangeCheck
 from aelab.callbacks.faults import GracefulInterrupt, last_checkpoint_path
 from aelab.callbacks.run_config import RunConfigInCheckpoints
@@ -56,7 +57,6 @@ from aelab.checks import (
 )
 from aelab.contract import check_model, check_model_target
 from aelab.numerics import set_flush_denormal, set_threads
-from aelab.report.tensorboard import hparams_with_flags
 from aelab.run import outcome
 from aelab.run.atomic import write_json_atomic
 from aelab.run.checkpoint import LAST_CHECKPOINT, from_start_dir, load_checkpoint, stored_entry
@@ -74,10 +74,10 @@ from aelab.slurm import latest_hpc_checkpoint
 log = logging.getLogger("aelab.train")
 
 # At exit Python's last garbage collection walks every object torch, Lightning and their imports
-# made (about half a million): seconds of a job (README, Per-job cost), for nothing, as the run's
-# files are written and closed by then. Objects frozen at exit are left out of it (the atexit
-# handlers run before it); a sweep's jobs in one process are not concerned, this runs once, at
-# its end.
+# made (about half a million): seconds of a job ("Per-job cost" in docs/explanation/performance.md),
+# for nothing, as the run's files are written and closed by then. Objects frozen at exit are left
+# out of it (the atexit handlers run before it); a sweep's jobs in one process are not concerned,
+# this runs once, at its end.
 atexit.register(gc.freeze)
 
 

@@ -13,6 +13,7 @@ row) and writes the generation figures to `<run>/images/` and TensorBoard. Confi
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,8 @@ from typing_extensions import override
 from aelab.callbacks.generation_figures import GenerationFigures
 from aelab.checks import ConfigError, check_float, check_int
 from aelab.contract import CanSample, HasCodeIndices, HasPosterior
+from aelab.data.mnist import BINARIZED_DRAW_STREAM
+from aelab.data.resumable import derive_seed
 from aelab.metrics import generation
 from aelab.metrics.anomaly import anomaly_scores, one_class_auroc
 from aelab.metrics.disentanglement import kl_decomposition
@@ -71,6 +74,24 @@ class DatamoduleSplit:
         self, indices: Tensor | None = None, seed: int | None = None
     ) -> tuple[Tensor, Tensor]:
         return self.datamodule.split_tensors(self.name, indices, seed=seed)
+
+
+class Stream(enum.IntEnum):
+    """The suite's random streams, one per use, each seeded `derive_seed(eval.seed, stream)` as
+    the data's shuffles are (`aelab.data.resumable`): well-mixed seeds, apart from each other and
+    from every small integer seed a run uses elsewhere. A figure's subset of images (a CPU
+    permutation) and its own draws (on the model's device) share its stream."""
+
+    IW = 0  # the importance-weighted bound: `eval.iw_images`, the K posterior draws
+    MI = 1  # I(x; z): `eval.mi_images`, the aggregate posterior's draws
+    ANOMALY = 2  # the -ELBO anomaly scores' draws
+    IMAGES = 3  # the 16 test images of the interpolations and traversals
+    PRIOR_SAMPLES = 4  # the 64 prior samples of `gen_prior_samples.png`
+    TEST_SUBSET = 5  # the images the probes and the figures use (`eval.probe_*` budgets)
+    BINARIZED_DRAW = BINARIZED_DRAW_STREAM  # the one draw of a dynamically binarized split
+    TC = 7  # the total-correlation decomposition: `eval.tc_images`, its draws
+    GENERATION_HALVES = 8  # the shuffle that halves the test set for the generation scores
+    GENERATION_FIT = 9  # the training images the generation samplers are fitted on
 
 
 class EvaluationSuite(pl.Callback):
@@ -128,7 +149,7 @@ class EvaluationSuite(pl.Callback):
         if not hasattr(datamodule, "split_tensors") or not datamodule.split_size("test"):
             log.warning(
                 "evaluation suite skipped: the datamodule offers no test split to score "
-                "(split_size('test') > 0 and split_tensors(); README: Bring your own data)"
+                "(split_size('test') > 0 and split_tensors(); docs/how-to/own-data.md)"
             )
             return
         test, train = (DatamoduleSplit(datamodule, name) for name in ("test", "train"))
@@ -207,7 +228,7 @@ class EvaluationSuite(pl.Callback):
             log.info("auroc skipped: the datamodule's classes is null (no normal class)")
         else:
             with self._timed("anomaly"):
-                g = self._generator(model, 2)
+                g = self._generator(model, Stream.ANOMALY)
                 scores = torch.cat(
                     self._map(lambda b: anomaly_scores(model, b, self.elbo_samples, g), x)
                 )
@@ -249,10 +270,10 @@ class EvaluationSuite(pl.Callback):
                 features = features.to(model.device)
         # a fixed shuffle, so the two halves are alike (the test split may be sorted by class)
         order = torch.randperm(
-            len(x), generator=torch.Generator().manual_seed(self.seed * 1000 + 8)
+            len(x), generator=torch.Generator().manual_seed(self._seed(Stream.GENERATION_HALVES))
         )
         half = len(order) // 2
-        fit_x = train_x[self._subset(len(train_x), gen.fit_size, offset=9)]
+        fit_x = train_x[self._subset(len(train_x), gen.fit_size, Stream.GENERATION_FIT)]
         metrics, draws = gen.scores(
             model, features, fit_x, x[order[:half]], x[order[half:]], self.seed
         )
@@ -274,22 +295,23 @@ class EvaluationSuite(pl.Callback):
     ) -> dict[str, float]:
         out: dict[str, float] = {}
         with self._timed("iw_bound"):
-            idx = self._subset(len(x), self.iw_images, offset=0, name="iw_images")
-            g = self._generator(model, 0)
+            idx = self._subset(len(x), self.iw_images, Stream.IW, name="iw_images")
+            g = self._generator(model, Stream.IW)
             log_px = self._map(lambda b: iw_log_likelihood(model, b, self.iw_samples, g), x[idx])
             out["iw_nll"] = -float(torch.cat(log_px).double().mean())
             out["iw_nll_bits_per_dim"] = bits_per_dim(out["iw_nll"], x[0].numel())
         with self._timed("active_units"):
             out["active_units"] = float(active_units(mu, self.active_threshold))
         with self._timed("mutual_info"):
-            outer = self._subset(len(x), self.mi_images, offset=1, name="mi_images").to(mu.device)
-            out["mutual_info"] = mutual_information(mu, logvar, self._generator(model, 1), outer)
+            outer = self._subset(len(x), self.mi_images, Stream.MI, name="mi_images").to(mu.device)
+            g = self._generator(model, Stream.MI)
+            out["mutual_info"] = mutual_information(mu, logvar, g, outer)
         if getattr(model, "log_prior", None) is not None:  # the split's dim-wise KL is to N(0, I)
             log.info("kl decomposition skipped: %s has a prior of its own", type(model).__name__)
             return out
         with self._timed("kl_decomposition"):  # Chen et al.'s three parts of the KL
-            outer = self._subset(len(x), self.tc_images, offset=7, name="tc_images")
-            out.update(kl_decomposition(mu, logvar, self._generator(model, 7), outer))
+            outer = self._subset(len(x), self.tc_images, Stream.TC, name="tc_images")
+            out.update(kl_decomposition(mu, logvar, self._generator(model, Stream.TC), outer))
         return out
 
     def _probes(
@@ -324,7 +346,7 @@ class EvaluationSuite(pl.Callback):
 
         var = mu.var(0) + (logvar.exp().mean(0) if logvar is not None else 0.0)
         center, scale = mu.mean(0), var.sqrt()
-        pick = self._subset(len(x), 16, offset=3)
+        pick = self._subset(len(x), 16, Stream.IMAGES)
         pairs = len(pick) // 2
         a, b = pick[:pairs], pick[pairs : 2 * pairs]
         out: Images = {
@@ -332,7 +354,7 @@ class EvaluationSuite(pl.Callback):
             "traversals": generation.traversals(decode, mu[pick[0]], center, scale),
         }
         if isinstance(model, CanSample):
-            samples = model.sample(64, generator=self._generator(model, 4))
+            samples = model.sample(64, generator=self._generator(model, Stream.PRIOR_SAMPLES))
             out["prior_samples"] = make_grid(samples.cpu(), nrow=8, pad_value=1.0)
         elif isinstance(model, HasCodeIndices):
             log.info("prior_samples skipped: not meaningful for a uniform code prior (VQ-VAE)")
@@ -384,32 +406,35 @@ class EvaluationSuite(pl.Callback):
                     tb.add_image(f"generation/{name}", image, global_step=step)
 
     # --- data -----------------------------------------------------------------------------------
-    def _subset(self, n: int, size: int | None, offset: int, name: str = "") -> Tensor:
+    def _subset(self, n: int, size: int | None, stream: Stream, name: str = "") -> Tensor:
         """A fixed random choice of `size` indices out of n (all of them, in order, for None or
         a size over n: the budget `eval.<name>` is then said to be clipped)."""
         if size is not None and size > n and name:
             log.info("eval.%s=%d exceeds the %d images there are: all are used", name, size, n)
         if size is None or size >= n:
             return torch.arange(n)
-        g = torch.Generator().manual_seed(self.seed * 1000 + offset)
+        g = torch.Generator().manual_seed(self._seed(stream))
         return torch.randperm(n, generator=g)[:size]
 
     def _tensors(
         self, split: Split, size: int | None, device: torch.device, name: str = ""
     ) -> tuple[Tensor, Tensor]:
         """Images in [0, 1] and labels; a dynamically binarized split gets one fixed draw."""
-        idx = self._subset(len(split), size, offset=5, name=name)
-        x, y = split.tensors(idx, seed=self.seed * 1000 + 6)
+        idx = self._subset(len(split), size, Stream.TEST_SUBSET, name=name)
+        x, y = split.tensors(idx, seed=self._seed(Stream.BINARIZED_DRAW))
         return x.to(device), y.to(device)
 
     def _map(self, fn: Callable[[Tensor], object], x: Tensor) -> list:
         return [fn(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
 
-    def _generator(self, model: pl.LightningModule, offset: int) -> torch.Generator:
-        return self._generator_on(model.device, offset)
+    def _seed(self, stream: Stream) -> int:
+        return derive_seed(self.seed, stream)
 
-    def _generator_on(self, device: torch.device, offset: int) -> torch.Generator:
-        return torch.Generator(device=device).manual_seed(self.seed * 1000 + offset)
+    def _generator(self, model: pl.LightningModule, stream: Stream) -> torch.Generator:
+        return self._generator_on(model.device, stream)
+
+    def _generator_on(self, device: torch.device, stream: Stream) -> torch.Generator:
+        return torch.Generator(device=device).manual_seed(self._seed(stream))
 
 
 def _is_binary(x: Tensor) -> bool:

@@ -16,6 +16,7 @@ from typing_extensions import override
 from aelab.data.images import (  # noqa: F401 - re-exported: the seam's historical home
     BINARIZE,
     BINARIZE_SEED,
+    BINARIZED_DRAW_STREAM,
     FIXED_DRAW_SEED,
     ImageDataModule,
     InMemoryImages,

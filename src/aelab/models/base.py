@@ -6,14 +6,16 @@ parameters are stored as plain containers so checkpoints load with `torch.load(w
 
 from __future__ import annotations
 
+import inspect
 import os
+import types
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 from torchmetrics.functional.image import (
     peak_signal_noise_ratio,
@@ -51,6 +53,24 @@ def plain(cfg: Mapping[str, Any] | None, default: dict[str, Any]) -> dict[str, A
     if isinstance(cfg, DictConfig):
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     return dict(cfg)
+
+
+def constructor_arguments(frame: types.FrameType | None) -> dict[str, Any]:
+    """The arguments of the `__init__` calls of an AutoencoderModule under construction, from
+    `frame` (the base's own) out to the class the caller named, as Lightning's
+    `save_hyperparameters()` collects them (`collect_init_args`): each level's named arguments
+    and `**kwargs`, an outer level's value over an inner one's, and as plain containers (a
+    weights-only checkpoint holds no DictConfig or ListConfig).
+    """
+    from pytorch_lightning.utilities.parsing import collect_init_args
+
+    found: dict[str, Any] = {}
+    for level in collect_init_args(frame, [], classes=(AutoencoderModule,)):
+        found.update(level)
+    return {
+        k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig | ListConfig) else v
+        for k, v in found.items()
+    }
 
 
 def build_group(cfg: dict[str, Any], group: str) -> Any:
@@ -113,8 +133,8 @@ def ssim(images: Tensor, target: Tensor) -> Tensor:
             images, target, data_range=1.0, reduction="none"
         ).mean()
     # oneDNN's convolution of one-channel 28 x 28 images with the 11 x 11 window is several times
-    # slower than torch's own on a CPU, most of the test loop (README, Performance); the two are
-    # equal within a float's rounding.
+    # slower than torch's own on a CPU, most of the test loop (docs/explanation/performance.md); the
+    # two are equal within a float's rounding.
     enabled = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = False
     try:
@@ -146,7 +166,9 @@ class AutoencoderModule(pl.LightningModule):
             a torch scheduler config under `scheduler`, and Lightning's `interval`,
             `frequency`, `monitor`.
         image_shape: C, H, W.
-        extra: a subclass's own hyperparameters, stored with these.
+        extra: a subclass's own hyperparameters handed on. What the checkpoint stores is
+            every constructor's arguments up the class tree (`constructor_arguments`), those a
+            subclass keeps to itself too.
 
     Raises:
         ConfigError: a value out of its range, naming its field (`latent_dim`, which aelab-train
@@ -197,20 +219,15 @@ class AutoencoderModule(pl.LightningModule):
             with in_group("optimizer"):
                 check_float("lr", lr, 0.0, low_open=True)
         self.image_shape = tuple(check_int("image_shape", s, 1) for s in image_shape)
-        self.save_hyperparameters(
-            dict(
-                latent_dim=latent_dim,
-                recon_loss=recon_loss,
-                net=net,
-                noise=noise,
-                optimizer=optimizer,
-                image_shape=list(self.image_shape),
-                kl_schedule=kl_schedule,
-                lr_scheduler=lr_scheduler,
-                **extra,
-            ),
-            logger=False,
-        )
+        # every constructor's arguments up the class tree, as Lightning's save_hyperparameters()
+        # collects them: a subclass's hyperparameter is saved even when it is kept on `self`
+        # and never handed to this constructor, so the checkpoint rebuilds the model it trained
+        hparams = constructor_arguments(inspect.currentframe())
+        groups = dict(net=DEFAULT_NET, noise=DEFAULT_NOISE, optimizer=DEFAULT_OPTIMIZER)
+        groups.update(kl_schedule=DEFAULT_KL_SCHEDULE, lr_scheduler={})
+        hparams.update({k: plain(hparams.get(k), default) for k, default in groups.items()})
+        hparams["image_shape"] = list(hparams["image_shape"])
+        self.save_hyperparameters(hparams, logger=False)
         self.kl_schedule: KLSchedule = build_group(kl_schedule, "kl_schedule")
         # the step the weights were last trained at: the schedule's t also when evaluated
         # outside training (aelab-eval, a stacked member's validation), kept in checkpoints

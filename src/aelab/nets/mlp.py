@@ -1,4 +1,4 @@
-"""Fully connected encoder/decoder, as in the reference models (README, "The reference models")."""
+"""Fully connected encoder/decoder, as in the reference models (docs/tutorials/first-run.md)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ sorted by the variables; failed and unfinished jobs listed with their error; the
 the one-class AUROC and model-zoo tables when the sweep has them; `tables`, over `groups`), PNG
 plots for the variables the sweep has (`plots`): reconstruction error vs. latent size, the
 rate-distortion plane of a beta sweep, PSNR vs. noise level, and a mosaic of every job's test
-reconstructions; and the sweep's TensorBoard event file (`board`). `cli` is the command line.
+reconstructions; and the sweep's TensorBoard event file (`aelab.board.summaries`). `cli` is the
+command line.
 
 The variables are the columns of `aelab.run.record.hparams_row` (the same as TensorBoard's
 HParams table) that differ between jobs, seed aside; columns that only follow the model (its

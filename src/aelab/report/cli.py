@@ -17,6 +17,7 @@ from hydra.experimental.callback import Callback
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
+from aelab.board.summaries import write_sweep_board
 from aelab.report.disentanglement import traversal_figure
 from aelab.report.groups import group_jobs, sweep_variables
 from aelab.report.load import (
@@ -34,7 +35,6 @@ from aelab.report.tables import (
     summary_csv,
     summary_markdown,
 )
-from aelab.report.tensorboard import write_sweep_board
 from aelab.run import outcome
 from aelab.run.atomic import write_atomic
 
@@ -73,8 +73,9 @@ def report(sweep: Path, jobs: pd.DataFrame | None = None) -> list[Path]:
         plots.append(_save_figure(traversals, sweep / "traversals.png"))
     md = summary_markdown(sweep, jobs, variables, plots)
     written.append(write_atomic(sweep / "summary.md", md))
-    # TensorBoard: columns, plots
-    board = write_sweep_board(sweep, jobs, variables, plots, objective_of(jobs))
+    # TensorBoard: the HParams columns (the optimized metric first), and the plots of PLOTS
+    logged = [p for p in plots if p.name in PLOTS]
+    board = write_sweep_board(sweep, jobs, variables, logged, objective_of(jobs))
     return written + plots + ([board] if board is not None else [])
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
+from aelab.metric_names import HEADLINE
 from aelab.report.collapse import posterior_collapse_section
 from aelab.report.disentanglement import disentanglement_section
 from aelab.report.groups import (
@@ -25,21 +26,6 @@ from aelab.report.groups import (
 from aelab.report.load import JOB_COLUMNS
 from aelab.report.zoo import model_zoo_section
 
-# the metrics summary.md shows (those some job has), with what they are; summary.csv has all
-HEADLINE = {
-    "test/recon_mse": "pixel-mean squared error of the reconstruction",
-    "test/recon": "the loss's reconstruction term: squared error or Bernoulli NLL, per image",
-    "test/psnr": "PSNR of the output against the clean image (dB)",
-    "test/psnr_noisy_input": "PSNR of the corrupted input itself (dB)",
-    "test/ssim": "structural similarity of the output against the clean image",
-    "test/kl": "KL rate (nats)",
-    "test/neg_elbo": "negative ELBO (nats)",
-    "test/iw_nll": "importance-weighted -log p(x) (nats)",
-    "test/active_units": "active latent units",
-    "test/linear_probe_acc": "linear probe accuracy on the code",
-    "test/knn_acc": "k-NN accuracy on the code",
-    "test/auroc": "one-class AUROC",
-}
 OPTUNA_FILE = "optimization_results.yaml"
 # --- formatting -------------------------------------------------------------------------------
 

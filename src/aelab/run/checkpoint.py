@@ -1,5 +1,8 @@
 """Checkpoints written by aelab-train: the key of aelab's own entry and its reader, where
-`last.ckpt` is, and loading one weights-only (torch is imported only there)."""
+`last.ckpt` is, loading one weights-only (torch is imported only there), and the model it holds.
+
+The model is rebuilt here, below every entry point, so that `aelab.load_run` and aelab-eval
+share it without the notebook call importing the training stack."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aelab.checks import ConfigError
+from aelab.checks import ConfigError, import_refusal, locate
 
 # a checkpoint's own entry: {"config": the composed run config, "model_class": "module.Class"}
 CHECKPOINT_KEY = "aelab"
@@ -56,3 +59,31 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or not meta.get("config") or "state_dict" not in ckpt:
         raise ConfigError("ckpt_path", given, "a checkpoint written by aelab-train")
     return ckpt
+
+
+def model_from_checkpoint(ckpt: Mapping[str, Any]) -> Any:
+    """The model a checkpoint holds (`load_checkpoint`'s dict), built from its stored class and
+    hyper-parameters, with its weights; on the CPU, in train mode.
+
+    The hyper-parameters are those of every constructor up the model's class tree
+    (`AutoencoderModule` saves them as Lightning's `save_hyperparameters()` collects them); a
+    class whose `__init__` takes no `**kwargs` is given only the ones it names, as Lightning's
+    `load_from_checkpoint` does.
+
+    Raises ConfigError (`model._target_`) when the class cannot be imported here (a user's
+    model: its module must be importable, e.g. on PYTHONPATH, as when it trained).
+    """
+    import inspect
+
+    target = stored_entry(ckpt)["model_class"]
+    try:
+        cls = locate(target)
+    except ImportError as err:
+        raise import_refusal("model", target, err) from err
+    hparams = dict(ckpt["hyper_parameters"])
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        hparams = {k: v for k, v in hparams.items() if k in params}
+    model = cls(**hparams)
+    model.load_state_dict(ckpt["state_dict"])
+    return model

@@ -34,7 +34,7 @@ from aelab.stacked.grouping import _plain
 FORMAT = 1
 CHECKPOINT_NAME = "stack.ckpt"
 # keys that say where a job's files go or how its process runs, not what it learns; `resume`
-# too: a stacked sweep continues its stacks whatever it says (README, "Stacked sweeps")
+# too: a stacked sweep continues its stacks whatever it says (docs/how-to/stacked-sweeps.md)
 NOT_LEARNT = ("paths", "hydra", "task_name", "threads", "resume")
 
 

@@ -8,7 +8,6 @@ import logging
 import math
 from typing import Any
 
-import optuna
 from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_optuna_sweeper import optuna_sweeper
 
@@ -31,6 +30,10 @@ def _finite_trials(study_name: str | None, storage: Any) -> int:
     """The completed trials with a finite value of a study kept in `storage`; 0 for none."""
     if storage is None or study_name is None:
         return 0
+    # here, not at the top: Hydra imports every plugin module for every app (`aelab-train`
+    # too), and optuna takes seconds to import; Hydra's own Optuna sweeper defers it likewise
+    import optuna
+
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:  # not made yet: this command starts it

@@ -1,11 +1,12 @@
-"""The TensorBoard files aelab writes itself, from tensorboard's protos (no Lightning, no torch).
+"""The TensorBoard files aelab writes itself, from tensorboard's protos (no Lightning, no torch:
+`aelab-report` writes them).
 
 - `write_sweep_board`: at a sweep's end (`aelab.report.cli.report`), an event file in the sweep's
   `report/` folder (TensorBoard's run `report`) with the experiment summary of the whole sweep,
   swept hyper-parameters first, the optimized metric first of the headline metrics, and the
   report's plots as images.
 - a run's HParams session and experiment summary (`session_summaries`, `experiment_summary`),
-  which `aelab.board.write_hparams` writes into the run's own event file.
+  which `aelab.board.logger.write_hparams` writes into the run's own event file.
 
 TensorBoard takes the HParams columns from an experiment summary where it finds one (any run;
 with several, one of them), else it makes them up from every session's hparams and every
@@ -26,6 +27,7 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
+from aelab.metric_names import FLAGS, HEADLINE
 from aelab.run.atomic import write_atomic
 
 # figures that say how a run was scored, not how well: an hparam, not a metric column
@@ -59,10 +61,8 @@ def headline_metrics(
     metrics: Iterable[Mapping[str, Any]], objective: str | None = None
 ) -> list[str]:
     """The metric columns: the `objective` (the sweep's `optimized_metric`), the last validation
-    loss, the test loss, the report's headline test figures (`aelab.report.HEADLINE`) and the
-    disentanglement scores (`disent/*`), those some run has, in that order."""
-    from aelab.report.tables import HEADLINE  # pandas: only where it is used
-
+    loss, the test loss, the report's headline test figures (`aelab.metric_names.HEADLINE`) and
+    the disentanglement scores (`disent/*`), those some run has, in that order."""
     present = {k for m in metrics for k in m}
     disent = sorted(k for k in present if k.startswith("disent/"))
     ordered = [objective, "val/loss", "test/loss", *HEADLINE, *disent]
@@ -172,12 +172,10 @@ def write_sweep_board(
     when no job wrote TensorBoard events (`logger=csv`, no job ran yet).
 
     `jobs`: `aelab.report.load_sweep`'s DataFrame; `variables`: the report's swept variables;
-    `plots`: the report's PNG files (those of `aelab.report.plots.PLOTS` are logged);
-    `objective`: the metric the sweep optimises, its first metric column.
-    Raises OSError when the sweep folder cannot be written.
+    `plots`: the PNG files to log as images (the report passes those of
+    `aelab.report.plots.PLOTS`); `objective`: the metric the sweep optimises, its first metric
+    column. Raises OSError when the sweep folder cannot be written.
     """
-    from aelab.report.plots import PLOTS  # matplotlib's pyplot-free Figure, pandas
-
     if not any(next(Path(p).rglob("*tfevents*"), None) for p in jobs["path"]):
         return None
     hparams, metrics = jobs.attrs["hparams"], jobs.attrs["metrics"]
@@ -192,8 +190,7 @@ def write_sweep_board(
     metric_tags = headline_metrics(completed, objective)
     summaries = [experiment_summary(rows, metric_tags, swept_keys(rows, variables))]
     for plot in plots:
-        if plot.name in PLOTS:
-            summaries.append(image_summary(f"report/{plot.stem}", plot.read_bytes()))
+        summaries.append(image_summary(f"report/{Path(plot).stem}", Path(plot).read_bytes()))
     board = sweep / BOARD_DIR
     board.mkdir(exist_ok=True)
     old = [p for d in (sweep, board) for p in d.iterdir() if p.name.endswith(SWEEP_EVENTS_SUFFIX)]

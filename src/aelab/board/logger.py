@@ -8,7 +8,7 @@
 - `write_hparams`: a run's HParams session (its row), with an experiment summary (the columns)
   when the run is not a sweep's job.
 
-The sweep's own event file, and the summaries both write, are `aelab.report.tensorboard`'s (no
+The sweep's own event file, and the summaries both write, are `aelab.board.summaries`'s (no
 Lightning there: `aelab-report` writes it).
 """
 
@@ -27,13 +27,13 @@ from pytorch_lightning import loggers as pl_loggers
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-from aelab.report.tensorboard import (
-    FLAGS,
+from aelab.board.summaries import (
     experiment_summary,
     headline_metrics,
     image_summary,
     session_summaries,
 )
+from aelab.metric_names import FLAGS
 
 # per-unit figures: `<stage>/<name>_dim_<unit>`, one image `<stage>/<name>_per_unit` per run
 PER_UNIT = re.compile(r"^(?P<base>[^/]+/\w+?)_dim_(?P<unit>\d+)$")
