@@ -30,8 +30,6 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 from aelab.metric_names import FLAGS, HEADLINE
 from aelab.run.atomic import write_atomic
 
-# figures that say how a run was scored, not how well: an hparam, not a metric column
-FLAGS = ("test/likelihood_on_binarized",)
 # the sweep's own event file, in its folder `report/`: a file in the sweep folder itself would be
 # the run `.` of `tensorboard --logdir <sweep>` (a report written before is moved there)
 SWEEP_EVENTS_SUFFIX = ".aelab-sweep"
