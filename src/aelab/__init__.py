@@ -24,6 +24,7 @@ _API = {
     "Run": "aelab.api",
     "RunFolderError": "aelab.api",
     "load_sweep": "aelab.report.load",
+    "from_pretrained": "aelab.share",
 }
 
 

@@ -70,6 +70,7 @@ from aelab.run.outcome import NonFiniteLossError, RunInterrupted, TestFailedErro
 from aelab.run.output import quiet_lightning
 from aelab.run.record import command_line, hparams_row, read_metrics, run_info
 from aelab.slurm import latest_hpc_checkpoint
+from aelab.trackers import MLFlowLogger
 
 log = logging.getLogger("aelab.train")
 
@@ -441,6 +442,8 @@ def complete_run(
         logger.log_hyperparams(row)
         if isinstance(logger, TensorBoardLogger):
             write_hparams(logger, row, metrics, experiment=not in_sweep)
+        if isinstance(logger, MLFlowLogger):
+            logger.log_run_figures(output_dir)
         logger.finalize("success")  # flush and close the event file
     _say_where(output_dir, trainer, metrics)
 
