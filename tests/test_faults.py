@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import math
 import shlex
 import signal
 import subprocess
@@ -25,7 +27,9 @@ from aelab.data.mnist import InMemoryImages, whole_batch
 from aelab.data.resumable import ResumableLoader
 from aelab.models import Autoencoder
 from aelab.run.checkpoint import LAST_CHECKPOINT
+from aelab.run import outcome
 from aelab.run.folder import run_dir, run_folder_lock
+from aelab.run.outcome import FolderBusyError
 
 # --- the NaN guard, on tiny synthetic data ---------------------------------------------------
 
@@ -208,6 +212,51 @@ def test_one_process_at_a_time_trains_in_a_run_folder(tmp_path):
     new = tmp_path / "not" / "yet"  # `paths.output_dir=<new folder>`: made, not a traceback
     with run_folder_lock(new):
         assert (new / ".lock").is_file()
+
+
+def _md5s(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_a_run_refused_for_the_folder_lock_touches_none_of_the_winners_files(tmp_path):
+    """Two runs started at once in one folder: the one that loses the lock is refused, and the
+    winner's files (Hydra's records, its log, TensorBoard's folder: all it has before its first
+    checkpoint) stay byte for byte."""
+    folder = tmp_path / "run"
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / "tb").mkdir()
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        (folder / ".hydra" / name).write_text(f"the winner's {name}\n")
+    (folder / "train.log").write_text("the winner's log\n")
+    (folder / "tb" / "events.out.tfevents.1").write_bytes(b"the winner's events")
+    with run_folder_lock(folder):  # the winner, training
+        before = _md5s(folder)
+        done = subprocess.run(
+            [sys.executable, "-m", "aelab.train", f"hydra.run.dir={folder}", "threads=1"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert done.stderr.strip().splitlines()[-1] == (
+            f"aelab-train: error: resume='{folder}' is invalid: allowed a run folder no other "
+            "process is training in"
+        )
+        assert _md5s(folder) == before
+
+
+def test_a_sweep_job_refused_for_the_folder_lock_writes_no_metrics(tmp_path):
+    """The race's narrow window (both runs past the check, the lock taken by the other first): a
+    sweep's job returns the worst objective without writing the other run's metrics.json."""
+    (tmp_path / "metrics.json").write_text('{"status": "completed"}')
+    busy = FolderBusyError("resume", str(tmp_path), "a run folder no other process is training in")
+    assert outcome.job_failed(busy, tmp_path, in_sweep=True) == math.inf
+    assert (tmp_path / "metrics.json").read_text() == '{"status": "completed"}'
 
 
 # --- the entry point on a slice of real MNIST ----------------------------------------------

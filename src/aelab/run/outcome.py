@@ -76,6 +76,11 @@ class TestFailedError(RuntimeError):
         self.val_metrics = val_metrics
 
 
+class FolderBusyError(ConfigError):
+    """Another process trains in the run folder (`aelab.run.folder.run_folder_lock`): the refused
+    run touches nothing there, as none of the folder's files are its own."""
+
+
 class RunInterrupted(Exception):
     """The run was stopped by Ctrl-C or SIGTERM; the message says where its checkpoint is and how
     to go on. `exit_status`: a process ended by that signal's (`stopped_by`)."""
@@ -210,7 +215,8 @@ def job_failed(
     message = one_line(err)
     log.error("job failed: %s", message, exc_info=not isinstance(err, _ONE_LINE))
     print(f"{program}: error: {output_dir.name}: {message}", file=sys.stderr)
-    if rank_zero:
+    # a folder another process trains in holds that process's metrics.json, not this job's
+    if rank_zero and not isinstance(err, FolderBusyError):
         record_failure(output_dir, message)
     return math.inf
 
