@@ -26,8 +26,8 @@ from aelab.checks import ConfigError
 from aelab.data.mnist import InMemoryImages, whole_batch
 from aelab.data.resumable import ResumableLoader
 from aelab.models import Autoencoder
-from aelab.run.checkpoint import LAST_CHECKPOINT
 from aelab.run import outcome
+from aelab.run.checkpoint import LAST_CHECKPOINT
 from aelab.run.folder import run_dir, run_folder_lock
 from aelab.run.outcome import FolderBusyError
 
