@@ -158,6 +158,9 @@ class AutoencoderModule(pl.LightningModule):
     # whether it takes free bits: none beside the constant weight for a model without a KL term
     kl_schedules: tuple[str, ...] = ("constant",)
     takes_free_bits = False
+    # a base class's constructor keys the model's loss does not use: refused like a typo
+    # (`aelab.checks.accepted_keys`)
+    keys_not_taken: tuple[str, ...] = ()
 
     code_factor = (
         1  # encoder outputs code_factor * latent_dim numbers (the VAE needs mu and logvar)
