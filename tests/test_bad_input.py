@@ -98,6 +98,18 @@ CASES = [
     (["trainer.limit_test_batches=1.5"], "trainer.limit_test_batches=1.5", "(0.0, 1.0]"),
     (["trainer.limit_test_batches=-2"], "trainer.limit_test_batches=-2", "or null"),
     (["eval.probe_train_size=10", "eval.knn_k=11"], "eval.knn_k=11", "an integer in [1, 10]"),
+    # the best checkpoint's monitor, checked against what the model's validation logs
+    (
+        ["optimized_metric=val/nosuch"],
+        "optimized_metric='val/nosuch'",
+        "a figure validation logs: one of val/loss, val/psnr, val/recon, val/recon_bce, "
+        "val/recon_mse",
+    ),
+    (
+        ["model=vae", "optimized_metric=val/tc"],
+        "optimized_metric='val/tc'",
+        "one of val/kl, val/loss, val/neg_elbo, val/psnr, val/recon, val/recon_bce, val/recon_mse",
+    ),
 ]
 
 
@@ -109,6 +121,18 @@ def test_bad_value_is_named_before_training(overrides, field_value, allowed, mak
     message = str(info.value)
     assert message.startswith(field_value), message
     assert allowed in message and "\n" not in message
+
+
+def test_an_optimized_metric_the_model_logs_passes_and_leaves_the_model_as_it_was(make_cfg):
+    from aelab.contract import check_optimized_metric
+    from aelab.train import build_model
+
+    model = build_model(make_cfg("model=vae"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = torch.get_rng_state()
+    check_optimized_metric("val/kl", model)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def cli(*overrides: str, program: str = "aelab.train") -> subprocess.CompletedProcess:

@@ -54,7 +54,7 @@ from aelab.checks import (
     locate,
     refusal,
 )
-from aelab.contract import check_model, check_model_target
+from aelab.contract import check_model, check_model_target, check_optimized_metric
 from aelab.numerics import set_flush_denormal
 from aelab.report.tensorboard import hparams_with_flags
 from aelab.run import outcome
@@ -385,6 +385,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
     datamodule = build(cfg.data, "data")
     model = build_model(cfg, datamodule)
     check_image_shape(model, datamodule)
+    check_optimized_metric(outcome.objective(cfg), model)
     run_config = OmegaConf.to_container(cfg, resolve=True)
     trainer = build_trainer(
         cfg, extra_callbacks=[RunConfigInCheckpoints(run_config), *extra_callbacks]
