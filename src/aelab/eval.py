@@ -29,18 +29,20 @@ from aelab.checks import (
 from aelab.numerics import set_flush_denormal
 from aelab.run import outcome
 from aelab.run.atomic import write_json_atomic
-from aelab.run.checkpoint import load_checkpoint, stored_entry
+from aelab.run.checkpoint import check_state_shapes, load_checkpoint, stored_entry
 from aelab.run.folder import nothing_left_if_refused
 from aelab.run.record import run_info
 from aelab.train import build_trainer
 
 
-def model_from_checkpoint(ckpt: dict[str, Any]) -> pl.LightningModule:
+def model_from_checkpoint(ckpt: dict[str, Any], given: str = "") -> pl.LightningModule:
     """The model a checkpoint holds (`aelab.run.checkpoint.load_checkpoint`'s dict: weights-only),
     built from its stored class and hyper-parameters, with its weights; on the CPU, train mode.
 
     Raises ConfigError (`model._target_`) when the class cannot be imported here (a user's
-    model: its module must be importable, e.g. on PYTHONPATH, as when it trained).
+    model: its module must be importable, e.g. on PYTHONPATH, as when it trained), or
+    (`ckpt_path`, `given`: the path as typed) when a weight's shape is not the one its
+    hyper-parameters build.
     """
     target = stored_entry(ckpt)["model_class"]
     try:
@@ -48,6 +50,8 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> pl.LightningModule:
     except ImportError as err:
         raise import_refusal("model", target, err) from err
     model = cls(**ckpt["hyper_parameters"])
+    # its own hyper-parameters against its weights: an edited checkpoint, or a net changed since
+    check_state_shapes(ckpt["state_dict"], model.state_dict(), "ckpt_path", given)
     model.load_state_dict(ckpt["state_dict"])
     return model
 
@@ -73,7 +77,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
 
     datamodule = build(data_cfg, "data")
-    model = model_from_checkpoint(ckpt)
+    model = model_from_checkpoint(ckpt, str(cfg.ckpt_path))
     if cfg.get("sampler") is not None:  # `sampler=gmm`: this sampler replaces the list
         cfg.eval.generation.samplers = [cfg.sampler]
     trainer = build_trainer(cfg)  # as aelab-train does: `trainer`, `callbacks`, `logger`

@@ -59,7 +59,13 @@ from aelab.numerics import set_flush_denormal
 from aelab.report.tensorboard import hparams_with_flags
 from aelab.run import outcome
 from aelab.run.atomic import write_json_atomic
-from aelab.run.checkpoint import LAST_CHECKPOINT, from_start_dir, load_checkpoint, stored_entry
+from aelab.run.checkpoint import (
+    LAST_CHECKPOINT,
+    check_state_shapes,
+    from_start_dir,
+    load_checkpoint,
+    stored_entry,
+)
 from aelab.run.folder import (
     nothing_left_if_refused,
     run_folder_lock,
@@ -296,6 +302,8 @@ def resume_path(cfg: DictConfig, model: pl.LightningModule) -> tuple[str | None,
             f"a checkpoint of {wanted} with latent_dim="
             f"{model.latent_dim} (it holds {found} with latent_dim={stored_latent})",
         )
+    field = "resume" if cfg.get("resume") else "ckpt_path"
+    check_state_shapes(stored["state_dict"], model.state_dict(), field, str(path))
     # Lightning reads it from the current folder: the run folder under hydra.job.chdir=true
     return str(from_start_dir(path)), int(stored.get("global_step", 0))
 

@@ -56,3 +56,25 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or not meta.get("config") or "state_dict" not in ckpt:
         raise ConfigError("ckpt_path", given, "a checkpoint written by aelab-train")
     return ckpt
+
+
+def check_state_shapes(
+    stored: Mapping[str, Any], own: Mapping[str, Any], field: str, given: str
+) -> None:
+    """Every tensor of a checkpoint's `stored` state_dict has the shape of the model's `own`
+    (a net of other widths: `net.hidden=[256,64]` against a run of [512,256]), checked before
+    Lightning or torch fails with a size-mismatch traceback.
+
+    Raises ConfigError naming `field` (`ckpt_path`, `resume`), the first parameter whose shape
+    differs and both shapes.
+    """
+    for name, tensor in own.items():
+        found = stored.get(name)
+        if found is None or tuple(found.shape) == tuple(tensor.shape):
+            continue
+        raise ConfigError(
+            field,
+            given,
+            f"a checkpoint of a net of this run's shape ({name} is {list(found.shape)} in it, "
+            f"{list(tensor.shape)} here)",
+        )
