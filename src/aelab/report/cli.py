@@ -7,6 +7,7 @@ import argparse
 import io
 import logging
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aelab.report.disentanglement import traversal_figure
 from aelab.report.groups import group_jobs, sweep_variables
-from aelab.report.load import NotASweepError, load_sweep
+from aelab.report.load import UNREADABLE_CONFIG, NotASweepError, load_sweep
 from aelab.report.plots import PLOTS, plot_mosaic
 from aelab.report.tables import (
     aligned_table,
@@ -143,7 +144,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     try:
-        written = report(args.sweep_dir)
+        jobs = load_sweep(args.sweep_dir)
+        written = report(args.sweep_dir, jobs)
     except NotASweepError as err:
         raise outcome.refusal(PROG, err) from None
+    for job in jobs.itertuples():
+        if str(job.error).startswith(UNREADABLE_CONFIG):  # reported without it: say so
+            print(f"{PROG}: warning: {job.job}: {job.error}", file=sys.stderr)
     print(f"{PROG}: wrote {', '.join(p.name for p in written)} in {args.sweep_dir}")
