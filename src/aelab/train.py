@@ -31,6 +31,7 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from aelab import CONFIG_PATH
@@ -413,6 +414,8 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
             if writer:
                 outcome.failed(output_dir, str(err), err.val_metrics)
             raise
+        except (outcome.Terminated, SIGTERMException):  # SIGTERM outside a training step
+            raise _interrupted(output_dir, trainer, signal.SIGTERM) from None
         except (KeyboardInterrupt, SystemExit) as err:
             # Lightning ends a Ctrl-C with a plain sys.exit(1) after its graceful shutdown; its
             # subclasses (SIGTERM, SLURM's requeue) are not ours
@@ -463,9 +466,11 @@ def _failed(output_dir: Path, trainer: pl.Trainer, err: NonFiniteLossError) -> N
     return NonFiniteLossError(message)
 
 
-def _interrupted(output_dir: Path, trainer: pl.Trainer) -> RunInterrupted:
+def _interrupted(
+    output_dir: Path, trainer: pl.Trainer, signum: int | None = None
+) -> RunInterrupted:
     asked = [cb.signal for cb in trainer.callbacks if isinstance(cb, GracefulInterrupt)]
-    signum = asked[0] if asked else signal.SIGINT
+    signum = signum or (asked[0] if asked else signal.SIGINT)
     last = last_checkpoint_path(trainer)
     command = shlex.join(["aelab-train", *run_overrides(sys.argv[1:]), f"resume={output_dir}"])
     if trainer.is_global_zero:
@@ -526,8 +531,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
             return done.get(outcome.objective(cfg))
     with outcome.exit_on_config_error("aelab-train"), nothing_left_if_refused():
         try:
-            metrics = train(cfg)
-        except Exception as err:
+            with outcome.sigterm_stops_the_run():
+                metrics = train(cfg)
+        except (Exception, outcome.Terminated) as err:
             output_dir = Path(cfg.paths.output_dir)
             return outcome.job_failed(err, output_dir, in_sweep, rank_zero_only.rank == 0)
     return metrics.get(outcome.objective(cfg))
