@@ -191,13 +191,11 @@ S = "lr_scheduler.scheduler"
         ),
         (
             ["lr_scheduler=multistep", f"{S}.milestones=[60,30]"],
-            f"{S}.milestones=[60, 30] is invalid: allowed a non-empty, increasing list of "
-            "integers >= 1",
+            f"{S}.milestones=[60, 30] is invalid: allowed an increasing list of integers >= 1",
         ),
         (
             ["lr_scheduler=multistep", f"{S}.milestones=[0,10]"],
-            f"{S}.milestones=[0, 10] is invalid: allowed a non-empty, increasing list of "
-            "integers >= 1",
+            f"{S}.milestones=[0, 10] is invalid: allowed an increasing list of integers >= 1",
         ),
         (
             ["lr_scheduler=multistep", f"{S}.gamma=0"],

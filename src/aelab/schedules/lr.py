@@ -102,8 +102,8 @@ def _non_negative(field: str, value: Any) -> None:
 
 
 def _milestones(field: str, value: Any) -> None:
-    allowed = "a non-empty, increasing list of integers >= 1"
-    if not isinstance(value, list | tuple) or not value:
+    allowed = "an increasing list of integers >= 1"  # empty: a constant lr (a reference run's)
+    if not isinstance(value, list | tuple):
         raise ConfigError(field, value, allowed)
     for m in value:
         if not isinstance(m, int) or isinstance(m, bool) or m < 1:
