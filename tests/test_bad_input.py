@@ -98,6 +98,18 @@ CASES = [
     (["trainer.limit_test_batches=1.5"], "trainer.limit_test_batches=1.5", "(0.0, 1.0]"),
     (["trainer.limit_test_batches=-2"], "trainer.limit_test_batches=-2", "or null"),
     (["eval.probe_train_size=10", "eval.knn_k=11"], "eval.knn_k=11", "an integer in [1, 10]"),
+    # the best checkpoint's monitor, checked against what the model's validation logs
+    (
+        ["optimized_metric=val/nosuch"],
+        "optimized_metric='val/nosuch'",
+        "a figure validation logs: one of val/loss, val/psnr, val/recon, val/recon_bce, "
+        "val/recon_mse",
+    ),
+    (
+        ["model=vae", "optimized_metric=val/tc"],
+        "optimized_metric='val/tc'",
+        "one of val/kl, val/loss, val/neg_elbo, val/psnr, val/recon, val/recon_bce, val/recon_mse",
+    ),
 ]
 
 
@@ -109,6 +121,18 @@ def test_bad_value_is_named_before_training(overrides, field_value, allowed, mak
     message = str(info.value)
     assert message.startswith(field_value), message
     assert allowed in message and "\n" not in message
+
+
+def test_an_optimized_metric_the_model_logs_passes_and_leaves_the_model_as_it_was(make_cfg):
+    from aelab.contract import check_optimized_metric
+    from aelab.train import build_model
+
+    model = build_model(make_cfg("model=vae"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = torch.get_rng_state()
+    check_optimized_metric("val/kl", model)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def cli(*overrides: str, program: str = "aelab.train") -> subprocess.CompletedProcess:
@@ -259,6 +283,56 @@ def test_checkpoint_of_another_model_is_refused(stored, holds, make_cfg, tmp_pat
     message = str(info.value)
     assert message.startswith(f"ckpt_path='{path}' is invalid: allowed a checkpoint of ")
     assert "aelab.models.ae.Autoencoder with latent_dim=12" in message and holds in message
+
+
+def _first_shape_difference(make_cfg, stored: list[str], asked: list[str]) -> str:
+    """The first parameter whose shape differs, and both shapes, as the refusal names them."""
+    theirs = build_model(make_cfg(*stored)).state_dict()
+    for name, tensor in build_model(make_cfg(*asked)).state_dict().items():
+        if name in theirs and theirs[name].shape != tensor.shape:
+            return f"{name} is {list(theirs[name].shape)} in it, {list(tensor.shape)} here"
+    raise AssertionError("no shape differs")
+
+
+def test_checkpoint_of_a_net_of_another_shape_is_refused(make_cfg, tmp_path):
+    path = save_checkpoint(make_cfg, tmp_path / "other.ckpt", "net.hidden=[64,32]")
+    with pytest.raises(ConfigError) as info:
+        train(make_cfg(f"ckpt_path={path}", "net.hidden=[256,64]"))
+    differs = _first_shape_difference(make_cfg, ["net.hidden=[64,32]"], ["net.hidden=[256,64]"])
+    assert differs.startswith("encoder.")
+    assert str(info.value) == (
+        f"ckpt_path='{path}' is invalid: allowed a checkpoint of a net of this run's shape "
+        f"({differs})"
+    )
+
+
+def test_eval_refuses_weights_of_another_shape_than_their_hyper_parameters(make_cfg, tmp_path):
+    from aelab.eval import model_from_checkpoint
+
+    path = save_checkpoint(make_cfg, tmp_path / "edited.ckpt", "net.hidden=[64,32]")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["hyper_parameters"]["net"]["hidden"] = [256, 64]  # hyper-parameters edited since
+    differs = _first_shape_difference(make_cfg, ["net.hidden=[64,32]"], ["net.hidden=[256,64]"])
+    with pytest.raises(ConfigError) as info:
+        model_from_checkpoint(ckpt, "edited.ckpt")
+    assert str(info.value) == (
+        "ckpt_path='edited.ckpt' is invalid: allowed a checkpoint of a net of this run's shape "
+        f"({differs})"
+    )
+
+
+@pytest.mark.slow
+def test_cli_refuses_a_checkpoint_of_another_net_shape_and_leaves_no_folder(make_cfg, tmp_path):
+    path = save_checkpoint(make_cfg, tmp_path / "other.ckpt", "net.hidden=[64,32]")
+    logs = tmp_path / "logs"
+    done = cli(f"ckpt_path={path}", "net.hidden=[256,64]", f"paths.log_dir={logs}", "threads=1")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    differs = _first_shape_difference(make_cfg, ["net.hidden=[64,32]"], ["net.hidden=[256,64]"])
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"aelab-train: error: ckpt_path='{path}' is invalid: allowed a checkpoint of a net of "
+        f"this run's shape ({differs})"
+    )
+    assert not list((logs / "runs").glob("*/*"))  # no run folder left behind
 
 
 class Malicious:

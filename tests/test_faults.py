@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import math
+import os
 import shlex
 import signal
 import subprocess
@@ -24,8 +27,10 @@ from aelab.checks import ConfigError
 from aelab.data.mnist import InMemoryImages, whole_batch
 from aelab.data.resumable import ResumableLoader
 from aelab.models import Autoencoder
+from aelab.run import outcome
 from aelab.run.checkpoint import LAST_CHECKPOINT
 from aelab.run.folder import run_dir, run_folder_lock
+from aelab.run.outcome import FolderBusyError
 
 # --- the NaN guard, on tiny synthetic data ---------------------------------------------------
 
@@ -208,6 +213,51 @@ def test_one_process_at_a_time_trains_in_a_run_folder(tmp_path):
     new = tmp_path / "not" / "yet"  # `paths.output_dir=<new folder>`: made, not a traceback
     with run_folder_lock(new):
         assert (new / ".lock").is_file()
+
+
+def _md5s(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_a_run_refused_for_the_folder_lock_touches_none_of_the_winners_files(tmp_path):
+    """Two runs started at once in one folder: the one that loses the lock is refused, and the
+    winner's files (Hydra's records, its log, TensorBoard's folder: all it has before its first
+    checkpoint) stay byte for byte."""
+    folder = tmp_path / "run"
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / "tb").mkdir()
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        (folder / ".hydra" / name).write_text(f"the winner's {name}\n")
+    (folder / "train.log").write_text("the winner's log\n")
+    (folder / "tb" / "events.out.tfevents.1").write_bytes(b"the winner's events")
+    with run_folder_lock(folder):  # the winner, training
+        before = _md5s(folder)
+        done = subprocess.run(
+            [sys.executable, "-m", "aelab.train", f"hydra.run.dir={folder}", "threads=1"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert done.stderr.strip().splitlines()[-1] == (
+            f"aelab-train: error: resume='{folder}' is invalid: allowed a run folder no other "
+            "process is training in"
+        )
+        assert _md5s(folder) == before
+
+
+def test_a_sweep_job_refused_for_the_folder_lock_writes_no_metrics(tmp_path):
+    """The race's narrow window (both runs past the check, the lock taken by the other first): a
+    sweep's job returns the worst objective without writing the other run's metrics.json."""
+    (tmp_path / "metrics.json").write_text('{"status": "completed"}')
+    busy = FolderBusyError("resume", str(tmp_path), "a run folder no other process is training in")
+    assert outcome.job_failed(busy, tmp_path, in_sweep=True) == math.inf
+    assert (tmp_path / "metrics.json").read_text() == '{"status": "completed"}'
 
 
 # --- the entry point on a slice of real MNIST ----------------------------------------------
@@ -543,3 +593,85 @@ def test_resuming_a_finished_run_keeps_its_figures_and_logs_nothing_twice(tmp_pa
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert metrics(killed) == before and val <= set(metrics(killed))
     assert event_steps(killed, "test/loss") == [20] and event_steps(killed, "val/loss") == [19]
+
+
+# --- SIGTERM at every phase: 143, `interrupted`, and a resume line where resuming makes sense ---
+
+SMOKE = [
+    "trainer.accelerator=cpu",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=5",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "data.eval_batch_size=250",
+    "eval.generation.enabled=false",
+    "threads=1",
+]
+
+
+def signalled(log_dir: Path, data_dir: Path, hook: str, *args: str, program: str = "aelab.train"):
+    """A run that sends SIGTERM to itself at `hook` (tests/helpers/signals.py)."""
+    cmd = command(log_dir, data_dir, *args, "+callbacks.kill._target_=helpers.signals.SignalAt")
+    cmd[2] = program
+    tests = os.pathsep.join([str(Path(__file__).parent), *sys.path])
+    env = {**os.environ, "PYTHONPATH": tests, "SIGNAL_AT": hook}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+@pytest.mark.parametrize(
+    "hook", ["on_sanity_check_start", "on_test_batch_start", "on_test_epoch_end"]
+)
+def test_sigterm_outside_a_training_step_is_an_interrupted_run(tmp_path, mnist_dir, hook):
+    """Lightning alone ends these with a SIGTERMException (a SystemExit without a code: exit 0,
+    no metrics.json) or only notes the signal and goes on."""
+    done = signalled(tmp_path, mnist_dir, hook, *SMOKE)
+    assert done.returncode == 143, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    run = the_run(tmp_path)
+    stopped = metrics(run)
+    assert stopped["status"] == "interrupted"
+    last = done.stderr.strip().splitlines()[-1]
+    if hook == "on_sanity_check_start":  # before any checkpoint: nothing to continue
+        assert last == "aelab-train: interrupted at step 0, before any checkpoint"
+        return
+    assert stopped["step"] == 5  # trained; stopped while testing
+    assert last == f"to continue: {stopped['resume']}"
+    assert stopped["resume"].endswith(f"resume={run}")
+    # the resume tests the trained model and completes
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    resume = [sys.executable, "-m", "aelab.train", *shlex.split(stopped["resume"])[1:]]
+    resumed = subprocess.run(resume, capture_output=True, text=True, timeout=600, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert metrics(run)["status"] == "completed" and "test/loss" in metrics(run)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_sigterm_while_a_sweep_job_tests_stops_the_sweep(tmp_path, mnist_dir):
+    done = signalled(tmp_path, mnist_dir, "on_test_batch_start", "-m", *SMOKE, "seed=1,2")
+    assert done.returncode == 143, done.stderr[-3000:]
+    jobs = sorted(tmp_path.glob("multiruns/*/*/*/.hydra"))
+    assert len(jobs) == 1  # the sweep stopped: the second job never ran
+    stopped = metrics(jobs[0].parent)
+    assert stopped["status"] == "interrupted" and stopped["step"] == 5
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_sigterm_while_aelab_eval_tests_is_an_interrupted_run(tmp_path, mnist_dir):
+    first = train(tmp_path / "trained", mnist_dir, *SMOKE, "~callbacks.evaluation")
+    assert first.returncode == 0, first.stderr[-3000:]
+    ckpt = the_run(tmp_path / "trained") / "checkpoints" / "last.ckpt"
+    done = signalled(
+        tmp_path / "eval", mnist_dir, "on_test_batch_start", f"ckpt_path={ckpt}",
+        "trainer.limit_test_batches=1", "threads=1", program="aelab.eval",
+    )  # fmt: skip
+    assert done.returncode == 143, done.stderr[-3000:]
+    (scored,) = (tmp_path / "eval" / "runs").glob("*/*_eval")
+    stopped = metrics(scored)
+    assert stopped["status"] == "interrupted"
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"aelab-eval: interrupted while testing; to score it again: {stopped['resume']}"
+    )

@@ -1,7 +1,9 @@
 """FID, KID, precision/recall against closed forms, torchmetrics and direct computations; the
 feature-network cache; the samplers."""
 
+import logging
 import math
+import re
 
 import pytest
 import torch
@@ -104,12 +106,22 @@ def _tiny_digits(n=64, seed=0):
 def test_feature_net_cache_reuses_and_rebuilds_a_corrupt_file(tmp_path, caplog):
     images, labels = _tiny_digits()
     cache = FeatureNetCache(tmp_path, seed=0, epochs=1)
-    net, acc = cache.get(images, labels, test=(images, labels))
+    with caplog.at_level(logging.INFO, logger="aelab.metrics.features"):
+        net, acc = cache.get(images, labels, test=(images, labels))
     path = cache.path(images, labels)
+    trained = [r.getMessage() for r in caplog.records if "trained once" in r.getMessage()]
+    assert len(trained) == 1  # its first training, in one line with its cost
+    assert re.fullmatch(
+        rf"digit-feature network trained once for this data: 64 images, 1 epochs, "
+        rf"\d+\.\d s, test accuracy {acc:.4f}; cached as {re.escape(str(path))}",
+        trained[0],
+    )
+    caplog.clear()
     before = path.read_bytes()
     again = FeatureNetCache(tmp_path, seed=0, epochs=1)
     net2, acc2 = again.get(images, labels, test=(images, labels))
     assert (again.trained, again.hits) == (0, 1)
+    assert "trained once" not in caplog.text  # a cached network: no line
     assert path.read_bytes() == before and acc2 == acc is not None
     assert torch.equal(net2.features(images), net.features(images))
     path.write_bytes(b"not a checkpoint")

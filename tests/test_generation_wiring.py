@@ -2,6 +2,7 @@
 tiny synthetic data (the feature network trained on two constructed classes)."""
 
 import logging
+import math
 
 import pytest
 import torch
@@ -138,3 +139,25 @@ def test_model_zoo_table_has_fid_per_sampler_and_the_floor_as_its_own_row():
     assert "| AE | 1 | – | 25 | – | 0.7 |" in lines
     # the floor's FID (mean ± std of 2, 2, 4) in every FID column, its precision in precision's
     assert "| real data (floor) | 3 | 2.667 ± 1.2 | 2.667 ± 1.2 | 2.667 ± 1.2 | 0.9 ± 0 |" in lines
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_default_run_has_the_generation_figures(tmp_path, mnist_dir):
+    """`aelab-train debug=smoke`, nothing else: its metrics.json holds FID, KID and
+    precision/recall of each sampler the AE can use, of its reconstructions and the real-data
+    floor (the feature network comes from the data folder's cache, trained there at most once)."""
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "aelab.train", "debug=smoke", f"paths.log_dir={tmp_path}"]
+    cmd.append(f"paths.data_dir={mnist_dir}")
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = (tmp_path / "runs").glob("*/*_train")
+    metrics = json.loads((run / "metrics.json").read_text())
+    for name in ("gmm", "recon", "floor"):
+        for figure in ("fid", "kid_mean", "kid_std", "precision", "recall"):
+            assert math.isfinite(metrics[f"test/gen/{name}/{figure}"]), (name, figure)
+    assert metrics["test/gen/floor/fid"] < metrics["test/gen/gmm/fid"]

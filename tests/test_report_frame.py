@@ -95,6 +95,30 @@ def test_the_reports_table_is_a_pandas_groupby_over_seeds(sweep):
     assert expected[0][3] == "0.375 ± 0.18"  # mean and std of 0.5, 0.25, by hand
 
 
+def test_a_job_with_a_corrupt_config_is_reported_unreadable_and_the_others_are_reported(
+    sweep, capsys
+):
+    bad = sweep / JOBS[1][0]
+    (bad / ".hydra" / "config.yaml").write_text("model: {_target_: [unclosed\n")
+    jobs = aelab.load_sweep(sweep)
+    assert list(jobs["job"]) == [j[0] for j in JOBS]
+    row = jobs[jobs["job"] == bad.name].iloc[0]
+    assert row["status"] == "failed"
+    assert row["error"].startswith("unreadable .hydra/config.yaml: ParserError: ")
+    assert "\n" not in row["error"] and row["model"] is None
+    assert list(jobs["status"]) == ["completed", "failed", "completed", "completed", "failed",
+                                    "unfinished"]  # fmt: skip
+    # the others keep their rows and figures
+    assert jobs[jobs["job"] == JOBS[0][0]].iloc[0]["test/recon_mse"] == 0.5
+
+    main([str(sweep)])
+    out, err = capsys.readouterr()
+    assert out.startswith("aelab-report: wrote summary.csv")
+    assert err.strip().splitlines() == [f"aelab-report: warning: {bad.name}: {row['error']}"]
+    summary = (sweep / "summary.csv").read_text()
+    assert JOBS[0][0] in summary and bad.name in summary
+
+
 def test_a_folder_with_no_jobs_is_a_clear_error(tmp_path, capsys):
     empty = tmp_path / "nothing"
     empty.mkdir()

@@ -170,6 +170,85 @@ def test_bad_schedule_values_are_one_line(make_cfg, overrides, message):
         build_model(make_cfg(*base, *overrides))
 
 
+T = "lr_scheduler.scheduler._target_=torch.optim.lr_scheduler."
+S = "lr_scheduler.scheduler"
+
+
+@pytest.mark.parametrize(
+    "overrides, line",
+    [
+        (
+            ["lr_scheduler=step", f"{S}.step_size=0"],
+            f"{S}.step_size=0 is invalid: allowed an integer >= 1",
+        ),
+        (
+            ["lr_scheduler=step", f"{S}.gamma=0"],
+            f"{S}.gamma=0 is invalid: allowed a number in (0.0, inf)",
+        ),
+        (
+            ["lr_scheduler=step", f"{S}.gamma=-0.5"],
+            f"{S}.gamma=-0.5 is invalid: allowed a number in (0.0, inf)",
+        ),
+        (
+            ["lr_scheduler=multistep", f"{S}.milestones=[60,30]"],
+            f"{S}.milestones=[60, 30] is invalid: allowed an increasing list of integers >= 1",
+        ),
+        (
+            ["lr_scheduler=multistep", f"{S}.milestones=[0,10]"],
+            f"{S}.milestones=[0, 10] is invalid: allowed an increasing list of integers >= 1",
+        ),
+        (
+            ["lr_scheduler=multistep", f"{S}.gamma=0"],
+            f"{S}.gamma=0 is invalid: allowed a number in (0.0, inf)",
+        ),
+        (
+            ["lr_scheduler=plateau", f"{S}.factor=1.5"],
+            f"{S}.factor=1.5 is invalid: allowed a number in (0.0, 1.0]",
+        ),
+        (
+            ["lr_scheduler=plateau", f"{S}.factor=1.0"],
+            f"{S}.factor=1.0 is invalid: allowed a number in (0.0, 1.0)",
+        ),
+        (
+            ["lr_scheduler=plateau", f"{S}.patience=-1"],
+            f"{S}.patience=-1 is invalid: allowed an integer >= 0",
+        ),
+        (
+            [
+                "lr_scheduler=step",
+                f"{T}CosineAnnealingLR",
+                f"~{S}.step_size",
+                f"~{S}.gamma",
+                f"+{S}.T_max=0",
+            ],
+            f"{S}.T_max=0 is invalid: allowed an integer >= 1",
+        ),
+        (
+            ["lr_scheduler=step", f"{T}ExponentialLR", f"~{S}.step_size", f"{S}.gamma=0"],
+            f"{S}.gamma=0 is invalid: allowed a number in (0.0, inf)",
+        ),
+        (
+            [
+                "lr_scheduler=step",
+                f"{T}CosineAnnealingWarmRestarts",
+                f"~{S}.step_size",
+                f"~{S}.gamma",
+                f"+{S}.T_0=0",
+            ],
+            f"{S}.T_0=0 is invalid: allowed an integer >= 1",
+        ),
+    ],
+)
+def test_a_torch_schedulers_parameter_out_of_range_is_one_line_before_training(
+    make_cfg, overrides, line
+):
+    """What torch builds without a word and then fails on after the first epoch (StepLR's
+    step_size=0: ZeroDivisionError), or turns into an lr of 0 (gamma=0), for every scheduler."""
+    with pytest.raises(ConfigError) as err:
+        build_model(make_cfg("model=vae", *overrides))
+    assert str(err.value) == line
+
+
 def test_a_plateau_schedule_needs_validation(make_cfg, tiny_batches, tmp_path):
     model = build_model(make_cfg("lr_scheduler=plateau"))
     with pytest.raises(ConfigError, match="lr_scheduler.frequency=1 .*check_val_every_n_epoch=2"):

@@ -61,6 +61,51 @@ def test_sigusr1_is_noted_not_fatal_under_slurm_only(monkeypatch):
         signal.signal(signal.SIGUSR1, before)
 
 
+REFUSING_SBATCH = """#!/bin/sh
+echo "sbatch: error: invalid partition specified: nosuch" >&2
+echo "sbatch: error: Batch job submission failed: Invalid partition name specified" >&2
+exit 1
+"""
+
+
+@pytest.mark.slow
+def test_sbatchs_refusal_is_one_line_and_exit_2(tmp_path):
+    """`hydra.launcher.partition=nosuch`: what sbatch says, in one line (a stand-in sbatch that
+    refuses as SLURM's does, first on PATH), not submitit's traceback; no SLURM at all, too."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(REFUSING_SBATCH)
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")  # submitit looks for it first
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).chmod(0o755)
+    cmd = [sys.executable, "-m", "aelab.train", "-m", "hydra/launcher=slurm", "debug=smoke"]
+    cmd += ["seed=0", f"paths.log_dir={tmp_path / 'logs'}"]
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        [*cmd, "hydra.launcher.partition=nosuch"], capture_output=True, text=True, env=env,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "aelab-train: error: sbatch refused the sweep's array job: sbatch: error: invalid "
+        "partition specified: nosuch; sbatch: error: Batch job submission failed: Invalid "
+        "partition name specified"
+    )
+    no_slurm = os.pathsep.join(
+        d for d in os.environ["PATH"].split(os.pathsep) if not (Path(d) / "srun").exists()
+    )
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "PATH": no_slurm}, timeout=300
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("aelab-train: error: no SLURM on this machine")
+    )
+
+
 @pytest.fixture(scope="module")
 def slurm() -> str:
     """SLURM_CONF of a running cluster; stopped afterwards if this fixture started it."""

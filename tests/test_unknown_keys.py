@@ -46,6 +46,48 @@ def test_a_key_the_model_or_its_groups_do_not_take_is_one_line(make_cfg, overrid
     assert str(err.value) == line
 
 
+def test_a_base_class_key_the_model_does_not_use_is_refused(make_cfg):
+    """The IWAE is built on the VAE but its bound has no KL weight: `+model.beta=4` trained the
+    very same model and was recorded as β = 4."""
+    with pytest.raises(ConfigError) as err:
+        build_model(make_cfg("model=iwae", "+model.beta=4"))
+    assert str(err.value) == (
+        "model.beta=4 is invalid: allowed a key that aelab.models.IWAE takes (it takes "
+        "image_shape, k, kl_schedule, latent_dim, lr_scheduler, net, noise, optimizer, "
+        "recon_loss)"
+    )
+
+
+def test_every_model_preset_refuses_a_key_its_model_does_not_take(make_cfg):
+    """For each conf/model preset, a bogus key is refused naming the model and the keys it takes,
+    as read from the constructors' signatures (the model's own up to the base model's)."""
+    import inspect
+    from pathlib import Path
+
+    from aelab import CONFIG_DIR
+    from aelab.checks import locate
+
+    presets = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
+    assert len(presets) >= 10
+    for option in presets:
+        cfg = make_cfg(*with_companions(f"model={option}"), "+model.bogus_key=1")
+        target = cfg.model._target_
+        keys: set[str] = set()
+        for klass in locate(target).__mro__:  # up to the base model, whose **extra is closed
+            if "__init__" in vars(klass):
+                params = list(inspect.signature(klass.__init__).parameters.values())[1:]
+                keys |= {p.name for p in params if p.kind is not p.VAR_KEYWORD}
+            if klass.__name__ == "AutoencoderModule":
+                break
+        keys -= set(getattr(locate(target), "keys_not_taken", ()))
+        with pytest.raises(ConfigError) as err:
+            build_model(cfg)
+        assert str(err.value) == (
+            f"model.bogus_key=1 is invalid: allowed a key that {target} takes (it takes "
+            f"{', '.join(sorted(keys))})"
+        ), option
+
+
 @pytest.mark.parametrize(
     "override, group, line",
     [

@@ -92,7 +92,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> Run:
             stored = load_checkpoint(path)
     except ConfigError as err:
         raise RunFolderError(f"{folder}: {err.allowed}") from None
-    model = model_from_checkpoint(stored)
+    model = model_from_checkpoint(stored, str(path))
     model.eval()
     try:
         metrics = read_metrics(folder)

@@ -134,7 +134,8 @@ CLOSED_KWARGS = frozenset({"aelab.models.base.AutoencoderModule"})
 def accepted_keys(target: Any) -> set[str] | None:
     """The keyword arguments `target` (a class or a function) takes, following a constructor's
     `**kwargs` up the class's bases (a subclass hands them to `super().__init__`); None when
-    any key may be taken (a `**kwargs` that reaches no signature, or none to read)."""
+    any key may be taken (a `**kwargs` that reaches no signature, or none to read). A class's
+    `keys_not_taken` (a base's keys it does not use) are left out."""
     import inspect
 
     named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
@@ -147,6 +148,9 @@ def accepted_keys(target: Any) -> set[str] | None:
             return None
         return {p.name for p in params if p.kind in named}
     keys: set[str] = set()
+    # a base class's keys a subclass does not use (the IWAE's bound has no KL weight): refused,
+    # or `+model.beta=4` would be recorded as if it had trained
+    dropped = frozenset(getattr(target, "keys_not_taken", ()))
     for klass in target.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:
@@ -159,9 +163,9 @@ def accepted_keys(target: Any) -> set[str] | None:
             return None
         keys |= {p.name for p in params if p.kind in named}
         if f"{klass.__module__}.{klass.__qualname__}" in CLOSED_KWARGS:
-            return keys
+            return keys - dropped
         if not any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params):
-            return keys
+            return keys - dropped
     return None
 
 

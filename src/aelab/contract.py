@@ -70,9 +70,7 @@ def _own_names(cls: type) -> set[str]:
     for klass in cls.__mro__:
         if klass is AutoencoderModule or not issubclass(klass, AutoencoderModule):
             continue
-        names.update(
-            n for n, v in vars(klass).items() if not n.startswith("_") and callable(v)
-        )
+        names.update(n for n, v in vars(klass).items() if not n.startswith("_") and callable(v))
     return names
 
 
@@ -163,3 +161,36 @@ def check_model(model: Any, target: Any, group: str = "model") -> Any:
         )
     check_optional_interface(type(model), target, group)
     return model
+
+
+def validation_figures(model: AutoencoderModule) -> set[str]:
+    """The `val/*` names `model`'s validation logs, found by scoring two random images on a copy
+    of it (the model itself, its weights and the global random state stay as they were).
+
+    A model whose validation the stand-in batch cannot run gives the empty set (not checked).
+    """
+    import copy
+
+    probe = copy.deepcopy(model).eval()
+    if getattr(probe, "dataset_size", 0) is None:  # β-TCVAE: its N comes from the data at setup
+        probe.dataset_size = 1000
+    x = torch.rand(2, *probe.image_shape, generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            probe.evaluate_batch((x, torch.zeros(2, dtype=torch.long)), 0, "val")
+            names = probe.running_means("val").compute_and_reset()
+    except Exception:  # noqa: BLE001 - a user's model on a stand-in batch: Lightning says it later
+        return set()
+    return {f"val/{k}" for k in names}
+
+
+def check_optimized_metric(metric: Any, model: AutoencoderModule) -> None:
+    """`optimized_metric` (the best checkpoint's `monitor`, a sweep's objective) is a figure the
+    model's validation logs; else Lightning fails with a traceback after the first epoch.
+
+    Raises ConfigError naming `optimized_metric` and the figures allowed.
+    """
+    logged = validation_figures(model)
+    if logged and metric not in logged:
+        names = ", ".join(sorted(logged))
+        raise ConfigError("optimized_metric", metric, f"a figure validation logs: one of {names}")

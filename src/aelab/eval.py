@@ -6,12 +6,15 @@ aelab-eval ckpt_path=... eval.iw_samples=5000 eval.iw_images=null   # Burda et a
 
 from __future__ import annotations
 
+import shlex
+import signal
 import sys
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from aelab import CONFIG_PATH
 from aelab.checks import (
@@ -26,6 +29,7 @@ from aelab.run import outcome
 from aelab.run.atomic import write_json_atomic
 from aelab.run.checkpoint import load_checkpoint, model_from_checkpoint, stored_entry
 from aelab.run.folder import nothing_left_if_refused
+from aelab.run.outcome import RunInterrupted
 from aelab.run.output import quiet_lightning
 from aelab.run.record import run_info
 from aelab.train import build_trainer
@@ -52,12 +56,21 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
 
     datamodule = build(data_cfg, "data")
-    model = model_from_checkpoint(ckpt)
+    model = model_from_checkpoint(ckpt, str(cfg.ckpt_path))
     if cfg.get("sampler") is not None:  # `sampler=gmm`: this sampler replaces the list
         cfg.eval.generation.samplers = [cfg.sampler]
     trainer = build_trainer(cfg)  # as aelab-train does: `trainer`, `callbacks`, `logger`
     write_json_atomic(output_dir / "run.json", run_info(flush_denormal=flushed))
-    metrics = {k: float(v) for k, v in trainer.test(model, datamodule=datamodule)[0].items()}
+    try:
+        results = trainer.test(model, datamodule=datamodule)
+    except (outcome.Terminated, SIGTERMException):
+        # nothing to continue: scoring the checkpoint again is the same command
+        command = shlex.join(["aelab-eval", *sys.argv[1:]])
+        outcome.interrupted(output_dir, None, command)
+        raise RunInterrupted(
+            f"interrupted while testing; to score it again: {command}", signal.SIGTERM
+        ) from None
+    metrics = {k: float(v) for k, v in results[0].items()}
     outcome.completed(output_dir, {"ckpt_path": str(cfg.ckpt_path), **metrics})
     print(
         f"run directory:  {output_dir}\ntest metrics:   "
@@ -77,7 +90,11 @@ def main() -> None:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
 def hydra_main(cfg: DictConfig) -> None:
     with outcome.exit_on_config_error("aelab-eval"), nothing_left_if_refused():
-        evaluate(cfg)
+        try:
+            with outcome.sigterm_stops_the_run():
+                evaluate(cfg)
+        except (RunInterrupted, outcome.Terminated) as err:
+            outcome.job_failed(err, Path(cfg.paths.output_dir), False, program="aelab-eval")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from aelab import CONFIG_PATH
@@ -55,11 +56,17 @@ from aelab.checks import (
     locate,
     refusal,
 )
-from aelab.contract import check_model, check_model_target
+from aelab.contract import check_model, check_model_target, check_optimized_metric
 from aelab.numerics import set_flush_denormal, set_threads
 from aelab.run import outcome
 from aelab.run.atomic import write_json_atomic
-from aelab.run.checkpoint import LAST_CHECKPOINT, from_start_dir, load_checkpoint, stored_entry
+from aelab.run.checkpoint import (
+    LAST_CHECKPOINT,
+    check_state_shapes,
+    from_start_dir,
+    load_checkpoint,
+    stored_entry,
+)
 from aelab.run.folder import (
     nothing_left_if_refused,
     run_folder_lock,
@@ -298,6 +305,8 @@ def resume_path(cfg: DictConfig, model: pl.LightningModule) -> tuple[str | None,
             f"a checkpoint of {wanted} with latent_dim="
             f"{model.latent_dim} (it holds {found} with latent_dim={stored_latent})",
         )
+    field = "resume" if cfg.get("resume") else "ckpt_path"
+    check_state_shapes(stored["state_dict"], model.state_dict(), field, str(path))
     # Lightning reads it from the current folder: the run folder under hydra.job.chdir=true
     return str(from_start_dir(path)), int(stored.get("global_step", 0))
 
@@ -386,6 +395,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
     datamodule = build(cfg.data, "data")
     model = build_model(cfg, datamodule)
     check_image_shape(model, datamodule)
+    check_optimized_metric(outcome.objective(cfg), model)
     run_config = OmegaConf.to_container(cfg, resolve=True)
     trainer = build_trainer(
         cfg, extra_callbacks=[RunConfigInCheckpoints(run_config), *extra_callbacks]
@@ -405,6 +415,8 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
             if writer:
                 outcome.failed(output_dir, str(err), err.val_metrics)
             raise
+        except (outcome.Terminated, SIGTERMException):  # SIGTERM outside a training step
+            raise _interrupted(output_dir, trainer, signal.SIGTERM) from None
         except (KeyboardInterrupt, SystemExit) as err:
             # Lightning ends a Ctrl-C with a plain sys.exit(1) after its graceful shutdown; its
             # subclasses (SIGTERM, SLURM's requeue) are not ours
@@ -457,9 +469,11 @@ def _failed(output_dir: Path, trainer: pl.Trainer, err: NonFiniteLossError) -> N
     return NonFiniteLossError(message)
 
 
-def _interrupted(output_dir: Path, trainer: pl.Trainer) -> RunInterrupted:
+def _interrupted(
+    output_dir: Path, trainer: pl.Trainer, signum: int | None = None
+) -> RunInterrupted:
     asked = [cb.signal for cb in trainer.callbacks if isinstance(cb, GracefulInterrupt)]
-    signum = asked[0] if asked else signal.SIGINT
+    signum = signum or (asked[0] if asked else signal.SIGINT)
     last = last_checkpoint_path(trainer)
     command = continue_command(output_dir)
     if trainer.is_global_zero:
@@ -560,8 +574,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
             cfg.resume = str(cfg.paths.output_dir)
     with outcome.exit_on_config_error("aelab-train"), nothing_left_if_refused():
         try:
-            metrics = train(cfg)
-        except Exception as err:
+            with outcome.sigterm_stops_the_run():
+                metrics = train(cfg)
+        except (Exception, outcome.Terminated) as err:
             output_dir = Path(cfg.paths.output_dir)
             return outcome.job_failed(err, output_dir, in_sweep, rank_zero_only.rank == 0)
     return metrics.get(outcome.objective(cfg))

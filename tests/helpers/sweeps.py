@@ -19,6 +19,7 @@ TINY = [
     "trainer.limit_val_batches=1",
     "trainer.limit_test_batches=1",
     "data.eval_batch_size=500",
+    "eval.generation.enabled=false",  # the report's tables as these tests know them, no FID
 ]
 _SWEEPS: dict[str, Path] = {}  # module-level: every test module gets the same sweep
 _STDOUT: dict[str, str] = {}

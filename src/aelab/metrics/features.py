@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import time
 from pathlib import Path
 
 import torch
@@ -140,9 +141,17 @@ class FeatureNetCache:
         if loaded is not None:
             self.hits += 1
             return loaded
+        started = time.perf_counter()
         net = train_feature_net(images, labels, seed=self.seed, epochs=self.epochs)
         self.trained += 1
         acc = accuracy(net, *test) if test is not None else None
+        # once per data folder: the one cost of the generation figures a later run does not pay
+        scored = "" if acc is None else f", test accuracy {acc:.4f}"
+        log.info(
+            "digit-feature network trained once for this data: %d images, %d epochs, %.1f s%s; "
+            "cached as %s",
+            len(images), self.epochs, time.perf_counter() - started, scored, path,
+        )  # fmt: skip
         buffer = io.BytesIO()
         torch.save(
             {"state": net.state_dict(), "n_classes": net.head.out_features, "test_acc": acc}, buffer

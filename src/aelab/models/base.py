@@ -180,6 +180,9 @@ class AutoencoderModule(pl.LightningModule):
     # whether it takes free bits: none beside the constant weight for a model without a KL term
     kl_schedules: tuple[str, ...] = ("constant",)
     takes_free_bits = False
+    # a base class's constructor keys the model's loss does not use: refused like a typo
+    # (`aelab.checks.accepted_keys`)
+    keys_not_taken: tuple[str, ...] = ()
 
     # None: a stack (`aelab.stacked`) may train the model, its `loss` run under vmap over the
     # members' encoder and decoder weights; a model says so only where its loss reads nothing

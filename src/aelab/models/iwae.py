@@ -38,6 +38,7 @@ class IWAE(VAE):
 
     kl_schedules = ("constant",)  # the bound has no KL weight to schedule
     takes_free_bits = False
+    keys_not_taken = ("beta",)  # the VAE's KL weight: the bound has none
 
     def __init__(
         self, latent_dim: int = 20, k: int = 5, recon_loss: str = "bce", **kwargs: Any

@@ -8,6 +8,7 @@ import argparse
 import io
 import logging
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from aelab.board.summaries import write_sweep_board
 from aelab.report.disentanglement import traversal_figure
 from aelab.report.groups import group_jobs, sweep_variables
 from aelab.report.load import (
+    UNREADABLE_CONFIG,
     NotASweepError,
     comparison_dir,
     load_sweep,
@@ -172,6 +174,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         written = report(out, jobs)
     except NotASweepError as err:
         raise outcome.refusal(PROG, err) from None
+    for job in jobs.itertuples():
+        if str(job.error).startswith(UNREADABLE_CONFIG):  # reported without it: say so
+            print(f"{PROG}: warning: {job.job}: {job.error}", file=sys.stderr)
     if len(sweeps) > 1:
         print_headline(out, jobs)
     print(f"{PROG}: wrote {', '.join(p.name for p in written)} in {out}")

@@ -39,9 +39,7 @@ def model_label(model: Any, dip_type: Any, kl_schedule: Any = None) -> str:
 
 def _labelled(jobs: pd.DataFrame) -> pd.DataFrame:
     """`jobs` with a `study_model` column: each job's `model_label`."""
-    triples = zip(
-        jobs["model"], column(jobs, "dip_type"), column(jobs, "kl_schedule"), strict=True
-    )
+    triples = zip(jobs["model"], column(jobs, "dip_type"), column(jobs, "kl_schedule"), strict=True)
     return jobs.assign(study_model=[model_label(*t) for t in triples])
 
 

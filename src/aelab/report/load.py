@@ -23,6 +23,7 @@ from aelab.run.record import hparams_row, read_metrics
 
 # the first columns of the DataFrame; then the hyper-parameters, then the metrics
 JOB_COLUMNS = ("job", "status", "error")
+UNREADABLE_CONFIG = "unreadable .hydra/config.yaml"
 
 
 class NotASweepError(ValueError):
@@ -121,11 +122,18 @@ def _plain(value: Any, text: str) -> Any:
 
 
 def load_job(path: Path) -> Job:
-    """One job folder: no metrics.json is `unfinished`, an unreadable one `failed`."""
+    """One job folder: no metrics.json is `unfinished`, an unreadable one `failed`, and so is a
+    `.hydra/config.yaml` that is no YAML (`error` starts with `UNREADABLE_CONFIG`)."""
     job = Job(path.name, path, "unfinished", "no metrics.json: still running, or stopped")
     job.overrides = job_overrides(path)
     try:
         job.hparams = hparams_row(_config(path / ".hydra" / "config.yaml"))
+    except (yaml.YAMLError, OSError) as err:
+        # not YAML at all (a truncated or overwritten file): the job has no row of values its
+        # figures could be placed by, so it is reported as failed, as an unreadable metrics.json
+        job.status = "failed"
+        job.error = " ".join(f"{UNREADABLE_CONFIG}: {type(err).__name__}: {err}".split())
+        return job
     except (OmegaConfBaseException, KeyError, TypeError, ValueError, ImportError) as err:
         job.error = f"unreadable config: {type(err).__name__}: {err}"
     try:

@@ -61,7 +61,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def model_from_checkpoint(ckpt: Mapping[str, Any]) -> Any:
+def model_from_checkpoint(ckpt: Mapping[str, Any], given: str = "") -> Any:
     """The model a checkpoint holds (`load_checkpoint`'s dict), built from its stored class and
     hyper-parameters, with its weights; on the CPU, in train mode.
 
@@ -71,7 +71,9 @@ def model_from_checkpoint(ckpt: Mapping[str, Any]) -> Any:
     `load_from_checkpoint` does.
 
     Raises ConfigError (`model._target_`) when the class cannot be imported here (a user's
-    model: its module must be importable, e.g. on PYTHONPATH, as when it trained).
+    model: its module must be importable, e.g. on PYTHONPATH, as when it trained), or
+    (`ckpt_path`, `given`: the path as typed) when a weight's shape is not the one its
+    hyper-parameters build.
     """
     import inspect
 
@@ -85,5 +87,29 @@ def model_from_checkpoint(ckpt: Mapping[str, Any]) -> Any:
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         hparams = {k: v for k, v in hparams.items() if k in params}
     model = cls(**hparams)
+    # its own hyper-parameters against its weights: an edited checkpoint, or a net changed since
+    check_state_shapes(ckpt["state_dict"], model.state_dict(), "ckpt_path", given)
     model.load_state_dict(ckpt["state_dict"])
     return model
+
+
+def check_state_shapes(
+    stored: Mapping[str, Any], own: Mapping[str, Any], field: str, given: str
+) -> None:
+    """Every tensor of a checkpoint's `stored` state_dict has the shape of the model's `own`
+    (a net of other widths: `net.hidden=[256,64]` against a run of [512,256]), checked before
+    Lightning or torch fails with a size-mismatch traceback.
+
+    Raises ConfigError naming `field` (`ckpt_path`, `resume`), the first parameter whose shape
+    differs and both shapes.
+    """
+    for name, tensor in own.items():
+        found = stored.get(name)
+        if found is None or tuple(found.shape) == tuple(tensor.shape):
+            continue
+        raise ConfigError(
+            field,
+            given,
+            f"a checkpoint of a net of this run's shape ({name} is {list(found.shape)} in it, "
+            f"{list(tensor.shape)} here)",
+        )

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from aelab.checks import ConfigError, DataSourceError
 from aelab.run import outcome
 from aelab.run.checkpoint import LAST_CHECKPOINT
+from aelab.run.outcome import FolderBusyError
 
 
 def run_overrides(overrides: Iterable[Any]) -> list[str]:
@@ -60,6 +61,26 @@ def run_dir(resume: Any, overrides: Iterable[Any], runs_root: str, new: str) -> 
     return new_dir
 
 
+def _busy(folder: str | Path) -> FolderBusyError:
+    allowed = "a run folder no other process is training in"
+    return FolderBusyError("resume", str(folder), allowed)
+
+
+def folder_is_locked(folder: str | Path) -> bool:
+    """True when another process holds the run lock of `folder` (`run_folder_lock`); the lock is
+    taken and let go at once, and nothing is made (a missing folder or lock file: False)."""
+    try:
+        with open(Path(folder) / ".lock", "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
+
+
 @contextlib.contextmanager
 def run_folder_lock(folder: str | Path) -> Iterator[None]:
     """Train in the run folder only while no other process does (two `resume=true` of one run,
@@ -67,15 +88,14 @@ def run_folder_lock(folder: str | Path) -> Iterator[None]:
 
     The folder is made when missing (`paths.output_dir=<new folder>`).
 
-    Raises ConfigError (`resume`) when another process holds it.
+    Raises FolderBusyError (a ConfigError, `resume`) when another process holds it.
     """
     Path(folder).mkdir(parents=True, exist_ok=True)
     with open(Path(folder) / ".lock", "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            allowed = "a run folder no other process is training in"
-            raise ConfigError("resume", str(folder), allowed) from None
+            raise _busy(folder) from None
         yield
 
 
@@ -116,6 +136,10 @@ class OutputFolderCheck(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)  # `${hydra:...}` in the paths resolves from it
         folder = Path(str(OmegaConf.select(config, "hydra.run.dir")))
+        if folder_is_locked(folder) and not _joins_its_rank_zero():
+            # refused before Hydra writes its records and the job's log there: they are the
+            # other run's (two runs started at once in one folder)
+            raise outcome.refusal(f"aelab-{config.task_name}", _busy(folder)) from None
         held = results_in(folder)
         if held and not resumes_in(config, folder) and not _joins_its_rank_zero():
             error = ConfigError(
@@ -161,11 +185,14 @@ def nothing_left_if_refused() -> Iterator[None]:
     Hydra makes the run folder before the task starts; while it holds only Hydra's own files
     (.hydra/, the job's log, the run lock) and what a run writes before its first step
     (run.json, the TensorBoard folder) those are removed, then the folder if empty. A folder
-    holding anything else (checkpoints: a resumed run) is never touched. A sweep's job folder
+    holding anything else (checkpoints: a resumed run), or one another process trains in
+    (FolderBusyError), is never touched. A sweep's job folder
     stays, with metrics.json `"status": "failed"` and the reason, for the sweep's report.
     """
     try:
         yield
+    except FolderBusyError:
+        raise  # the folder's files are the other process's run
     except (ConfigError, DataSourceError) as err:
         if HydraConfig.initialized():
             error = str(err) if isinstance(err, ConfigError) else f"data.data_dir: {err}"

@@ -76,6 +76,43 @@ class TestFailedError(RuntimeError):
         self.val_metrics = val_metrics
 
 
+class FolderBusyError(ConfigError):
+    """Another process trains in the run folder (`aelab.run.folder.run_folder_lock`): the refused
+    run touches nothing there, as none of the folder's files are its own."""
+
+
+class Terminated(BaseException):
+    """SIGTERM outside a training step (`sigterm_stops_the_run`): the sanity check, testing, the
+    test-time suite, generation and disentanglement scoring. A BaseException, so that no
+    `except Exception` on the way (a figure's own fallback, a failed test's record) takes it
+    for an error; Lightning tears the trainer down and raises it on."""
+
+
+@contextlib.contextmanager
+def sigterm_stops_the_run() -> Iterator[None]:
+    """While the block runs, SIGTERM raises Terminated at once (Lightning alone only notes it, or
+    ends the loop with a SIGTERMException, a SystemExit without a code: exit status 0). While
+    training, `aelab.callbacks.GracefulInterrupt` takes SIGTERM over and stops after the step
+    with a checkpoint; under SLURM, SIGTERM is the requeue's (`aelab.callbacks.SlurmRequeue`),
+    and this handler is not installed. The handler before it is restored after the block."""
+    import threading
+
+    from aelab.slurm import under_slurm
+
+    if under_slurm() or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class RunInterrupted(Exception):
     """The run was stopped by Ctrl-C or SIGTERM; the message says where its checkpoint is and how
     to go on. `exit_status`: a process ended by that signal's (`stopped_by`)."""
@@ -163,7 +200,7 @@ def sweep_failed(program: str, line: str) -> SystemExit:
 
 
 def job_failed(
-    err: Exception,
+    err: Exception | Terminated,
     output_dir: Path,
     in_sweep: bool,
     rank_zero: bool = True,
@@ -172,7 +209,7 @@ def job_failed(
     """What a run's error becomes. Call it from the `except` that caught `err`.
 
     - RunInterrupted: its message on stderr, exit status `stopped_by` its signal (a sweep too:
-      Ctrl-C ends the sweep).
+      Ctrl-C or SIGTERM ends the sweep); Terminated likewise (143).
     - NonFiniteLossError, TestFailedError (metrics.json already records them): in a sweep, logged
       and `math.inf`, the worst objective (Optuna's sweeper would stop the study on a job's error
       or a NaN value); in a single run, one line on stderr and exit status `FAILED`.
@@ -191,6 +228,9 @@ def job_failed(
     if isinstance(err, RunInterrupted):
         print(f"{program}: {err}", file=sys.stderr)
         raise SystemExit(err.exit_status) from None
+    if isinstance(err, Terminated):  # before the run had a folder to record it in
+        print(f"{program}: terminated (SIGTERM)", file=sys.stderr)
+        raise SystemExit(stopped_by(signal.SIGTERM)) from None
     if isinstance(err, NonFiniteLossError | TestFailedError):
         if isinstance(err, TestFailedError):
             # the traceback goes to the run's log; the user gets one line, like a NaN loss
@@ -210,7 +250,8 @@ def job_failed(
     message = one_line(err)
     log.error("job failed: %s", message, exc_info=not isinstance(err, _ONE_LINE))
     print(f"{program}: error: {output_dir.name}: {message}", file=sys.stderr)
-    if rank_zero:
+    # a folder another process trains in holds that process's metrics.json, not this job's
+    if rank_zero and not isinstance(err, FolderBusyError):
         record_failure(output_dir, message)
     return math.inf
 

@@ -83,10 +83,82 @@ def is_plateau(config: Mapping[str, Any]) -> bool:
     return target.endswith("ReduceLROnPlateau")
 
 
+def _positive(field: str, value: Any) -> None:
+    check_float(field, value, 0.0, low_open=True)
+
+
+def _fraction(field: str, value: Any) -> None:
+    check_float(field, value, 0.0, 1.0, low_open=True)
+    if value == 1.0:
+        raise ConfigError(field, value, "a number in (0.0, 1.0)")
+
+
+def _count(low: int) -> Any:
+    return lambda field, value: check_int(field, value, low)
+
+
+def _non_negative(field: str, value: Any) -> None:
+    check_float(field, value, 0.0)
+
+
+def _milestones(field: str, value: Any) -> None:
+    allowed = "an increasing list of integers >= 1"  # empty: a constant lr (a reference run's)
+    if not isinstance(value, list | tuple):
+        raise ConfigError(field, value, allowed)
+    for m in value:
+        if not isinstance(m, int) or isinstance(m, bool) or m < 1:
+            raise ConfigError(field, list(value), allowed)
+    if list(value) != sorted(set(value)):
+        raise ConfigError(field, list(value), allowed)
+
+
+# what torch's schedulers accept at construction but fail on (a ZeroDivisionError at the first
+# step: step_size=0, T_max=0) or turn into a meaningless lr (gamma <= 0: lr 0 or negative), per
+# class: their parameters' ranges
+TORCH_SCHEDULER_RANGES: dict[str, dict[str, Any]] = {
+    "StepLR": {"step_size": _count(1), "gamma": _positive},
+    "MultiStepLR": {"milestones": _milestones, "gamma": _positive},
+    "ExponentialLR": {"gamma": _positive},
+    "CosineAnnealingLR": {"T_max": _count(1), "eta_min": _non_negative},
+    "CosineAnnealingWarmRestarts": {
+        "T_0": _count(1),
+        "T_mult": _count(1),
+        "eta_min": _non_negative,
+    },
+    "ReduceLROnPlateau": {
+        "factor": _fraction,
+        "patience": _count(0),
+        "cooldown": _count(0),
+        "threshold": _non_negative,
+        "min_lr": _non_negative,
+        "eps": _non_negative,
+    },
+    "PolynomialLR": {"total_iters": _count(1), "power": _non_negative},
+    "ConstantLR": {"factor": _fraction, "total_iters": _count(0)},
+}
+
+
+def check_scheduler_ranges(scheduler: Mapping[str, Any]) -> None:
+    """The parameters of a torch scheduler (`lr_scheduler.scheduler`) in their ranges
+    (`TORCH_SCHEDULER_RANGES`): torch checks few of them when the scheduler is built.
+
+    Raises ConfigError naming `lr_scheduler.scheduler.<parameter>` and its range.
+    """
+    target = str(scheduler.get("_target_", ""))
+    module, _, name = target.rpartition(".")
+    if module != "torch.optim.lr_scheduler":
+        return
+    with in_group("lr_scheduler.scheduler"):
+        for key, check in TORCH_SCHEDULER_RANGES.get(name, {}).items():
+            if key in scheduler:
+                check(key, scheduler[key])
+
+
 def check_lr_scheduler(config: Mapping[str, Any], optimizer: Mapping[str, Any]) -> None:
     """Refuse a bad `lr_scheduler` group before training: Lightning's keys out of range, a
-    plateau schedule without a `monitor`, or a scheduler its class refuses (built once on a
-    stand-in optimizer with `optimizer`'s lr).
+    plateau schedule without a `monitor`, a torch scheduler's parameter out of its range
+    (`check_scheduler_ranges`), or a scheduler its class refuses (built once on a stand-in
+    optimizer with `optimizer`'s lr).
 
     Raises ConfigError naming `lr_scheduler.<field>`.
     """
@@ -101,6 +173,7 @@ def check_lr_scheduler(config: Mapping[str, Any], optimizer: Mapping[str, Any]) 
         monitor = config.get("monitor")
         if is_plateau(config) and not (isinstance(monitor, str) and monitor):
             raise ConfigError("monitor", monitor, "a logged figure, e.g. val/loss")
+    check_scheduler_ranges(config["scheduler"])
     params = [torch.nn.Parameter(torch.zeros(1))]
     stand_in = torch.optim.SGD(params, lr=float(optimizer.get("lr") or 1e-3))
     node = OmegaConf.create({"lr_scheduler": dict(config)}).lr_scheduler.scheduler

@@ -1,0 +1,1 @@
+"""aelab's SLURM launcher (Hydra finds plugins only under the `hydra_plugins` package)."""
