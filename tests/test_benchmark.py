@@ -10,7 +10,8 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.mnist]
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "benchmark.py"
 LOOPS = [
     f"{loop}, {setting}"
     for loop in ("reference AE", "in-memory AE", "in-memory AE + fused Adam", "aelab AE")
@@ -147,7 +148,9 @@ def test_stacked_comparison_prints_a_row_per_model_and_size(tmp_path, mnist_dir)
     [
         ("vqvae", "benchmark: model=vqvae does not stack: model._target_=aelab.models.VQVAE: its "
          "codebook lies outside the encoder and decoder"),
-        ("gan", "benchmark: --stacked --models takes presets of conf/model (ae, "),
+        ("gan", "benchmark: --stacked --models takes presets of conf/model ("
+         + ", ".join(sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml")))
+         + "), not 'gan'"),
     ],
 )  # fmt: skip
 def test_stacked_comparison_refuses_a_model_in_one_line(mnist_dir, models, message):

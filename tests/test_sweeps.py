@@ -501,10 +501,10 @@ def test_a_slash_in_a_swept_value_gives_one_folder_per_job(tmp_path, mnist_dir):
     assert sorted(p.name for p in sweep.iterdir() if (p / ".hydra").is_dir()) == jobs
     for job in jobs:
         assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "completed"
-    # TensorBoard: one run (folder of event files) per job, inside the job's folder (and the
-    # sweep's own, its HParams columns, in the sweep folder)
+    # TensorBoard: one run (folder of event files) per job, inside the job's folder, and the
+    # sweep's own (its HParams columns) in the sweep's report/ folder
     runs = {p.parent.relative_to(sweep) for p in sweep.rglob("*/events.out.tfevents.*")}
-    assert sorted(r.parts[0] for r in runs) == jobs
+    assert sorted(r.parts[0] for r in runs) == [*jobs, "report"]
     done = subprocess.run(
         [sys.executable, "-m", "aelab.report", str(sweep)], capture_output=True, text=True
     )

@@ -155,9 +155,9 @@ class StackedLauncher(BasicLauncher):
             )
         import torch  # here: Hydra loads every plugin module for every app, stacked or not
 
-        threads = cfgs[0].get("threads")
-        if threads is not None:
-            torch.set_num_threads(int(threads))
+        from aelab.numerics import set_threads
+
+        set_threads(cfgs[0].get("threads"))  # `auto`: the cores no other process is using
         # as Lightning reads `trainer.accelerator` (the default `auto`: the GPU when there is one)
         accelerator = cfgs[0].trainer.get("accelerator")
         on_gpu = accelerator in ("gpu", "cuda") or (
