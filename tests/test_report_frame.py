@@ -222,3 +222,16 @@ def test_a_real_sweep_over_unicode_tags_reports_one_row_per_tag(tmp_path, mnist_
     header, rows = _summary_table(sweep)
     assert header[:2] == ["tag", "n"], out[-2000:]
     assert sorted(r[:2] for r in rows) == sorted([["é", "1"], ["'日本'", "1"]])
+
+
+def test_jobs_that_differ_only_in_their_seed_are_one_group():
+    """A sweep over seeds alone has no swept variable: its jobs form one group (numbered 0),
+    not an error from a row-less itertuples."""
+    import pandas as pd
+
+    from aelab.report.groups import group_order
+
+    jobs = pd.DataFrame({"seed": [1, 2, 3], "val/loss": [1.0, 2.0, 3.0]}, index=[4, 5, 6])
+    number, keys = group_order(jobs, [])
+    assert number.tolist() == [0, 0, 0] and number.index.tolist() == [4, 5, 6]
+    assert keys == [()]

@@ -255,6 +255,13 @@ class EvaluationSuite(pl.Callback):
             train, gen.feature_train_size, model.device, name="generation.feature_train_size"
         )
         x, y = self._tensors(test, None, model.device)
+        if gen.features == "digits" and tuple(x.shape[1:]) != (1, 28, 28):
+            log.info(
+                "generation figures (gen/*) skipped: the digit-feature network takes 1 x 28 x 28 "
+                "images, these are %s (eval.generation.features=inception for other images)",
+                " x ".join(map(str, x.shape[1:])),
+            )
+            return {}, {}
         if gen.features == "digits" and (train_y.unique().numel() < 2 or (train_y < 0).any()):
             log.info(
                 "generation figures (gen/*) skipped: the training split has no digit labels to "

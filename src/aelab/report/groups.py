@@ -67,7 +67,10 @@ def sort_key(value: Any) -> tuple[int, float, str]:
 def group_order(jobs: pd.DataFrame, variables: Sequence[str]) -> tuple[pd.Series, list[tuple]]:
     """Each job's group number (its variables' values, so over seeds) and the groups' values,
     sorted by the variables: None first, then numbers, then text."""
-    keys = [tuple(row) for row in jobs[list(variables)].itertuples(index=False)]
+    if variables:
+        keys = [tuple(row) for row in jobs[list(variables)].itertuples(index=False)]
+    else:  # only seeds vary: one group (itertuples over no columns yields no rows)
+        keys = [()] * len(jobs)
     ordered = sorted(dict.fromkeys(keys), key=lambda key: [sort_key(v) for v in key])
     number = {key: i for i, key in enumerate(ordered)}
     return pd.Series([number[k] for k in keys], index=jobs.index, dtype=int), ordered
