@@ -194,7 +194,10 @@ def preempted_sweep(slurm, tmp_path_factory, mnist_dir) -> dict:
         for task, command in PREEMPT.items():
 
             def checkpoint(task: int = task) -> list[Path]:
-                return list(log_dir.glob(f"multiruns/*/*/{task}_*/checkpoints/last.ckpt"))
+                # the job folder: `<task>`, since no override differs between the jobs
+                # (`<task>_<overrides>` where one does)
+                found = log_dir.glob(f"multiruns/*/*/{task}/checkpoints/last.ckpt")
+                return [*found, *log_dir.glob(f"multiruns/*/*/{task}_*/checkpoints/last.ckpt")]
 
             wait_for(checkpoint, f"a checkpoint of job {task}", proc)
             sweep_dir = checkpoint()[0].parents[2]
