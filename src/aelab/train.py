@@ -568,7 +568,10 @@ def hydra_main(cfg: DictConfig) -> float | None:
             print(f"aelab-train: {name}: completed earlier, left as it is", flush=True)
             return done.get(outcome.objective(cfg))
         # (one fine-tuned from `ckpt_path` starts over: `resume` and `ckpt_path` exclude each other)
-        if continues_in(Path(cfg.paths.output_dir)) and not cfg.get("resume") and not cfg.ckpt_path:
+        # (a requeued SLURM job resumes from its hpc_ckpt_<n>.ckpt, Lightning's own way)
+        requeued = latest_hpc_checkpoint(cfg.paths.output_dir) is not None
+        stopped = continues_in(Path(cfg.paths.output_dir)) and not requeued
+        if stopped and not cfg.get("resume") and not cfg.ckpt_path:
             name = Path(cfg.paths.output_dir).name
             print(f"aelab-train: {name}: stopped earlier, continues from its last.ckpt", flush=True)
             cfg.resume = str(cfg.paths.output_dir)

@@ -205,7 +205,9 @@ def plot_mosaic(jobs: pd.DataFrame, variables: Sequence[str], max_jobs: int = 64
     fig = Figure(figsize=(3.2 * cols, height * rows + 0.3), layout="constrained")
     values = with_images.reindex(columns=shown).astype(object)
     values = values.where(values.notna(), None)
-    for k, (key, image) in enumerate(zip(values.itertuples(index=False), images, strict=True)):
+    # itertuples over no columns yields no rows: a sweep with no variable titles its cells ()
+    keys = list(values.itertuples(index=False)) if shown else [()] * len(images)
+    for k, (key, image) in enumerate(zip(keys, images, strict=True)):
         ax = fig.add_subplot(rows, cols, k + 1)
         ax.imshow(image, cmap="gray")
         ax.set_title(label(tuple(key), shown), fontsize=7)

@@ -30,7 +30,9 @@ DROPPED = re.compile(
     r"^(💡 Tip:"
     r"|Seed set to "
     r"|(GPU|TPU|HPU) available: False"
-    r"|Restoring states from the checkpoint path at "
+    # a resume from SLURM's requeue checkpoint (hpc_ckpt_N.ckpt) stays: it says where a
+    # preempted job continued from
+    r"|Restoring states from the checkpoint path at (?!\S*hpc_ckpt_\d+\.ckpt)"
     r"|Loaded model weights from the checkpoint at )"
 )
 # (message, category, module): warnings a user cannot act on, raised inside Lightning
