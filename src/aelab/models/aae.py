@@ -21,9 +21,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from typing_extensions import override
 
-from aelab.checks import ConfigError, check_float, check_int
+from aelab.checks import check_float
 from aelab.losses import recon_nll
-from aelab.models.base import AutoencoderModule, plain
+from aelab.models.adversary import adversary_param_groups, discriminator_settings
+from aelab.models.base import AutoencoderModule
 
 AAE_DISCRIMINATOR_HIDDEN = (1000, 1000)  # two layers of 1000, as the paper's MNIST one
 AAE_DISCRIMINATOR_OPTIMIZER = {"lr": 1e-4}
@@ -73,13 +74,9 @@ class AAE(AutoencoderModule):
         **kwargs: Any,
     ) -> None:
         weight = check_float("adversarial_weight", adversarial_weight, 0.0)
-        hidden = list(discriminator_hidden)
-        if not hidden:
-            raise ConfigError("discriminator_hidden", hidden, "a non-empty list of widths >= 1")
-        hidden = [check_int("discriminator_hidden", w, 1) for w in hidden]
-        d_opt = plain(discriminator_optimizer, AAE_DISCRIMINATOR_OPTIMIZER)
-        if "lr" in d_opt:
-            check_float("discriminator_optimizer.lr", d_opt["lr"], 0.0, low_open=True)
+        hidden, d_opt = discriminator_settings(
+            discriminator_hidden, discriminator_optimizer, AAE_DISCRIMINATOR_OPTIMIZER
+        )
         super().__init__(
             latent_dim=latent_dim,
             recon_loss=recon_loss,
@@ -151,14 +148,7 @@ class AAE(AutoencoderModule):
     def optimizer_params(self) -> list[dict[str, Any]]:
         """Two parameter groups: the autoencoder's (the `optimizer` group's settings) and D's
         (its own, `discriminator_optimizer`)."""
-        d_params = set(map(id, self.discriminator.parameters()))
-        settings = dict(self.discriminator_optimizer)
-        if "betas" in settings:
-            settings["betas"] = tuple(settings["betas"])
-        return [
-            {"params": [p for p in self.parameters() if id(p) not in d_params]},
-            {"params": list(self.discriminator.parameters()), **settings},
-        ]
+        return adversary_param_groups(self, self.discriminator, self.discriminator_optimizer)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:

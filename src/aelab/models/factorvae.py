@@ -27,8 +27,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from typing_extensions import override
 
-from aelab.checks import ConfigError, check_float, check_int
-from aelab.models.base import plain
+from aelab.checks import check_float
+from aelab.models.adversary import adversary_param_groups, discriminator_settings
 from aelab.models.vae import VAE
 
 DISCRIMINATOR_HIDDEN = (1000,) * 6
@@ -98,13 +98,9 @@ class FactorVAE(VAE):
         **kwargs: Any,
     ) -> None:
         gamma = check_float("gamma", gamma, 0.0)
-        hidden = list(discriminator_hidden)
-        if not hidden:
-            raise ConfigError("discriminator_hidden", hidden, "a non-empty list of widths >= 1")
-        hidden = [check_int("discriminator_hidden", w, 1) for w in hidden]
-        d_opt = plain(discriminator_optimizer, DISCRIMINATOR_OPTIMIZER)  # checkpoint-safe
-        if "lr" in d_opt:
-            check_float("discriminator_optimizer.lr", d_opt["lr"], 0.0, low_open=True)
+        hidden, d_opt = discriminator_settings(
+            discriminator_hidden, discriminator_optimizer, DISCRIMINATOR_OPTIMIZER
+        )
         super().__init__(
             latent_dim=latent_dim,
             recon_loss=recon_loss,
@@ -154,11 +150,4 @@ class FactorVAE(VAE):
     def optimizer_params(self) -> list[dict[str, Any]]:
         """Two parameter groups: the VAE's (the `optimizer` group's settings) and D's (its own,
         `discriminator_optimizer`)."""
-        d_params = set(map(id, self.discriminator.parameters()))
-        settings = dict(self.discriminator_optimizer)
-        if "betas" in settings:
-            settings["betas"] = tuple(settings["betas"])
-        return [
-            {"params": [p for p in self.parameters() if id(p) not in d_params]},
-            {"params": list(self.discriminator.parameters()), **settings},
-        ]
+        return adversary_param_groups(self, self.discriminator, self.discriminator_optimizer)

@@ -23,9 +23,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from typing_extensions import override
 
-from aelab.checks import ConfigError, check_float, check_int
+from aelab.checks import check_float
 from aelab.losses import kl_standard_normal, recon_nll, reparameterize_given
-from aelab.models.base import plain
+from aelab.models.adversary import adversary_param_groups, discriminator_settings
 from aelab.models.vae import VAE
 
 VAEGAN_DISCRIMINATOR_HIDDEN = (512, 256)
@@ -90,13 +90,9 @@ class VAEGAN(VAE):
         **kwargs: Any,
     ) -> None:
         gamma = check_float("gamma", gamma, 0.0, 1.0)
-        hidden = list(discriminator_hidden)
-        if not hidden:
-            raise ConfigError("discriminator_hidden", hidden, "a non-empty list of widths >= 1")
-        hidden = [check_int("discriminator_hidden", w, 1) for w in hidden]
-        d_opt = plain(discriminator_optimizer, VAEGAN_DISCRIMINATOR_OPTIMIZER)
-        if "lr" in d_opt:
-            check_float("discriminator_optimizer.lr", d_opt["lr"], 0.0, low_open=True)
+        hidden, d_opt = discriminator_settings(
+            discriminator_hidden, discriminator_optimizer, VAEGAN_DISCRIMINATOR_OPTIMIZER
+        )
         super().__init__(
             latent_dim=latent_dim,
             recon_loss=recon_loss,
@@ -194,11 +190,4 @@ class VAEGAN(VAE):
     def optimizer_params(self) -> list[dict[str, Any]]:
         """Two parameter groups: the VAE's (the `optimizer` group's settings) and Dis's (its
         own, `discriminator_optimizer`)."""
-        d_params = set(map(id, self.discriminator.parameters()))
-        settings = dict(self.discriminator_optimizer)
-        if "betas" in settings:
-            settings["betas"] = tuple(settings["betas"])
-        return [
-            {"params": [p for p in self.parameters() if id(p) not in d_params]},
-            {"params": list(self.discriminator.parameters()), **settings},
-        ]
+        return adversary_param_groups(self, self.discriminator, self.discriminator_optimizer)
